@@ -1,0 +1,106 @@
+package fetch
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Sentinel errors. An *APIError matches the sentinel of its class through
+// errors.Is, so callers write errors.Is(err, fetch.ErrNotFound).
+var (
+	ErrValidation     = errors.New("validation error")
+	ErrAuthentication = errors.New("authentication failed")
+	ErrAccessDenied   = errors.New("access denied")
+	ErrNotFound       = errors.New("not found")
+	ErrConflict       = errors.New("conflict")
+	ErrRateLimited    = errors.New("rate limited")
+	ErrUnavailable    = errors.New("service unavailable")
+	// ErrEventsNotSupported is returned by Events when the server answers 404.
+	ErrEventsNotSupported = errors.New("server offers no change events")
+)
+
+// APIError is a non-2xx answer from ScaiVault. It never holds secret values:
+// the server's message names paths and codes only.
+type APIError struct {
+	StatusCode int
+	Code       string
+	Message    string
+	Details    map[string]any
+	RequestID  string
+	// RetryAfter is the server's Retry-After, zero when absent.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Code
+	}
+	if msg == "" {
+		msg = http.StatusText(e.StatusCode)
+	}
+	if e.RequestID != "" {
+		return fmt.Sprintf("%s (%s)", msg, e.RequestID)
+	}
+	return msg
+}
+
+// Is matches the sentinel of the error's class.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrValidation:
+		return e.Code == CodeValidation || (e.Code == "" && e.StatusCode == http.StatusBadRequest)
+	case ErrAuthentication:
+		return e.StatusCode == http.StatusUnauthorized
+	case ErrAccessDenied:
+		return e.StatusCode == http.StatusForbidden
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound
+	case ErrConflict:
+		return e.StatusCode == http.StatusConflict
+	case ErrRateLimited:
+		return e.StatusCode == http.StatusTooManyRequests
+	case ErrUnavailable:
+		return e.StatusCode == http.StatusServiceUnavailable || e.StatusCode == http.StatusInternalServerError
+	}
+	return false
+}
+
+// Temporary reports whether the request may succeed when retried:
+// 429, 500, 503 and 502/504 from a proxy in front of the server.
+func (e *APIError) Temporary() bool {
+	switch e.StatusCode {
+	case http.StatusTooManyRequests, http.StatusInternalServerError,
+		http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// ErrorFromCode builds the APIError of a per-path batch-read error.
+func ErrorFromCode(code, message string) *APIError {
+	return &APIError{StatusCode: StatusForCode(code), Code: code, Message: message}
+}
+
+// StatusForCode is the HTTP status of an error code of scaivault-api.md.
+func StatusForCode(code string) int {
+	switch code {
+	case CodeValidation:
+		return http.StatusBadRequest
+	case CodeAuthFailed, CodeInvalidToken, CodeTokenExpired:
+		return http.StatusUnauthorized
+	case CodeAccessDenied:
+		return http.StatusForbidden
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeConflict:
+		return http.StatusConflict
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}

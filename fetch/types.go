@@ -1,0 +1,222 @@
+package fetch
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// This file holds the wire types of scaivault-api.md. The client and the dev
+// server both use them, so that one JSON shape serves both ends.
+
+// Secret is a secret object as read from ScaiVault. Data values are kept as
+// raw JSON so that a string is injected as is and any other JSON value as its
+// JSON encoding (DESIGN.md, "Where values come from").
+type Secret struct {
+	Path       string                     `json:"path"`
+	Version    int                        `json:"version"`
+	SecretType string                     `json:"secret_type"`
+	Data       map[string]json.RawMessage `json:"data,omitempty"`
+	Metadata   map[string]any             `json:"metadata,omitempty"`
+	CreatedAt  time.Time                  `json:"created_at"`
+	UpdatedAt  time.Time                  `json:"updated_at"`
+	Rotation   *Rotation                  `json:"rotation"`
+}
+
+// Rotation is a secret's rotation state; nil when no policy or rotation applies.
+type Rotation struct {
+	PolicyID          string     `json:"policy_id,omitempty"`
+	NextRotationAt    *time.Time `json:"next_rotation_at,omitempty"`
+	PreviousVersion   int        `json:"previous_version,omitempty"`
+	GracePeriodEndsAt *time.Time `json:"grace_period_ends_at,omitempty"`
+}
+
+// WriteRequest is the body of PUT /v1/secrets/{path}.
+type WriteRequest struct {
+	Data        map[string]any `json:"data"`
+	SecretType  string         `json:"secret_type,omitempty"`
+	Metadata    map[string]any `json:"metadata,omitempty"`
+	MaxVersions int            `json:"max_versions,omitempty"`
+	// CAS, when non-nil, writes only if the current version equals *CAS
+	// (0: create only).
+	CAS *int `json:"cas,omitempty"`
+}
+
+// WriteResult is the answer to a write.
+type WriteResult struct {
+	Path      string    `json:"path"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// MetadataPatch is the body of PATCH /v1/secrets/{path}/metadata (RFC 7396).
+type MetadataPatch struct {
+	Metadata map[string]any `json:"metadata"`
+}
+
+// RotateRequest is the body of POST /v1/secrets/{path}/rotate.
+type RotateRequest struct {
+	Reason      string         `json:"reason,omitempty"`
+	NewValue    map[string]any `json:"new_value,omitempty"`
+	GracePeriod string         `json:"grace_period,omitempty"`
+}
+
+// ListEntry is one entry of GET /v1/secrets.
+type ListEntry struct {
+	Path       string    `json:"path"`
+	Version    int       `json:"version"`
+	SecretType string    `json:"secret_type"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// ListPage is one page of GET /v1/secrets.
+type ListPage struct {
+	Data    []ListEntry `json:"data"`
+	HasMore bool        `json:"has_more"`
+	Cursor  *string     `json:"cursor"`
+}
+
+// BatchReadRequest is the body of POST /v1/secrets/batch-read.
+type BatchReadRequest struct {
+	Paths []string `json:"paths"`
+}
+
+// BatchReadResult is the answer to a batch read: per-path secrets and errors.
+type BatchReadResult struct {
+	Secrets map[string]*Secret  `json:"secrets"`
+	Errors  map[string]ErrorRef `json:"errors"`
+}
+
+// ErrorRef is a per-path error inside a batch read.
+type ErrorRef struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// GenerateRequest is the body of POST /v1/dynamic/{engine}/creds/{role}.
+type GenerateRequest struct {
+	TTL string `json:"ttl,omitempty"`
+}
+
+// RenewRequest is the body of POST /v1/dynamic/leases/{id}/renew.
+type RenewRequest struct {
+	Increment string `json:"increment,omitempty"`
+}
+
+// Lease is a dynamic credential's lease. Data is empty on renew and look-up.
+type Lease struct {
+	LeaseID       string                     `json:"lease_id"`
+	Engine        string                     `json:"engine"`
+	Role          string                     `json:"role"`
+	LeaseDuration int64                      `json:"lease_duration"`
+	Renewable     bool                       `json:"renewable"`
+	IssuedAt      time.Time                  `json:"issued_at"`
+	ExpiresAt     time.Time                  `json:"expires_at"`
+	MaxExpiresAt  time.Time                  `json:"max_expires_at"`
+	Data          map[string]json.RawMessage `json:"data,omitempty"`
+}
+
+// IssueRequest is the body of POST /v1/pki/issue/{role}.
+type IssueRequest struct {
+	CommonName string   `json:"common_name"`
+	AltNames   []string `json:"alt_names,omitempty"`
+	IPSANs     []string `json:"ip_sans,omitempty"`
+	TTL        string   `json:"ttl,omitempty"`
+}
+
+// Cert is an issued certificate.
+type Cert struct {
+	SerialNumber   string    `json:"serial_number"`
+	CertificatePEM string    `json:"certificate_pem"`
+	PrivateKeyPEM  string    `json:"private_key_pem"`
+	CAChain        []string  `json:"ca_chain"`
+	CAID           string    `json:"ca_id"`
+	IssuedAt       time.Time `json:"issued_at"`
+	ExpiresAt      time.Time `json:"expires_at"`
+}
+
+// Whoami is the answer of GET /v1/auth/whoami.
+type Whoami struct {
+	IdentityID   string     `json:"identity_id"`
+	IdentityType string     `json:"identity_type"`
+	ExpiresAt    *time.Time `json:"expires_at"`
+}
+
+// TokenResponse is the token endpoint's success answer (RFC 6749 5.1).
+type TokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+// TokenError is the token endpoint's error answer (RFC 6749 5.2).
+type TokenError struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+}
+
+// DueEntry is one entry of GET /v1/rotation/due.
+type DueEntry struct {
+	SecretPath     string    `json:"secret_path"`
+	PolicyID       string    `json:"policy_id"`
+	NextRotationAt time.Time `json:"next_rotation_at"`
+}
+
+// DueList is the answer of GET /v1/rotation/due.
+type DueList struct {
+	Data []DueEntry `json:"data"`
+}
+
+// ErrorBody is the body of every non-2xx answer but the token endpoint's.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of ErrorBody.
+type ErrorDetail struct {
+	Code      string         `json:"code"`
+	Message   string         `json:"message"`
+	Details   map[string]any `json:"details"`
+	RequestID string         `json:"request_id"`
+}
+
+// Event types of the change-event stream.
+const (
+	EventSecretUpdated = "secret.updated"
+	EventSecretRotated = "secret.rotated"
+	EventSecretDeleted = "secret.deleted"
+	EventLeaseRevoked  = "lease.revoked"
+)
+
+// Event is one server-sent event of GET /v1/events. ID is the resume cursor.
+type Event struct {
+	Type string    `json:"-"`
+	ID   string    `json:"-"`
+	Data EventData `json:"-"`
+}
+
+// EventData is the JSON data of an event. Secret events fill Path and
+// Version (and Permanent for deletes); lease.revoked fills LeaseID, Engine
+// and Role.
+type EventData struct {
+	Path      string    `json:"path,omitempty"`
+	Version   int       `json:"version,omitempty"`
+	Permanent *bool     `json:"permanent,omitempty"`
+	LeaseID   string    `json:"lease_id,omitempty"`
+	Engine    string    `json:"engine,omitempty"`
+	Role      string    `json:"role,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Error codes of scaivault-api.md.
+const (
+	CodeValidation   = "validation_error"
+	CodeAuthFailed   = "authentication_failed"
+	CodeInvalidToken = "invalid_token"
+	CodeTokenExpired = "token_expired"
+	CodeAccessDenied = "access_denied"
+	CodeNotFound     = "not_found"
+	CodeConflict     = "conflict"
+	CodeRateLimited  = "rate_limited"
+	CodeInternal     = "internal_error"
+	CodeUnavailable  = "service_unavailable"
+)
