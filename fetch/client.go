@@ -1,22 +1,32 @@
 package fetch
 
-// API SKELETON: the client helper replaces every body; signatures are the
-// contract the rest of the code compiles against. Do not change them without
-// telling the integrator.
-
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
-
-var errTODO = errors.New("not implemented")
 
 // ErrNotModified is returned by Read when ReadOptions.IfNoneMatch equals the
 // version the server would return (HTTP 304).
 var ErrNotModified = errors.New("not modified")
+
+// ErrClientClosed is returned by calls made after Close, and by an events
+// stream that Close ended.
+var ErrClientClosed = errors.New("scaivault client closed")
+
+// DefaultRequestTimeout bounds each attempt of a request (not the events
+// stream) when Config.RequestTimeout is zero.
+const DefaultRequestTimeout = 30 * time.Second
 
 // Config configures a Client. The zero value of each field is its documented
 // default.
@@ -32,7 +42,7 @@ type Config struct {
 	RequestTimeout time.Duration // per attempt; default 30s
 	Retry          RetryPolicy
 	Logger         *slog.Logger // default: discard
-	UserAgent      string
+	UserAgent      string       // default: "scaivault-run/" and the module version
 }
 
 // RetryPolicy is the backoff of scaivault-api.md. Zero fields take the
@@ -44,99 +54,211 @@ type RetryPolicy struct {
 	Max        time.Duration
 }
 
-// ConfigFromEnv reads the server variables of scaivault-api.md.
-func ConfigFromEnv(getenv func(string) string) Config { return Config{} }
+// Environment variables read by ConfigFromEnv.
+const (
+	EnvBaseURL      = "SCAIVAULT_BASE_URL"
+	EnvToken        = "SCAIVAULT_TOKEN"
+	EnvTokenFile    = "SCAIVAULT_TOKEN_FILE"
+	EnvClientID     = "SCAIKEY_CLIENT_ID"
+	EnvClientSecret = "SCAIKEY_CLIENT_SECRET"
+	EnvTokenURL     = "SCAIKEY_TOKEN_URL"
+)
+
+// ConfigFromEnv reads the server variables of scaivault-api.md, and
+// SCAIVAULT_TOKEN_FILE. Values are trimmed of surrounding white space. A nil
+// getenv reads the process environment.
+func ConfigFromEnv(getenv func(string) string) Config {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	return Config{
+		BaseURL:      get(EnvBaseURL),
+		Token:        get(EnvToken),
+		TokenFile:    get(EnvTokenFile),
+		ClientID:     get(EnvClientID),
+		ClientSecret: get(EnvClientSecret),
+		TokenURL:     get(EnvTokenURL),
+	}
+}
 
 // Client talks to one ScaiVault server. It is safe for concurrent use.
-type Client struct{}
+type Client struct {
+	baseURL    string // scheme://host[/path], no trailing slash
+	hc         *http.Client
+	ownHC      bool
+	auth       authSource
+	retry      RetryPolicy // defaults filled in
+	reqTimeout time.Duration
+	log        *slog.Logger
+	userAgent  string
+	gate       rateGate
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeCtx  context.Context // ends when Close is called
+	closeFn   context.CancelFunc
+}
 
 // New returns a client; it validates the configuration but makes no request.
-func New(cfg Config) (*Client, error) { return nil, errTODO }
-
-// Close releases idle connections and stops token refreshes.
-func (c *Client) Close() {}
-
-// ReadOptions selects a version and makes a read conditional.
-type ReadOptions struct {
-	Version     int // 0: current
-	IfNoneMatch int // 0: unconditional; else ErrNotModified when unchanged
+// A token file is read here. Credentials are chosen in this order: Token,
+// TokenFile, then ClientID with ClientSecret.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Retry.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.RequestTimeout < 0 {
+		return nil, fmt.Errorf("negative request timeout %s", cfg.RequestTimeout)
+	}
+	base, err := parseServerURL(EnvBaseURL, cfg.BaseURL, false)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		baseURL:    base,
+		hc:         cfg.HTTPClient,
+		retry:      cfg.Retry.withDefaults(),
+		reqTimeout: cfg.RequestTimeout,
+		log:        cfg.Logger,
+		userAgent:  cfg.UserAgent,
+	}
+	if c.reqTimeout == 0 {
+		c.reqTimeout = DefaultRequestTimeout
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.userAgent == "" {
+		c.userAgent = "scaivault-run/" + moduleVersion()
+	}
+	if c.hc == nil {
+		c.hc, c.ownHC = newHTTPClient(c.reqTimeout), true
+	}
+	if c.auth, err = c.newAuth(cfg); err != nil {
+		return nil, err
+	}
+	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
+	c.log.Debug("scaivault client ready", "base_url", c.baseURL, "auth", c.auth.describe())
+	return c, nil
 }
 
-func (c *Client) Read(ctx context.Context, path string, opt ReadOptions) (*Secret, error) {
-	return nil, errTODO
+func (c *Client) newAuth(cfg Config) (authSource, error) {
+	switch {
+	case cfg.Token != "":
+		if err := checkToken(cfg.Token); err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvToken, err)
+		}
+		return staticToken(cfg.Token), nil
+	case cfg.TokenFile != "":
+		return newTokenFile(cfg.TokenFile, c.log)
+	case cfg.ClientID == "" && cfg.ClientSecret == "":
+		return nil, fmt.Errorf("no credentials: set %s, %s, or %s and %s",
+			EnvToken, EnvTokenFile, EnvClientID, EnvClientSecret)
+	case cfg.ClientID == "":
+		return nil, fmt.Errorf("%s is set but %s is not", EnvClientSecret, EnvClientID)
+	case cfg.ClientSecret == "":
+		return nil, fmt.Errorf("%s is set but %s is not", EnvClientID, EnvClientSecret)
+	}
+	tokenURL := c.baseURL + "/v1/auth/token"
+	if cfg.TokenURL != "" {
+		var err error
+		if tokenURL, err = parseServerURL(EnvTokenURL, cfg.TokenURL, true); err != nil {
+			return nil, err
+		}
+	}
+	return newClientCreds(cfg.ClientID, cfg.ClientSecret, tokenURL, c.hc, c.reqTimeout, c.log), nil
 }
 
-// BatchRead reads paths in chunks of at most 100, chunks in parallel.
-// Per-path failures are in errs (as *APIError); err is for the call itself.
-func (c *Client) BatchRead(ctx context.Context, paths []string) (secrets map[string]*Secret, errs map[string]error, err error) {
-	return nil, nil, errTODO
+// parseServerURL checks a server URL: http or https with a host, https
+// unless the host is loopback, no user info. The error names the variable
+// and never quotes the URL (it could hold a password).
+func parseServerURL(name, raw string, allowQuery bool) (string, error) {
+	if raw == "" {
+		return "", fmt.Errorf("no server: set %s", name)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("%s: invalid URL: %v", name, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%s: scheme %q (want https, or http for a loopback host)", name, u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("%s: no host", name)
+	case u.User != nil:
+		return "", fmt.Errorf("%s: the URL must not carry user info", name)
+	case u.Fragment != "" || (!allowQuery && u.RawQuery != ""):
+		return "", fmt.Errorf("%s: the URL must not carry a query or fragment", name)
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		return "", fmt.Errorf("%s: https is required for host %q (http is allowed only for loopback)", name, u.Hostname())
+	}
+	if allowQuery {
+		return u.String(), nil
+	}
+	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"), nil
 }
 
-// List returns every entry under prefix, following all pages.
-func (c *Client) List(ctx context.Context, prefix string) ([]ListEntry, error) { return nil, errTODO }
-
-// ListPage returns one page; limit 0 is the server default.
-func (c *Client) ListPage(ctx context.Context, prefix string, limit int, cursor string) (*ListPage, error) {
-	return nil, errTODO
+func isLoopbackHost(host string) bool {
+	host = strings.ToLower(host)
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
-func (c *Client) Write(ctx context.Context, path string, req WriteRequest) (*WriteResult, error) {
-	return nil, errTODO
+// moduleVersion is the main module's version from the build info, "dev"
+// when there is none (go run, tests).
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
 }
 
-func (c *Client) PatchMetadata(ctx context.Context, path string, metadata map[string]any) (*Secret, error) {
-	return nil, errTODO
+// Close ends running event streams (they return ErrClientClosed), makes
+// later calls fail with ErrClientClosed and releases idle connections of
+// the client's own HTTP client. Requests already in flight finish. Tokens
+// are only ever refreshed on demand, so nothing else keeps running.
+func (c *Client) Close() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.closeFn()
+		if c.ownHC {
+			c.hc.CloseIdleConnections()
+		}
+	})
 }
 
-func (c *Client) Delete(ctx context.Context, path string, permanent bool) error { return errTODO }
+func (c *Client) isClosed() bool { return c.closed.Load() }
 
-func (c *Client) Rotate(ctx context.Context, path string, req RotateRequest) (*Secret, error) {
-	return nil, errTODO
+// ReloadToken re-reads Config.TokenFile now, for a file watcher; for other
+// credentials it does nothing. On failure the previous token stays in use.
+func (c *Client) ReloadToken() error {
+	if f, ok := c.auth.(*tokenFile); ok {
+		return f.reload()
+	}
+	return nil
 }
 
-// Generate creates a leased credential; ttl "" is the role's default.
-func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease, error) {
-	return nil, errTODO
+// Whoami returns the identity behind the client's credential.
+func (c *Client) Whoami(ctx context.Context) (*Whoami, error) {
+	var w Whoami
+	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: "/v1/auth/whoami"}, &w); err != nil {
+		return nil, fmt.Errorf("whoami: %w", err)
+	}
+	return &w, nil
 }
 
-// Renew extends a lease; increment "" is the role's ttl.
-func (c *Client) Renew(ctx context.Context, leaseID, increment string) (*Lease, error) {
-	return nil, errTODO
-}
-
-func (c *Client) LookupLease(ctx context.Context, leaseID string) (*Lease, error) {
-	return nil, errTODO
-}
-
-// Revoke revokes a lease; revoking an already-revoked lease is no error.
-func (c *Client) Revoke(ctx context.Context, leaseID string) error { return errTODO }
-
-func (c *Client) Issue(ctx context.Context, role string, req IssueRequest) (*Cert, error) {
-	return nil, errTODO
-}
-
-// CAPEM returns a CA certificate; caID "default" names the default CA.
-func (c *Client) CAPEM(ctx context.Context, caID string) (string, error) { return "", errTODO }
-
-func (c *Client) Whoami(ctx context.Context) (*Whoami, error) { return nil, errTODO }
-
-func (c *Client) RotationDue(ctx context.Context, withinHours int) ([]DueEntry, error) {
-	return nil, errTODO
-}
-
-// EventsOptions selects the events stream.
-type EventsOptions struct {
-	Prefix string
-	Since  string // resume cursor; "" starts from now
-	// OnConnect, when set, is called each time the stream (re)connects.
-	OnConnect func()
-}
-
-// Events follows GET /v1/events and calls handle for each event, in order,
-// from this goroutine. It reconnects with backoff after a drop, resuming with
-// since= the last event id. It returns ErrEventsNotSupported at once when the
-// server answers 404, a permanent error (401 that cannot be refreshed, 403),
-// or ctx.Err() when ctx ends.
-func (c *Client) Events(ctx context.Context, opt EventsOptions, handle func(Event)) error {
-	return errTODO
+// getJSON sends a call and decodes its JSON answer into out.
+func (c *Client) getJSON(ctx context.Context, cl *call, out any) error {
+	resp, err := c.send(ctx, cl)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(resp.body, out)
 }

@@ -3,7 +3,11 @@ package fetch
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -33,13 +37,18 @@ type APIError struct {
 	RetryAfter time.Duration
 }
 
+// Error reads `access denied: permission read denied on app/x (req_01H…)`:
+// the code in words, unless the message already says it, then the message.
 func (e *APIError) Error() string {
+	kind := strings.ReplaceAll(e.Code, "_", " ")
 	msg := e.Message
-	if msg == "" {
-		msg = e.Code
-	}
-	if msg == "" {
+	switch {
+	case msg == "" && kind == "":
 		msg = http.StatusText(e.StatusCode)
+	case msg == "":
+		msg = kind
+	case kind != "" && !strings.Contains(strings.ToLower(msg), kind):
+		msg = kind + ": " + msg
 	}
 	if e.RequestID != "" {
 		return fmt.Sprintf("%s (%s)", msg, e.RequestID)
@@ -103,4 +112,29 @@ func StatusForCode(code string) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// IsTemporary reports whether err may go away when the call is repeated: the
+// server could not be reached, answered 5xx or 429, or timed out. Answers
+// that will not change (not found, access denied, validation) are permanent,
+// even when joined with temporary ones.
+func IsTemporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, perm := range []error{ErrNotFound, ErrAccessDenied, ErrValidation, ErrAuthentication, ErrConflict} {
+		if errors.Is(err, perm) {
+			return false
+		}
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Temporary()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }

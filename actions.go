@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	ossignal "os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/scailabs/scaivault-run/devserver"
+	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/run"
+	"github.com/scailabs/scaivault-run/signal"
+	"github.com/scailabs/scaivault-run/template"
+)
+
+func actionRun(c *cli.Context, st *status) error {
+	opts, err := commonOptions(c)
+	if err != nil {
+		return err
+	}
+	opts.Argv = c.Args().Slice()
+	if len(opts.Argv) == 0 {
+		return fmt.Errorf("no command given: scaivault-run [flags] -- command [args...]")
+	}
+	if err := runOptions(c, &opts); err != nil {
+		return err
+	}
+	code, err := run.Launch(c.Context, opts)
+	st.code = code
+	return err
+}
+
+func actionRender(c *cli.Context, st *status) error {
+	opts, err := commonOptions(c)
+	if err != nil {
+		return err
+	}
+	if c.Args().Len() > 0 {
+		return fmt.Errorf("render starts nothing: unexpected arguments %q", c.Args().Slice())
+	}
+	ro := run.RenderOptions{Format: c.String("format"), ShowValues: c.Bool("show-values"), Stdout: c.App.Writer}
+	if ro.Format != "env" && ro.Format != "json" {
+		return fmt.Errorf("--format %q: want env or json", ro.Format)
+	}
+	err = run.Render(c.Context, opts, ro)
+	if err != nil {
+		st.code = exitUsage
+	}
+	return err
+}
+
+// commonOptions reads the flags shared by the main job and render.
+func commonOptions(c *cli.Context) (run.Options, error) {
+	logger, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return run.Options{}, err
+	}
+	opts := run.Options{
+		Client:         fetch.ConfigFromEnv(os.Getenv),
+		StartupTimeout: c.Duration("startup-timeout"),
+		Logger:         logger,
+		Env: template.EnvSpec{
+			Imports:         repeated(c, "secret"),
+			Prefix:          c.String("prefix"),
+			Upcase:          c.Bool("upcase"),
+			EnvFiles:        repeated(c, "env-file"),
+			Env:             repeated(c, "env"),
+			KeepCredentials: c.Bool("keep-credentials"),
+		},
+	}
+	opts.Client.UserAgent = "scaivault-run/" + version
+	opts.Client.Logger = logger
+	if !c.Bool("pristine") {
+		opts.Env.Inherited = os.Environ()
+	}
+	if f := c.String("token-file"); f != "" {
+		opts.Client.TokenFile = f
+	}
+	if d, _ := c.Generic("dev").(*devFlag); d != nil && d.on {
+		opts.Dev, opts.DevSeed = true, d.seed
+	}
+	for _, s := range repeated(c, "template") {
+		spec, err := template.ParseSpec(s)
+		if err != nil {
+			return opts, err
+		}
+		opts.Templates = append(opts.Templates, spec)
+	}
+	opts.TemplateOptions.CreateDirs = c.Bool("template-create-dirs")
+	if d := c.String("template-delims"); d != "" {
+		l, r, ok := strings.Cut(d, ":")
+		if !ok || l == "" || r == "" {
+			return opts, fmt.Errorf("--template-delims %q: want LEFT:RIGHT, e.g. '[[:]]'", d)
+		}
+		opts.TemplateOptions.Delims = [2]string{l, r}
+	}
+	return opts, nil
+}
+
+// runOptions reads the flags of the main job only.
+func runOptions(c *cli.Context, opts *run.Options) error {
+	var err error
+	opts.Once = c.Bool("once")
+	opts.NoRevoke = c.Bool("no-revoke")
+	opts.ExitOnLost = c.Bool("exit-on-lost")
+	opts.Subreaper = c.Bool("subreaper")
+	opts.PollInterval = c.Duration("poll-interval")
+	opts.Supervisor.KillTimeout = c.Duration("kill-timeout")
+	opts.Supervisor.RestartSplay = c.Duration("restart-splay")
+	if opts.Supervisor.KillSignal, err = signal.Parse(c.String("kill-signal")); err != nil {
+		return fmt.Errorf("--kill-signal: %w", err)
+	}
+	if s := c.String("reload-signal"); s != "" {
+		if opts.Supervisor.ReloadSignal, err = signal.Parse(s); err != nil {
+			return fmt.Errorf("--reload-signal: %w", err)
+		}
+	}
+	opts.Supervisor.WaitMin, opts.Supervisor.WaitMax, err = parseWait(c.String("wait"))
+	return err
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// actionDevServer runs the dev server until SIGINT or SIGTERM.
+func actionDevServer(c *cli.Context, st *status) error {
+	logger, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	opts := devserver.Options{
+		DataFile:  c.String("data"),
+		FaultRate: c.Float64("fault-rate"),
+		Latency:   c.Duration("latency"),
+		Logger:    logger,
+	}
+	if f := c.String("seed"); f != "" {
+		if opts.Seed, err = devserver.LoadSeed(f); err != nil {
+			return err
+		}
+	}
+	srv, err := devserver.New(opts)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return fmt.Errorf("dev server: %w", err)
+	}
+	ctx, stop := ossignal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	url := "http://" + ln.Addr().String()
+	fmt.Fprint(c.App.Writer, devserver.ExportLines(url, srv.RootToken()))
+	logger.Info("dev server listening", "addr", ln.Addr().String())
+	if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
+		return fmt.Errorf("dev server: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package devserver is the ScaiVault-compatible dev server: the whole of
+// scaivault-api.md served from memory, events stream included. It backs
+// `scaivault-run dev-server` and `--dev`, and it is the one fake that every
+// test of the project runs in process through httptest. It is a faithful
+// fake, not a toy: versions and max_versions, If-None-Match, rotation grace
+// periods, pagination, leases that really expire, certificates that verify
+// against the CA chain, tokens that expire, policies that deny, and the error
+// bodies of the contract.
+//
+// # What it must not do
+//
+// It never writes a secret value, a password, a token or a private key into
+// an error, a log line or a panic; logs carry method, path, status and
+// request id only, never bodies. It never serves a stack trace (a panicking
+// handler answers 500 internal_error). It writes state to disk only when
+// Options.DataFile is set, and then only to that file (0600, atomically).
+//
+// # Concurrency
+//
+// A Server is safe for concurrent use. One mutex guards the store (secrets,
+// leases, tokens); it is never held during PostgreSQL calls, sleeps or
+// network writes. The event hub, the fault knobs and the persistence writer
+// have small locks of their own, always taken after (never before) the store
+// mutex. New starts one background goroutine, the lease sweeper, and Close
+// stops it. Close also ends every open event stream, so close the Server
+// before the httptest.Server that serves it (httptest waits for open
+// requests).
+//
+// # Dev endpoints (root token only; never counted, delayed or faulted)
+//
+//	GET  /v1/dev/faults            the current fault knobs
+//	POST /v1/dev/faults            replace them: {"rate":0.2,"latency":"50ms","status":503,
+//	                               "retry_after":1,"next":3,"path_prefix":"/v1/secrets/batch-read"}
+//	GET  /v1/dev/stats             {"total":N,"routes":{"GET /v1/secrets/{path}":n,...}}
+//	POST /v1/dev/leases/{id}/expire  end a lease now, or {"in":"2s"} from now (no event is sent)
+//	POST /v1/dev/tokens/expire     expire every client token now, or {"client_id":"app"}
+//
+// # Choices where the contract is silent
+//
+//   - Cache-Control: no-store is set on every answer, not only on those
+//     holding secret data or tokens.
+//   - Request bodies are limited to MaxBodyBytes (1 MiB); a larger body is a
+//     400 validation_error. Unknown JSON fields are a 400 naming the field, so
+//     that a client's typo (max_version) fails loudly instead of being
+//     ignored. An empty body is an empty object where every field is optional.
+//   - created_at is when the secret was first written; updated_at is when the
+//     returned version was written (a metadata patch makes no version and does
+//     not move it).
+//   - PUT: secret_type defaults to the current version's type, else "json";
+//     metadata, when given, replaces the metadata (PATCH merges); max_versions
+//     0 keeps the current setting (default 10), 1..1000 otherwise. cas
+//     compares with the current version; a soft-deleted secret has none, so
+//     cas 0 ("create only") may recreate it.
+//   - DELETE of a missing or soft-deleted secret is 404; a permanent delete
+//     also removes a soft-deleted secret.
+//   - Rotate without new_value generates one: every string value of data gets
+//     a fresh random 32-character value (binary secrets 32 random bytes,
+//     base64), other values are kept. Every version before the rotation stays
+//     readable until grace_period_ends_at (now without grace_period), then
+//     answers 404; versions in their grace period survive max_versions
+//     pruning. A secret with a policy gets next_rotation_at = now + interval.
+//     rotation.previous_version and grace_period_ends_at describe the version
+//     that a rotation created; a later write makes a version without them.
+//   - rotation/due: within_hours defaults to 168; overdue secrets are included;
+//     entries are sorted by next_rotation_at, then path; secrets the caller may
+//     not list are left out, as in list.
+//   - Leases: a role's ttl defaults to 1h, max_ttl to 24h (or ttl when
+//     longer); renewable defaults to true. A requested ttl of 0 is a 400.
+//     Revoking an unknown or expired lease is a 204 without an event; renew,
+//     look-up and revoke need the dynamic permission on the lease's role.
+//     The postgres engine also runs renew_statements (default ALTER ROLE ...
+//     VALID UNTIL) so that a renewed credential keeps logging in.
+//   - Events: ids are decimal sequence numbers. A since older than the kept
+//     buffer (EventBufferSize events) replays from the oldest kept event; a
+//     since beyond the newest starts from now. A subscriber sees secret events
+//     for paths it may read or list, and lease.revoked for roles it holds the
+//     dynamic permission on. The stream ends when the caller's token expires,
+//     when the subscriber falls too far behind (it resumes with since=), and
+//     at Close.
+//   - PKI: every role issues from the one intermediate CA ("default"), whose
+//     root is the last element of ca_chain. CA certificates need a valid token
+//     but no permission. The CA survives restarts only with a DataFile.
+//   - Tokens are stored as SHA-256 hashes; an expired token answers
+//     token_expired for 24 hours, then invalid_token.
+//   - Persistence (Options.DataFile) keeps secrets with all versions, leases,
+//     token hashes, the event sequence and the CA. When the file exists its
+//     secrets replace the seed's; clients, policies, engines and PKI roles
+//     always come from the seed. Close revokes the postgres leases it holds
+//     only when there is no DataFile (with one, they survive the restart).
+//   - Request counts (Requests, /v1/dev/stats) leave out /v1/dev/ requests.
+//   - A method the route does not serve answers 405 validation_error with an
+//     Allow header; an unknown route 404 not_found.
+package devserver

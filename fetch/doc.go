@@ -1,0 +1,25 @@
+// Package fetch is scaivault-run's ScaiVault client and secret model.
+//
+// Its job: talk to a ScaiVault server exactly as scaivault-api.md describes
+// (authentication, retries, errors, every call and the change-event
+// stream), model what it returns (Secret, Lease, Cert, immutable snapshots),
+// parse secret references, and schedule the polls, renewals and re-issues
+// that keep those values fresh.
+//
+// What it must not do: start processes, render templates, write files, or
+// read flags; log or return a secret value or a credential (token, client
+// secret) in any error, log line or panic. Errors are redacted by wrapping
+// (see APIError and errors.Is on the sentinels), never rebuilt from strings.
+// Logs go only to the *slog.Logger handed in, at debug per request and at
+// warn per retry, naming methods, routes, paths, versions, lease ids and
+// request ids.
+//
+// Concurrency: a Client is safe for concurrent use by many goroutines. It
+// starts no goroutine of its own: tokens are refreshed on demand by the
+// request that finds them due (one exchange at a time), BatchRead runs its
+// chunks on goroutines it joins before returning, and Events runs on the
+// caller's goroutine and calls its handler there. A 429's Retry-After holds
+// back every request of the Client until it has passed. Every call takes a
+// context; no call outlives it, and no wait between retries reaches past its
+// deadline. Close ends event streams and makes later calls fail.
+package fetch

@@ -1,0 +1,76 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+func leaseRoute(leaseID string) string { return "/v1/dynamic/leases/" + url.PathEscape(leaseID) }
+
+// Generate creates a leased credential; ttl "" is the role's default.
+// It creates something, so it is retried only where the server cannot have
+// acted on the request (429, 503, nothing written): a retry after the
+// server may have issued a lease could leak that lease.
+func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease, error) {
+	op := fmt.Sprintf("generate credential %s/%s", engine, role)
+	if err := errors.Join(checkName("engine", engine), checkName("role", role)); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	cl := &call{
+		method:  http.MethodPost,
+		route:   "/v1/dynamic/" + url.PathEscape(engine) + "/creds/" + url.PathEscape(role),
+		body:    GenerateRequest{TTL: ttl},
+		creates: true,
+	}
+	var l Lease
+	if err := c.getJSON(ctx, cl, &l); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return &l, nil
+}
+
+// Renew extends a lease; increment "" is the role's ttl. The answer has no
+// data. Renewing counts from now, so a repeated renewal is harmless.
+func (c *Client) Renew(ctx context.Context, leaseID, increment string) (*Lease, error) {
+	op := fmt.Sprintf("renew lease %q", leaseID)
+	if err := checkName("lease id", leaseID); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	cl := &call{method: http.MethodPost, route: leaseRoute(leaseID) + "/renew", body: RenewRequest{Increment: increment}}
+	var l Lease
+	if err := c.getJSON(ctx, cl, &l); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return &l, nil
+}
+
+// LookupLease returns a lease without data; an expired or revoked lease
+// matches ErrNotFound.
+func (c *Client) LookupLease(ctx context.Context, leaseID string) (*Lease, error) {
+	op := fmt.Sprintf("look up lease %q", leaseID)
+	if err := checkName("lease id", leaseID); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	var l Lease
+	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: leaseRoute(leaseID)}, &l); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return &l, nil
+}
+
+// Revoke revokes a lease; revoking an already-revoked lease is no error,
+// and neither is a 404 (the lease expired or is otherwise gone).
+func (c *Client) Revoke(ctx context.Context, leaseID string) error {
+	op := fmt.Sprintf("revoke lease %q", leaseID)
+	if err := checkName("lease id", leaseID); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	_, err := c.send(ctx, &call{method: http.MethodDelete, route: leaseRoute(leaseID)})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}

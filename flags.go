@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// envName is the environment variable of a flag: SCAIVAULT_ + NAME.
+func envName(flag string) []string {
+	return []string{"SCAIVAULT_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+// Repeatable flags. Their variables hold one value per line (see main's doc).
+var repeatable = []string{"env", "env-file", "secret", "template"}
+
+// sourceFlags are the flags of the main job and of render: where values come
+// from and how they are delivered.
+func sourceFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "env", Usage: "set `NAME=VALUE` in the child; VALUE may be a secret reference (repeatable)"},
+		&cli.StringSliceFlag{Name: "env-file", Usage: "read variables from a .env `FILE` (repeatable, later files win)"},
+		&cli.StringSliceFlag{Name: "secret", Usage: "import every key of the secret at `PATH` as a variable (repeatable)"},
+		&cli.StringFlag{Name: "prefix", Usage: "prefix for the names of --secret imports", EnvVars: envName("prefix")},
+		&cli.BoolFlag{Name: "upcase", Usage: "upper-case the names of --secret imports", EnvVars: envName("upcase")},
+		&cli.BoolFlag{Name: "pristine", Usage: "start the child from an empty environment instead of the inherited one", EnvVars: envName("pristine")},
+		&cli.BoolFlag{Name: "keep-credentials", Usage: "pass SCAIVAULT_TOKEN and SCAIKEY_CLIENT_* on to the child", EnvVars: envName("keep-credentials")},
+		&cli.StringSliceFlag{Name: "template", Usage: "render template `SRC:DST[:MODE]` (repeatable; MODE default 0600)"},
+		&cli.BoolFlag{Name: "template-create-dirs", Usage: "create missing parent directories of template destinations", EnvVars: envName("template-create-dirs")},
+		&cli.StringFlag{Name: "template-delims", Usage: "template delimiters as `LEFT:RIGHT`, e.g. '[[:]]'", EnvVars: envName("template-delims")},
+		&cli.StringFlag{Name: "token-file", Usage: "read the ScaiVault token from `FILE` (re-read when it changes)", EnvVars: envName("token-file")},
+		&cli.GenericFlag{Name: "dev", Usage: "run against an embedded dev server, seeded from `SEED` (--dev=SEED) or demo data (--dev)", Value: &devFlag{}, EnvVars: envName("dev")},
+		&cli.DurationFlag{Name: "startup-timeout", Value: 60 * time.Second, Usage: "give up reaching the server at start after this long", EnvVars: envName("startup-timeout")},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envName("log-level")},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envName("log-format")},
+	}
+}
+
+// runFlags are the flags of the main job only.
+func runFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "once", Usage: "resolve once and exec the command in place of scaivault-run (no watching)", EnvVars: envName("once")},
+		&cli.DurationFlag{Name: "poll-interval", Value: 60 * time.Second, Usage: "how often to poll static secrets (5m safety poll with events)", EnvVars: envName("poll-interval")},
+		&cli.StringFlag{Name: "wait", Value: "0", Usage: "debounce changes: `MIN[:MAX]`", EnvVars: envName("wait")},
+		&cli.StringFlag{Name: "kill-signal", Value: "SIGTERM", Usage: "signal that stops the child", EnvVars: envName("kill-signal")},
+		&cli.DurationFlag{Name: "kill-timeout", Value: 30 * time.Second, Usage: "wait this long after the kill signal before SIGKILL", EnvVars: envName("kill-timeout")},
+		&cli.StringFlag{Name: "reload-signal", Usage: "signal sent when only files changed (default: restart)", EnvVars: envName("reload-signal")},
+		&cli.DurationFlag{Name: "restart-splay", Usage: "wait a random 0..`D` before acting on a change", EnvVars: envName("restart-splay")},
+		&cli.BoolFlag{Name: "exit-on-lost", Usage: "stop the child and exit 125 when a secret is lost for good", EnvVars: envName("exit-on-lost")},
+		&cli.BoolFlag{Name: "no-revoke", Usage: "leave leases to their ttl on exit", EnvVars: envName("no-revoke")},
+		&cli.BoolFlag{Name: "subreaper", Usage: "reap orphaned descendants even when not PID 1 (Linux)", EnvVars: envName("subreaper")},
+	}
+}
+
+func renderFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "format", Value: "env", Usage: "env or json", EnvVars: envName("format")},
+		&cli.BoolFlag{Name: "show-values", Usage: "print values instead of where they came from", EnvVars: envName("show-values")},
+	}
+}
+
+func devServerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8200", Usage: "listen `ADDR`", EnvVars: []string{"SCAIVAULT_DEV_LISTEN"}},
+		&cli.StringFlag{Name: "seed", Usage: "seed `FILE` (JSON, or YAML by extension); default demo data", EnvVars: []string{"SCAIVAULT_DEV_SEED"}},
+		&cli.StringFlag{Name: "data", Usage: "keep state in `FILE` across restarts", EnvVars: []string{"SCAIVAULT_DEV_DATA"}},
+		&cli.Float64Flag{Name: "fault-rate", Usage: "answer 503 at this rate (0..1)", EnvVars: []string{"SCAIVAULT_DEV_FAULT_RATE"}},
+		&cli.DurationFlag{Name: "latency", Usage: "add this latency to every answer", EnvVars: []string{"SCAIVAULT_DEV_LATENCY"}},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envName("log-level")},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envName("log-format")},
+	}
+}
+
+// devFlag is --dev[=SEED]: a boolean flag that also takes a value.
+type devFlag struct {
+	on   bool
+	seed string
+}
+
+func (d *devFlag) IsBoolFlag() bool { return true }
+
+func (d *devFlag) Set(s string) error {
+	switch strings.ToLower(s) {
+	case "true", "1":
+		d.on, d.seed = true, ""
+	case "false", "0", "":
+		d.on, d.seed = false, ""
+	default:
+		d.on, d.seed = true, s
+	}
+	return nil
+}
+
+func (d *devFlag) String() string {
+	if d == nil || !d.on {
+		return ""
+	}
+	if d.seed == "" {
+		return "true"
+	}
+	return d.seed
+}
+
+// repeated returns a repeatable flag's values: its variable's lines first,
+// then the flag's values.
+func repeated(c *cli.Context, name string) []string {
+	var out []string
+	if v, ok := os.LookupEnv(envName(name)[0]); ok {
+		for _, line := range strings.Split(v, "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				out = append(out, line)
+			}
+		}
+	}
+	return append(out, c.StringSlice(name)...)
+}
+
+// parseWait parses --wait MIN[:MAX].
+func parseWait(s string) (min, max time.Duration, err error) {
+	lo, hi, two := strings.Cut(s, ":")
+	if min, err = parseDur(lo); err != nil {
+		return 0, 0, fmt.Errorf("--wait %q: %v", s, err)
+	}
+	max = 4 * min // consul-template's default when MAX is not given
+	if two {
+		if max, err = parseDur(hi); err != nil {
+			return 0, 0, fmt.Errorf("--wait %q: %v", s, err)
+		}
+	}
+	if max < min {
+		return 0, 0, fmt.Errorf("--wait %q: MAX is below MIN", s)
+	}
+	return min, max, nil
+}
+
+func parseDur(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	return time.ParseDuration(s)
+}

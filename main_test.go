@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/scailabs/scaivault-run/devserver"
+	"github.com/scailabs/scaivault-run/fetch"
+)
+
+// TestMain lets testscript run the real main as "scaivault-run", and a small
+// child program, "testchild", as the command under it.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"scaivault-run": func() { os.Exit(runMain(os.Args, os.Stdout, os.Stderr)) },
+		"testchild":     testChild,
+	})
+}
+
+// TestScripts runs the CLI scenarios in testdata/script against the real
+// binary and a real dev server on loopback.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			// A clean slate: no credentials or flags from the machine.
+			for _, kv := range os.Environ() {
+				if strings.HasPrefix(kv, "SCAIVAULT_") || strings.HasPrefix(kv, "SCAIKEY_") {
+					env.Setenv(strings.SplitN(kv, "=", 2)[0], "")
+				}
+			}
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"devserver": cmdDevserver,
+			"svctl":     cmdSvctl,
+		},
+	})
+}
+
+// cmdDevserver starts a dev server in the test process, seeded from the
+// named file of the script (or demo data), and exports SCAIVAULT_BASE_URL
+// and SCAIVAULT_TOKEN (the root token) to the script.
+func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! devserver")
+	}
+	var opts devserver.Options
+	if len(args) > 0 {
+		seed, err := devserver.LoadSeed(ts.MkAbs(args[0]))
+		ts.Check(err)
+		opts.Seed = seed
+	}
+	srv, err := devserver.New(opts)
+	ts.Check(err)
+	hs := httptest.NewServer(srv.Handler())
+	ts.Defer(func() {
+		hs.Close()
+		srv.Close()
+	})
+	ts.Setenv("SCAIVAULT_BASE_URL", hs.URL)
+	ts.Setenv("SCAIVAULT_TOKEN", srv.RootToken())
+	servers.Store(ts, srv)
+}
+
+// cmdSvctl changes the dev server from a script, through our own client:
+//
+//	svctl write PATH KEY=VALUE...     new version of a json secret
+//	svctl rotate PATH                 rotate with a generated value
+//	svctl delete PATH
+//	svctl leases                      print the number of active leases
+func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")
+	}
+	c, err := fetch.New(fetch.Config{BaseURL: ts.Getenv("SCAIVAULT_BASE_URL"), Token: ts.Getenv("SCAIVAULT_TOKEN")})
+	ts.Check(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch args[0] {
+	case "write":
+		data := map[string]any{}
+		for _, kv := range args[2:] {
+			k, v, _ := strings.Cut(kv, "=")
+			data[k] = v
+		}
+		_, err = c.Write(ctx, args[1], fetch.WriteRequest{Data: data, SecretType: "json"})
+	case "rotate":
+		_, err = c.Rotate(ctx, args[1], fetch.RotateRequest{Reason: "test"})
+	case "delete":
+		err = c.Delete(ctx, args[1], false)
+	case "leases":
+		srv, ok := servers.Load(ts)
+		if !ok {
+			ts.Fatalf("svctl leases: no devserver in this script")
+		}
+		fmt.Fprintf(ts.Stdout(), "%d\n", srv.(*devserver.Server).ActiveLeases())
+	default:
+		ts.Fatalf("svctl: unknown verb %q", args[0])
+	}
+	if neg {
+		if err == nil {
+			ts.Fatalf("svctl %s: unexpected success", args[0])
+		}
+		return
+	}
+	ts.Check(err)
+}
+
+// testChild is the command scripts start under scaivault-run:
+//
+//	testchild env NAME...      print NAME=VALUE for each (VALUE empty if unset)
+//	testchild argv ARGS...     print the arguments as a JSON array
+//	testchild cat FILE         print a file (e.g. an as=file value)
+//	testchild exit N           exit with status N
+//	testchild kill SIG         kill itself with a signal number
+//	testchild fileof NAME      print the content of the file named by $NAME
+func testChild() {
+	args := os.Args[1:]
+	if len(args) == 0 {
+		os.Exit(2)
+	}
+	switch args[0] {
+	case "env":
+		for _, n := range args[1:] {
+			fmt.Printf("%s=%s\n", n, os.Getenv(n))
+		}
+	case "argv":
+		b, _ := json.Marshal(args[1:])
+		fmt.Println(string(b))
+	case "cat":
+		b, err := os.ReadFile(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
+	case "fileof":
+		p := os.Getenv(args[1])
+		fi, err := os.Stat(p)
+		if err != nil || !filepath.IsAbs(p) {
+			fmt.Fprintln(os.Stderr, "not an absolute file:", err)
+			os.Exit(1)
+		}
+		b, _ := os.ReadFile(p)
+		fmt.Printf("mode=%o dirmode=%o\n%s\n", fi.Mode().Perm(), dirMode(p), b)
+	case "exit":
+		n, _ := strconv.Atoi(args[1])
+		os.Exit(n)
+	case "kill":
+		// The Go runtime turns a SIGSEGV into a crash with status 2; a
+		// shell dies of the signal for real.
+		n, _ := strconv.Atoi(args[1])
+		err := syscall.Exec("/bin/sh", []string{"sh", "-c", fmt.Sprintf("kill -%d $$", n)}, os.Environ())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "testchild: unknown verb", args[0])
+		os.Exit(2)
+	}
+}
+
+func dirMode(p string) os.FileMode {
+	fi, err := os.Stat(filepath.Dir(p))
+	if err != nil {
+		return 0
+	}
+	return fi.Mode().Perm()
+}
+
+// servers maps a running script to its dev server.
+var servers sync.Map

@@ -1,0 +1,22 @@
+// Package run is scaivault-run's supervisor: it starts the command as a
+// child process, forwards signals to it, reaps orphans when asked, acts on
+// changes of the child's environment and files (restart or reload signal,
+// debounced and splayed), stops it on SIGTERM/SIGINT or cancellation, and
+// returns its exit status.
+//
+// What it must not do: resolve or fetch secrets (the caller hands it the
+// child's complete environment and a channel of changes), print or log a
+// value of the environment (logs name reasons, pids and signals only),
+// call os.Exit, run a command through a shell, join argv into a string,
+// or put a pipe between the child and its stdio.
+//
+// Concurrency: Run owns all mutable state from one goroutine, the caller's,
+// locked to its OS thread while it runs (the Linux parent-death signal
+// follows the thread that forked). Other goroutines only send it events:
+// os/signal delivers caught signals, one waiter per child (or the reaper)
+// delivers the child's exit, the caller sends Changes. Change.Applied runs
+// on Run's goroutine. Every goroutine Run starts is joined before it
+// returns. Run changes process-wide signal dispositions while it runs, so
+// at most one Supervisor runs in a process at a time; with Config.Reap set
+// nothing else in the process may wait for children (os/exec included).
+package run

@@ -1,0 +1,407 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/scailabs/scaivault-run/signal"
+)
+
+// The loop's timers, states and policies, under testing/synctest with fake
+// children: time is virtual, so every timing below is exact.
+
+type fakeWorld struct {
+	mu       sync.Mutex
+	t0       time.Time
+	events   []string
+	children []*fakeChild
+	ignore   map[syscall.Signal]bool // signals children survive (besides forwarded ones)
+	failNext error                   // the next spawn fails with it
+}
+
+type fakeChild struct {
+	w   *fakeWorld
+	id  int
+	env []string
+	ch  chan signal.Status
+	end bool
+}
+
+func (w *fakeWorld) record(format string, args ...any) {
+	w.events = append(w.events, fmt.Sprintf("%v ", time.Since(w.t0))+fmt.Sprintf(format, args...))
+}
+
+func (w *fakeWorld) spawn(env []string) (child, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.failNext; err != nil {
+		w.failNext = nil
+		return nil, err
+	}
+	c := &fakeChild{w: w, id: 100 + len(w.children), env: env, ch: make(chan signal.Status, 1)}
+	w.children = append(w.children, c)
+	w.record("start %d %s", c.id, strings.Join(env, ","))
+	return c, nil
+}
+
+func (c *fakeChild) pid() int                   { return c.id }
+func (c *fakeChild) done() <-chan signal.Status { return c.ch }
+func (c *fakeChild) signal(sig syscall.Signal) error {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	c.w.record("signal %d %s", c.id, signal.Name(sig))
+	if sig == syscall.SIGKILL || (signal.ActionFor(sig) == signal.Stop && !c.w.ignore[sig]) {
+		c.exitLocked(syscall.WaitStatus(sig))
+	}
+	return nil
+}
+
+// exit ends the child on its own with code.
+func (c *fakeChild) exit(code int) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	c.exitLocked(syscall.WaitStatus(code << 8))
+}
+
+func (c *fakeChild) exitLocked(ws syscall.WaitStatus) {
+	if !c.end {
+		c.end = true
+		c.ch <- signal.Status{Pid: c.id, Wait: ws}
+	}
+}
+
+func (w *fakeWorld) log() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.events)
+}
+
+func (w *fakeWorld) child(i int) *fakeChild {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.children[i]
+}
+
+type loopResult struct {
+	code int
+	err  error
+}
+
+// startLoop runs the supervisor loop with fakes; call inside a bubble.
+func startLoop(ctx context.Context, cfg Config, w *fakeWorld) (chan<- os.Signal, chan<- Change, <-chan loopResult) {
+	sigs := make(chan os.Signal, 8)
+	changes := make(chan Change, 16)
+	cfg.Changes = changes
+	if cfg.Env == nil {
+		cfg.Env = []string{"V=1"}
+	}
+	cfg.Argv = []string{"app"}
+	s := New(cfg)
+	s.spawn = w.spawn
+	s.randN = func(n int64) int64 { return n / 2 }
+	w.t0 = time.Now()
+	res := make(chan loopResult, 1)
+	go func() {
+		code, err := s.loop(ctx, sigs)
+		res <- loopResult{code, err}
+	}()
+	return sigs, changes, res
+}
+
+func expectEvents(t *testing.T, w *fakeWorld, want ...string) {
+	t.Helper()
+	if got := w.log(); !slices.Equal(got, want) {
+		t.Errorf("events:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func expectResult(t *testing.T, res <-chan loopResult, code int) loopResult {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case r := <-res:
+		if r.code != code {
+			t.Errorf("exit code %d (err %v); want %d", r.code, r.err, code)
+		}
+		return r
+	default:
+		t.Fatalf("loop still running; want exit %d", code)
+	}
+	return loopResult{}
+}
+
+func envChange(v string, applied func()) Change {
+	return Change{Env: []string{"V=" + v}, EnvChanged: true, Reasons: []string{"secret app/db v" + v}, Applied: applied}
+}
+
+func TestLoopDebounceMergesChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		applied := 0
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{WaitMin: 100 * time.Millisecond}, w)
+		for i, gap := range []time.Duration{0, 50 * time.Millisecond, 40 * time.Millisecond} {
+			time.Sleep(gap)
+			changes <- envChange(fmt.Sprint(i+2), func() { applied++ })
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if applied != 3 {
+			t.Errorf("Applied called %d times; want 3", applied)
+		}
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"190ms signal 100 SIGTERM",
+			"190ms start 101 V=4",
+			"1.09s signal 101 SIGTERM")
+	})
+}
+
+func TestLoopWaitMaxCapsDebounce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{WaitMin: 100 * time.Millisecond, WaitMax: 250 * time.Millisecond}, w)
+		for i := range 8 {
+			changes <- envChange(fmt.Sprint(i+2), nil)
+			time.Sleep(60 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"250ms signal 100 SIGTERM",
+			"250ms start 101 V=6", // changes at 0..240ms
+			"520ms signal 101 SIGTERM", // changes at 300..420ms settle 100ms after the last
+			"520ms start 102 V=9",
+			"1.48s signal 102 SIGTERM")
+	})
+}
+
+func TestLoopSplay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{WaitMin: 100 * time.Millisecond, RestartSplay: time.Second}, w)
+		changes <- envChange("2", nil)
+		time.Sleep(300 * time.Millisecond)
+		changes <- envChange("3", nil) // during the splay: acted on with it
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"600ms signal 100 SIGTERM", // settled at 100ms, splay 500ms (randN gives half)
+			"600ms start 101 V=3",
+			"1.3s signal 101 SIGTERM")
+	})
+}
+
+func TestLoopKillTimeoutOnRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{KillTimeout: 5 * time.Second}, w)
+		changes <- envChange("2", nil)
+		time.Sleep(10 * time.Second)
+		cancel()
+		time.Sleep(10 * time.Second)
+		expectResult(t, res, 137)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGTERM",
+			"5s signal 100 SIGKILL",
+			"5s start 101 V=2",
+			"10s signal 101 SIGTERM",
+			"15s signal 101 SIGKILL")
+	})
+}
+
+func TestLoopReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		applied := 0
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{ReloadSignal: syscall.SIGHUP}, w)
+		changes <- Change{FilesChanged: true, Reasons: []string{"template x"}, Applied: func() { applied++ }}
+		time.Sleep(time.Second)
+		if applied != 1 {
+			t.Errorf("Applied called %d times; want 1", applied)
+		}
+		changes <- Change{FilesChanged: true, EnvChanged: true, Env: []string{"V=2"}} // env wins: restart
+		time.Sleep(time.Second)
+		changes <- Change{Reasons: []string{"nothing"}, Applied: func() { applied++ }} // nothing to do
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		if applied != 2 {
+			t.Errorf("Applied called %d times; want 2", applied)
+		}
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGHUP",
+			"1s signal 100 SIGTERM",
+			"1s start 101 V=2",
+			"3s signal 101 SIGTERM")
+	})
+}
+
+func TestLoopFilesWithoutReloadSignalRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{}, w)
+		changes <- Change{FilesChanged: true}
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGTERM",
+			"0s start 101 V=1", // same env
+			"1s signal 101 SIGTERM")
+	})
+}
+
+// A child that exits on its own while a change is being debounced ends
+// Run with its status; a child that exits during a restart does not.
+func TestLoopExitWhilePending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		_, changes, res := startLoop(context.Background(), Config{WaitMin: time.Second}, w)
+		changes <- envChange("2", func() { t.Error("Applied called for a dropped change") })
+		time.Sleep(100 * time.Millisecond)
+		w.child(0).exit(3)
+		expectResult(t, res, 3)
+		expectEvents(t, w, "0s start 100 V=1")
+	})
+}
+
+func TestLoopChildDiesDuringRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{KillTimeout: 5 * time.Second}, w)
+		changes <- envChange("2", nil)
+		time.Sleep(time.Second)
+		w.child(0).exit(1) // dies of its own during the kill: not reported
+		time.Sleep(time.Second)
+		w.child(1).exit(0)
+		expectResult(t, res, 0)
+		cancel()
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGTERM",
+			"1s start 101 V=2")
+	})
+}
+
+func TestLoopChangesDuringRestartWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		var order []string
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{KillTimeout: 5 * time.Second}, w)
+		changes <- envChange("2", func() { order = append(order, "2") })
+		time.Sleep(time.Second)
+		changes <- envChange("3", func() { order = append(order, "3") }) // settles while restarting
+		time.Sleep(20 * time.Second)
+		cancel()
+		time.Sleep(10 * time.Second)
+		expectResult(t, res, 137)
+		if !slices.Equal(order, []string{"2", "3"}) {
+			t.Errorf("Applied order %v", order)
+		}
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGTERM",
+			"5s signal 100 SIGKILL",
+			"5s start 101 V=2",
+			"5s signal 101 SIGTERM",
+			"10s signal 101 SIGKILL",
+			"10s start 102 V=3",
+			"21s signal 102 SIGTERM",
+			"26s signal 102 SIGKILL")
+	})
+}
+
+func TestLoopStopSignals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGQUIT: true}}
+		sigs, changes, res := startLoop(context.Background(), Config{KillSignal: syscall.SIGQUIT, KillTimeout: time.Minute}, w)
+		sigs <- syscall.SIGHUP
+		sigs <- syscall.SIGPIPE // dropped
+		time.Sleep(time.Second)
+		sigs <- syscall.SIGINT
+		time.Sleep(time.Second)
+		changes <- envChange("2", func() { t.Error("Applied called while stopping") })
+		time.Sleep(time.Second)
+		sigs <- syscall.SIGTERM // second: SIGKILL at once
+		expectResult(t, res, 137)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGHUP",
+			"1s signal 100 SIGQUIT",
+			"3s signal 100 SIGKILL")
+	})
+}
+
+// Cancellation during a restart stops instead of starting the next child,
+// and counts as the first signal: it does not escalate.
+func TestLoopCancelDuringRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		sigs, changes, res := startLoop(ctx, Config{KillTimeout: 5 * time.Second}, w)
+		changes <- envChange("2", func() { t.Error("Applied called for a stopped restart") })
+		time.Sleep(time.Second)
+		cancel()
+		time.Sleep(time.Second)
+		sigs <- syscall.SIGTERM // the second stop request: SIGKILL
+		expectResult(t, res, 137)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGTERM",
+			"2s signal 100 SIGKILL")
+	})
+}
+
+func TestLoopRestartFailsToStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		_, changes, res := startLoop(context.Background(), Config{}, w)
+		w.mu.Lock()
+		w.failNext = fmt.Errorf("start %q: %w", "app", exec.ErrNotFound)
+		w.mu.Unlock()
+		changes <- envChange("2", func() { t.Error("Applied called for a failed restart") })
+		r := expectResult(t, res, 127)
+		if r.err == nil {
+			t.Error("no error")
+		}
+	})
+}
+
+func TestLoopChangesClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{}, w)
+		close(changes)
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w, "0s start 100 V=1", "1s signal 100 SIGTERM")
+	})
+}

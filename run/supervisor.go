@@ -1,0 +1,181 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	ossignal "os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/scailabs/scaivault-run/signal"
+)
+
+// Config is what Supervisor runs and how. The zero value of each field is
+// its documented default.
+type Config struct {
+	// Argv is the command. It goes to execve unchanged; no shell ever.
+	// Argv[0] without a slash is looked up in the PATH of Env (the
+	// environment the command runs in), or in scaivault-run's own PATH when
+	// Env has no PATH; relative PATH entries are skipped. With a slash it
+	// is used as is, relative to Dir.
+	Argv []string
+	// Env is the child's complete environment, sorted by the caller. nil
+	// means empty: the child never inherits scaivault-run's environment.
+	Env []string
+	// Dir is the child's working directory; "" is ours.
+	Dir string
+	// Stdin, Stdout, Stderr are given to the child directly (never
+	// pipes); nil means os.Stdin, os.Stdout, os.Stderr. When Stdin is
+	// the controlling terminal and we are in its foreground group, the
+	// child's process group becomes the foreground group.
+	Stdin, Stdout, Stderr *os.File
+	// KillSignal stops the child for a restart and on SIGTERM/SIGINT or
+	// cancellation; 0 means SIGTERM.
+	KillSignal syscall.Signal
+	// KillTimeout is how long a child has to exit after KillSignal before
+	// SIGKILL; 0 means 30s.
+	KillTimeout time.Duration
+	// ReloadSignal, when set, is sent instead of a restart when only files
+	// changed; 0 means none: file-only changes restart the child too.
+	ReloadSignal syscall.Signal
+	// Reap makes Run the reaper of every orphan (when PID 1 or a subreaper;
+	// the caller calls signal.SetSubreaper itself).
+	Reap bool
+	// WaitMin and WaitMax debounce changes (--wait MIN[:MAX]): act once no
+	// change came for WaitMin, and at the latest WaitMax after the first
+	// pending change (0: no limit). WaitMin 0 acts at once.
+	WaitMin, WaitMax time.Duration
+	// RestartSplay waits a random 0..RestartSplay before acting on changes.
+	RestartSplay time.Duration
+	// Changes delivers changes to act on; nil means no watching.
+	Changes <-chan Change
+	// Logger receives the supervisor's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Change is one update of what the child runs on.
+type Change struct {
+	Env          []string // the new complete env; nil when unchanged
+	EnvChanged   bool     // restart needed
+	FilesChanged bool     // reload signal, or restart without one
+	Reasons      []string // what changed, for the log (never values)
+	// Applied, when set, is called on Run's goroutine once the child runs
+	// on this change (after the restart or the reload signal). It must not
+	// block. It is not called when the change is dropped because the child
+	// is being stopped or exited.
+	Applied func()
+}
+
+// Exit statuses of Run besides the child's own.
+const (
+	exitSetup = 125 // scaivault-run could not start the child
+)
+
+// Supervisor runs one command. Create it with New; call Run once.
+type Supervisor struct {
+	cfg   Config
+	log   *slog.Logger
+	spawn func(env []string) (child, error)
+	randN func(n int64) int64
+
+	// Everything below is owned by Run's goroutine.
+	st       state
+	cur      child
+	env      []string // the env cur runs with
+	nextEnv  []string // the env of the restart in progress
+	changes  <-chan Change
+	pending  *batch // changes not acted on yet
+	inflight *batch // the changes a restart in progress applies
+	due      bool   // pending is settled and waits for a running child
+	quiet    timer  // WaitMin since the last change
+	latest   timer  // WaitMax since the first pending change
+	splay    timer  // random delay before acting
+	kill     timer  // KillTimeout after the kill signal
+	code     int
+	err      error
+}
+
+// New returns a supervisor for cfg, with defaults filled in.
+func New(cfg Config) *Supervisor {
+	if cfg.KillSignal == 0 {
+		cfg.KillSignal = syscall.SIGTERM
+	}
+	if cfg.KillTimeout <= 0 {
+		cfg.KillTimeout = 30 * time.Second
+	}
+	if cfg.Stdin == nil {
+		cfg.Stdin = os.Stdin
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	if cfg.Env == nil {
+		cfg.Env = []string{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Supervisor{cfg: cfg, log: log, randN: rand.Int64N, changes: cfg.Changes}
+}
+
+// Run starts the child, forwards signals, acts on Changes, and returns the
+// child's exit status once it exits on its own (there is no restart loop):
+// its exit code, or 128+N when signal N killed it. When the command cannot
+// be found it returns 127, when it cannot be executed 126, when it cannot
+// be started for another reason 125, each with an error; a restart that
+// fails to start the new child ends Run the same way. A first SIGTERM or
+// SIGINT, or ctx's cancellation, sends KillSignal to the child's process
+// group and arms KillTimeout; a second signal or the timeout sends SIGKILL;
+// Run then returns the child's status. Run returns as soon as the child
+// has exited, whatever its descendants do with their stdio.
+func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
+	if len(s.cfg.Argv) == 0 {
+		return exitSetup, errors.New("start child: no command")
+	}
+	runtime.LockOSThread() // the parent-death signal follows the forking thread
+	defer runtime.UnlockOSThread()
+	sigs := make(chan os.Signal, 64)
+	ossignal.Notify(sigs, signal.Forwarded()...)
+	defer ossignal.Stop(sigs)
+	sp := newSpawner(ctx, &s.cfg, s.log)
+	defer sp.close()
+	s.spawn = sp.spawn
+	return s.loop(ctx, sigs)
+}
+
+// loop is the supervisor's event loop; each arm calls one method.
+func (s *Supervisor) loop(ctx context.Context, sigs <-chan os.Signal) (int, error) {
+	defer s.stopTimers()
+	s.startChild(s.cfg.Env)
+	done := ctx.Done()
+	for s.st != stateExited {
+		select {
+		case sig := <-sigs:
+			s.onSignal(sig)
+		case st := <-s.cur.done():
+			s.onExit(st)
+		case c, ok := <-s.changes:
+			s.onChange(c, ok)
+		case <-s.quiet.C:
+			s.onSettled()
+		case <-s.latest.C:
+			s.onSettled()
+		case <-s.splay.C:
+			s.onSplayed()
+		case <-s.kill.C:
+			s.onKillTimeout()
+		case <-done:
+			done = nil
+			s.onCancel()
+		}
+	}
+	return s.code, s.err
+}

@@ -1,0 +1,120 @@
+package run
+
+import (
+	"time"
+
+	"github.com/scailabs/scaivault-run/signal"
+)
+
+// onChange merges a change, and every change queued behind it, into the
+// pending batch and (re)arms the debounce.
+func (s *Supervisor) onChange(c Change, ok bool) {
+	for ok {
+		s.merge(c)
+		select {
+		case c, ok = <-s.changes:
+		default:
+			s.debounce()
+			return
+		}
+	}
+	s.changes = nil // closed: no more watching
+	s.debounce()
+}
+
+func (s *Supervisor) merge(c Change) {
+	if s.st == stateStopping {
+		s.log.Debug("change dropped: stopping", "reasons", c.Reasons)
+		return
+	}
+	if s.pending == nil {
+		s.pending = &batch{}
+	}
+	s.pending.add(c)
+}
+
+// debounce arms the quiet timer anew on every change, and the latest timer
+// once per batch; with no WaitMin it settles at once.
+func (s *Supervisor) debounce() {
+	if s.pending == nil {
+		return
+	}
+	if s.cfg.WaitMin <= 0 {
+		s.onSettled()
+		return
+	}
+	s.quiet.arm(s.cfg.WaitMin)
+	if s.cfg.WaitMax > 0 && !s.latest.armed() {
+		s.latest.arm(s.cfg.WaitMax)
+	}
+}
+
+// onSettled ends the debounce: act now, or after the splay.
+func (s *Supervisor) onSettled() {
+	s.quiet.stop()
+	s.latest.stop()
+	if s.splay.armed() {
+		return // the splay in progress acts on everything pending
+	}
+	if s.cfg.RestartSplay > 0 {
+		s.splay.arm(time.Duration(s.randN(int64(s.cfg.RestartSplay) + 1)))
+		return
+	}
+	s.act()
+}
+
+func (s *Supervisor) onSplayed() {
+	s.splay.stop()
+	s.act()
+}
+
+// act applies the pending batch once: env changed → restart; only files
+// changed → reload signal when set, else restart. A batch that settles
+// while a restart is in progress waits for the new child.
+func (s *Supervisor) act() {
+	if s.pending == nil {
+		return
+	}
+	if s.st != stateRunning {
+		s.due = true
+		return
+	}
+	b := s.pending
+	s.pending, s.due = nil, false
+	switch {
+	case !b.envSet && !b.files:
+		s.applied(b) // nothing the child sees changed
+	case !b.envSet && s.cfg.ReloadSignal != 0:
+		s.reload(b)
+	default:
+		s.restart(b)
+	}
+}
+
+func (s *Supervisor) reload(b *batch) {
+	s.log.Info("reloading child", "pid", s.cur.pid(), "signal", signal.Name(s.cfg.ReloadSignal), "reasons", b.reasons)
+	s.signalChild(s.cfg.ReloadSignal)
+	s.applied(b)
+}
+
+func (s *Supervisor) restart(b *batch) {
+	s.log.Info("restarting child", "pid", s.cur.pid(), "signal", signal.Name(s.cfg.KillSignal), "reasons", b.reasons)
+	s.nextEnv = s.env
+	if b.envSet {
+		s.nextEnv = b.env
+	}
+	s.inflight = b
+	s.st = stateRestarting
+	s.signalChild(s.cfg.KillSignal)
+	s.kill.arm(s.cfg.KillTimeout)
+}
+
+// applied calls the Applied callbacks of a batch the child now runs on.
+func (s *Supervisor) applied(b *batch) {
+	if b == nil {
+		return
+	}
+	for _, f := range b.applied {
+		f()
+	}
+}

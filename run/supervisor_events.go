@@ -1,0 +1,175 @@
+package run
+
+import (
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/scailabs/scaivault-run/signal"
+)
+
+// state is where the supervisor is in a child's life.
+type state int
+
+const (
+	stateStarting   state = iota // forking the child
+	stateRunning                 // the child runs
+	stateRestarting              // the kill signal was sent; a new child starts when it exits
+	stateStopping                // the kill signal was sent; Run returns when it exits
+	stateExited                  // Run returns
+)
+
+var stateNames = [...]string{"starting", "running", "restarting", "stopping", "exited"}
+
+func (st state) String() string { return stateNames[st] }
+
+// timer is a select arm: C is nil while it is disarmed.
+type timer struct {
+	t *time.Timer
+	C <-chan time.Time
+}
+
+func (t *timer) arm(d time.Duration) {
+	t.stop()
+	t.t = time.NewTimer(d)
+	t.C = t.t.C
+}
+
+func (t *timer) stop() {
+	if t.t != nil {
+		t.t.Stop()
+	}
+	t.t, t.C = nil, nil
+}
+
+func (t *timer) armed() bool { return t.t != nil }
+
+func (s *Supervisor) stopTimers() {
+	s.quiet.stop()
+	s.latest.stop()
+	s.splay.stop()
+	s.kill.stop()
+}
+
+// batch is several changes merged into one action.
+type batch struct {
+	env     []string
+	envSet  bool
+	files   bool
+	reasons []string
+	applied []func()
+}
+
+func (b *batch) add(c Change) {
+	if c.EnvChanged {
+		b.env, b.envSet = c.Env, true
+		if b.env == nil {
+			b.env = []string{}
+		}
+	}
+	b.files = b.files || c.FilesChanged
+	b.reasons = append(b.reasons, c.Reasons...)
+	if c.Applied != nil {
+		b.applied = append(b.applied, c.Applied)
+	}
+}
+
+// startChild starts a child on env; on failure Run ends with its status.
+func (s *Supervisor) startChild(env []string) {
+	s.st = stateStarting
+	c, err := s.spawn(env)
+	if err != nil {
+		s.st, s.code, s.err = stateExited, exitCodeFor(err), err
+		s.log.Error("child did not start", "error", err, "code", s.code)
+		return
+	}
+	s.cur, s.env, s.st = c, env, stateRunning
+	s.log.Info("child started", "pid", c.pid(), "command", s.cfg.Argv[0])
+}
+
+// signalChild sends sig to the current child's process group.
+func (s *Supervisor) signalChild(sig syscall.Signal) {
+	if err := s.cur.signal(sig); err != nil {
+		s.log.Warn("signal child", "pid", s.cur.pid(), "signal", signal.Name(sig), "error", err)
+	}
+}
+
+// onSignal acts on a signal scaivault-run received.
+func (s *Supervisor) onSignal(received os.Signal) {
+	sig, _ := received.(syscall.Signal)
+	switch signal.ActionFor(sig) {
+	case signal.Stop:
+		s.log.Info("stop signal received", "signal", signal.Name(sig), "state", s.st)
+		if s.st == stateStopping {
+			s.escalate("second signal")
+			return
+		}
+		s.beginStop()
+	case signal.Forward:
+		s.log.Debug("forwarding signal", "signal", signal.Name(sig), "pid", s.cur.pid())
+		s.signalChild(sig)
+	default:
+		s.log.Debug("signal dropped", "signal", signal.Name(sig))
+	}
+}
+
+// onCancel stops the child like a first SIGTERM would.
+func (s *Supervisor) onCancel() {
+	s.log.Info("stopping child: context done", "state", s.st)
+	if s.st != stateStopping {
+		s.beginStop()
+	}
+}
+
+// beginStop sends the kill signal (unless a restart already did) and arms
+// the kill timeout; pending changes are dropped.
+func (s *Supervisor) beginStop() {
+	prev := s.st
+	s.st = stateStopping
+	s.pending, s.inflight, s.due = nil, nil, false
+	s.quiet.stop()
+	s.latest.stop()
+	s.splay.stop()
+	if prev == stateRestarting {
+		return // the kill signal went out already; the kill timer runs
+	}
+	s.signalChild(s.cfg.KillSignal)
+	s.kill.arm(s.cfg.KillTimeout)
+}
+
+func (s *Supervisor) onKillTimeout() {
+	s.escalate("kill timeout")
+}
+
+// escalate kills the child's group with SIGKILL.
+func (s *Supervisor) escalate(why string) {
+	s.kill.stop()
+	s.log.Warn("killing child", "pid", s.cur.pid(), "signal", "SIGKILL", "reason", why)
+	s.signalChild(syscall.SIGKILL)
+}
+
+// onExit acts on the child's end: a restart starts the next child, any
+// other exit ends Run with the child's status.
+func (s *Supervisor) onExit(st signal.Status) {
+	s.kill.stop()
+	if st.Err != nil {
+		s.st, s.code, s.err = stateExited, exitSetup, st.Err
+		s.log.Error("lost child", "pid", st.Pid, "error", st.Err)
+		return
+	}
+	if s.st != stateRestarting {
+		s.st, s.code = stateExited, st.Code()
+		s.log.Info("child exited", "pid", st.Pid, "code", s.code)
+		return
+	}
+	s.log.Info("child stopped for restart", "pid", st.Pid, "code", st.Code())
+	s.startChild(s.nextEnv)
+	if s.st != stateRunning {
+		return
+	}
+	s.applied(s.inflight)
+	s.inflight = nil
+	if s.due {
+		s.act()
+	}
+}

@@ -1,0 +1,96 @@
+package template
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func fakeGetenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestNewFileDir(t *testing.T) {
+	xdg, shm, tmp := t.TempDir(), t.TempDir(), t.TempDir()
+	notDir := filepath.Join(tmp, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		getenv     map[string]string
+		shm        string
+		wantParent string
+		wantWarn   bool
+	}{
+		{"xdg", map[string]string{"XDG_RUNTIME_DIR": xdg, "TMPDIR": tmp}, shm, xdg, false},
+		{"xdg unset", map[string]string{"TMPDIR": tmp}, shm, shm, false},
+		{"xdg not a directory", map[string]string{"XDG_RUNTIME_DIR": notDir, "TMPDIR": tmp}, shm, shm, false},
+		{"xdg missing", map[string]string{"XDG_RUNTIME_DIR": filepath.Join(tmp, "none"), "TMPDIR": tmp}, shm, shm, false},
+		{"no tmpfs", map[string]string{"XDG_RUNTIME_DIR": notDir, "TMPDIR": tmp}, filepath.Join(tmp, "noshm"), tmp, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, warn, err := newFileDir(fakeGetenv(tt.getenv), tt.shm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Remove()
+			if filepath.Dir(d.Path()) != tt.wantParent || warn != tt.wantWarn {
+				t.Errorf("dir %s warn %v; want inside %s, warn %v", d.Path(), warn, tt.wantParent, tt.wantWarn)
+			}
+			if !filepath.IsAbs(d.Path()) {
+				t.Errorf("%s is not absolute", d.Path())
+			}
+			fi, err := os.Stat(d.Path())
+			if err != nil || fi.Mode().Perm() != 0o700 || !fi.IsDir() {
+				t.Errorf("dir mode %v, %v; want 0700 directory", fi.Mode(), err)
+			}
+		})
+	}
+	if _, _, err := newFileDir(fakeGetenv(map[string]string{"TMPDIR": notDir}), notDir); err == nil {
+		t.Error("no usable directory: no error")
+	}
+}
+
+func TestFileDirWrite(t *testing.T) {
+	d, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": t.TempDir()}), "/nonexistent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, changed, err := d.Write("TLS_KEY", []byte("k1"))
+	if err != nil || !changed || path != filepath.Join(d.Path(), "TLS_KEY") {
+		t.Fatalf("Write = %s, %v, %v", path, changed, err)
+	}
+	checkFileMode(t, path, 0o600)
+	if _, changed, _ = d.Write("TLS_KEY", []byte("k1")); changed {
+		t.Error("same content: changed")
+	}
+	if _, changed, _ = d.Write("TLS_KEY", []byte("k2")); !changed || readTestFile(t, path) != "k2" {
+		t.Error("new content: not replaced")
+	}
+	for name, want := range map[string]string{"a/b": "a_b", "..": "_..", ".env": "_.env", "": "_", "x y": "x_y", "ok.-_9": "ok.-_9"} {
+		if got := safeFileName(name); got != want {
+			t.Errorf("safeFileName(%q) = %q, want %q", name, got, want)
+		}
+	}
+	p2, _, err := d.Write("../escape", []byte("x"))
+	if err != nil || filepath.Dir(p2) != d.Path() {
+		t.Errorf("Write(../escape) = %s, %v", p2, err)
+	}
+	checkDirHolds(t, d.Path(), "TLS_KEY", "_.._escape")
+	if err := d.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.Path()); !os.IsNotExist(err) {
+		t.Errorf("after Remove: %v", err)
+	}
+	if err := d.Remove(); err != nil {
+		t.Errorf("second Remove: %v", err)
+	}
+	var nilDir *FileDir
+	if _, _, err := nilDir.Write("X", nil); err == nil || !strings.Contains(err.Error(), "no private file directory") {
+		t.Errorf("nil FileDir: %v", err)
+	}
+}

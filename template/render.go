@@ -1,0 +1,292 @@
+package template
+
+// Rendering of --template files (DESIGN.md, "Templates").
+//
+// A Set holds the parsed templates. Rendering reads values only from a
+// fetch.Snapshot: a template function whose source the snapshot lacks
+// records the source as missing and returns a placeholder, so that one pass
+// finds every source the template needs; the caller resolves the missing
+// sources and renders again (RenderAll drives that loop). The output of a
+// pass with missing sources is thrown away, and so are its errors: only a
+// pass that had everything may fail.
+//
+// The functions a template may call are listed in funcs.go.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	texttemplate "text/template"
+
+	"github.com/scailabs/scaivault-run/fetch"
+)
+
+// MaxPasses bounds the render-resolve rounds of RenderAll. Each round
+// resolves every source a pass found missing, so only templates whose
+// paths hang on values of other secrets (a chain of such lookups) need more
+// than two.
+const MaxPasses = 10
+
+// Options configure parsing, rendering and writing. The zero value of each
+// field is its documented default.
+type Options struct {
+	// Delims are the action delimiters (--template-delims, see
+	// ParseDelims); zero: "{{" and "}}".
+	Delims [2]string
+	// CreateDirs creates missing parent directories of a DST, mode 0755
+	// (like consul-template: the file's own mode guards its content),
+	// instead of failing (--template-create-dirs).
+	CreateDirs bool
+	// Getenv answers {{ env NAME }}; nil: os.Getenv, scaivault-run's own
+	// environment, credentials included. The supervisor should pass a
+	// lookup in the child's final environment instead, so that a template
+	// sees exactly what the child sees (and no removed credential).
+	Getenv func(string) string
+}
+
+// Set is a parsed set of templates. It is immutable after Parse; Render
+// and RenderAll may run from several goroutines at once.
+type Set struct {
+	opt     Options
+	entries []*tmplEntry
+}
+
+type tmplEntry struct {
+	spec Spec
+	tmpl *texttemplate.Template // parsed with missingkey=error; cloned per render
+}
+
+// Rendered is the output of one template.
+type Rendered struct {
+	Spec Spec
+	Data []byte
+	// Used lists the sources the template read, in the order it first read
+	// them: what the watcher re-renders it for.
+	Used []fetch.Source
+}
+
+// Parse reads and parses every SRC. A syntax error names the file, line
+// and, where it can be found, the column: `template app.tmpl:3:14: ...`.
+// Two specs writing the same DST are an error (stdout excepted).
+func Parse(specs []Spec, opt Options) (*Set, error) {
+	left, right, err := opt.delims()
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{opt: opt}
+	dsts := map[string]string{}
+	for _, sp := range specs {
+		if sp.Src == "" || sp.Dst == "" {
+			return nil, fmt.Errorf("template %q: empty SRC or DST", sp.Src+":"+sp.Dst)
+		}
+		if sp.Mode == 0 {
+			sp.Mode = DefaultMode
+		}
+		if sp.Dst != Stdout {
+			key := filepath.Clean(sp.Dst)
+			if prev, dup := dsts[key]; dup {
+				return nil, fmt.Errorf("templates %s and %s both write %s", prev, sp.Src, sp.Dst)
+			}
+			dsts[key] = sp.Src
+		}
+		text, err := os.ReadFile(sp.Src)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", sp.Src, err)
+		}
+		t, err := parseTemplateText(sp.Src, string(text), left, right)
+		if err != nil {
+			return nil, err
+		}
+		s.entries = append(s.entries, &tmplEntry{spec: sp, tmpl: t})
+	}
+	return s, nil
+}
+
+// parseTemplateText parses one template; name is the name errors give it.
+func parseTemplateText(name, text, left, right string) (*texttemplate.Template, error) {
+	t := texttemplate.New(name).Delims(left, right).Option("missingkey=error").Funcs(parseFuncs)
+	if _, err := t.Parse(text); err != nil {
+		return nil, templateParseError(name, text, left, err)
+	}
+	return t, nil
+}
+
+// Render renders every template against snap (nil: empty). When any
+// template read a source snap lacks, out is nil and missing lists those
+// sources, each once, in the order found; the caller resolves them and
+// renders again. err is a template's failure with nothing missing: a
+// missing key, a failing function, a bad option. Errors name the template
+// file, line and column, and never hold a secret value.
+func (s *Set) Render(snap *fetch.Snapshot) (out []Rendered, missing []fetch.Source, err error) {
+	res, err := s.renderPass(snap)
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[fetch.Source]bool{}
+	for _, r := range res {
+		for _, src := range r.missing {
+			if !seen[src] {
+				seen[src] = true
+				missing = append(missing, src)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return nil, missing, nil
+	}
+	out = make([]Rendered, len(res))
+	for i, r := range res {
+		out[i] = r.Rendered
+	}
+	return out, nil, nil
+}
+
+// ResolveFunc is how RenderAll fetches what a pass found missing: it returns
+// have plus srcs (fetch.Resolver.Resolve has this shape).
+type ResolveFunc func(ctx context.Context, srcs []fetch.Source, have *fetch.Snapshot) (*fetch.Snapshot, error)
+
+// RenderAll renders, resolves what is missing and renders again until
+// nothing is missing (at most MaxPasses passes), then returns every output
+// and the snapshot they were rendered from. Missing sources are resolved
+// template by template, in spec order, so that a resolve error (a 404, an
+// access denied) names the template that asked: `template app.tmpl: ...`;
+// a source two templates share is fetched once (one lease, one
+// certificate). Nothing is written.
+//
+// The returned snapshot is the last one, also on error: it holds the leases
+// generated so far, for the caller to revoke or keep.
+func (s *Set) RenderAll(ctx context.Context, resolve ResolveFunc, snap *fetch.Snapshot) ([]Rendered, *fetch.Snapshot, error) {
+	for pass := 1; ; pass++ {
+		if err := ctx.Err(); err != nil {
+			return nil, snap, err
+		}
+		res, err := s.renderPass(snap)
+		if err != nil {
+			return nil, snap, err
+		}
+		if !anyMissing(res) {
+			out := make([]Rendered, len(res))
+			for i, r := range res {
+				out[i] = r.Rendered
+			}
+			return out, snap, nil
+		}
+		if pass == MaxPasses {
+			return nil, snap, passesError(res)
+		}
+		if snap, err = resolveMissing(ctx, resolve, res, snap); err != nil {
+			return nil, snap, err
+		}
+	}
+}
+
+func anyMissing(res []passResult) bool {
+	for _, r := range res {
+		if len(r.missing) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func passesError(res []passResult) error {
+	for _, r := range res {
+		if len(r.missing) > 0 {
+			return fmt.Errorf("template %s: %s still missing after %d passes (lookups that depend on each other too deeply?)",
+				r.Spec.Src, r.missing[0], MaxPasses)
+		}
+	}
+	return errors.New("template: sources still missing")
+}
+
+// resolveMissing resolves the missing sources of each template in turn.
+func resolveMissing(ctx context.Context, resolve ResolveFunc, res []passResult, snap *fetch.Snapshot) (*fetch.Snapshot, error) {
+	for _, r := range res {
+		var need []fetch.Source
+		for _, src := range r.missing {
+			if !snap.Has(src) {
+				need = append(need, src)
+			}
+		}
+		if len(need) == 0 {
+			continue
+		}
+		next, err := resolve(ctx, need, snap)
+		if err != nil {
+			return snap, fmt.Errorf("template %s: %w", r.Spec.Src, err)
+		}
+		for _, src := range need {
+			if !next.Has(src) {
+				return next, fmt.Errorf("template %s: %s was not resolved", r.Spec.Src, src)
+			}
+		}
+		snap = next
+	}
+	return snap, nil
+}
+
+// passResult is one template's pass: its output when complete, else what it
+// found missing.
+type passResult struct {
+	Rendered
+	missing []fetch.Source
+}
+
+func (s *Set) renderPass(snap *fetch.Snapshot) ([]passResult, error) {
+	res := make([]passResult, 0, len(s.entries))
+	getenv := s.opt.getenv()
+	for _, e := range s.entries {
+		r, err := e.render(snap, getenv)
+		if err != nil {
+			return nil, err
+		}
+		res = append(res, r)
+	}
+	return res, nil
+}
+
+// render executes the template once against snap. When sources are
+// missing and the strict run stopped early (a placeholder has no keys), a
+// lenient run (missingkey=zero, failing functions return zero values)
+// carries on to find the rest, so that one pass finds what it can.
+func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string) (passResult, error) {
+	st := newRenderState(snap, getenv, false)
+	var buf bytes.Buffer
+	err := e.execute(st, &buf)
+	if len(st.missing) == 0 {
+		if err != nil {
+			return passResult{}, templateExecError(e.spec.Src, err, st)
+		}
+		return passResult{Rendered: Rendered{Spec: e.spec, Data: buf.Bytes(), Used: st.used}}, nil
+	}
+	if err != nil {
+		lax := newRenderState(snap, getenv, true)
+		lax.missing, lax.missingSet = st.missing, st.missingSet
+		_ = e.execute(lax, io.Discard)
+		st.missing = lax.missing
+	}
+	return passResult{Rendered: Rendered{Spec: e.spec, Used: st.used}, missing: st.missing}, nil
+}
+
+// execute runs a clone of the template whose functions are bound to st.
+func (e *tmplEntry) execute(st *renderState, w io.Writer) error {
+	t, err := e.tmpl.Clone()
+	if err != nil {
+		return fmt.Errorf("template %s: %w", e.spec.Src, err)
+	}
+	st.tmpl = t
+	t.Funcs(st.funcMap())
+	opt := "missingkey=error"
+	if st.lax {
+		opt = "missingkey=zero"
+	}
+	for _, x := range t.Templates() {
+		x.Option(opt)
+	}
+	return t.Execute(w, nil)
+}

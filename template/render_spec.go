@@ -1,0 +1,102 @@
+package template
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// DefaultMode is the mode of a rendered file when its spec gives none.
+const DefaultMode os.FileMode = 0o600
+
+// Stdout is the DST that writes a rendered template to standard output
+// (the render subcommand) instead of a file.
+const Stdout = "-"
+
+// Spec is one --template flag: render the Go text/template file Src into
+// Dst with permission bits Mode. Dst "-" (Stdout) means standard output.
+// Mode 0 is DefaultMode (0600).
+type Spec struct {
+	Src, Dst string
+	Mode     os.FileMode
+}
+
+// ParseSpec parses a --template value, "SRC:DST[:MODE]", MODE being octal
+// permission bits (0640, 640 or 0o640; at most 0777) and 0600 when left
+// out. The error quotes the whole value.
+func ParseSpec(s string) (Spec, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Spec{}, fmt.Errorf("template %q: want SRC:DST[:MODE]", s)
+	}
+	sp := Spec{Src: parts[0], Dst: parts[1], Mode: DefaultMode}
+	if sp.Src == "" || sp.Dst == "" {
+		return Spec{}, fmt.Errorf("template %q: want SRC:DST[:MODE] with SRC and DST not empty", s)
+	}
+	if len(parts) == 3 {
+		m, err := parseFileMode(parts[2])
+		if err != nil {
+			return Spec{}, fmt.Errorf("template %q: %v", s, err)
+		}
+		sp.Mode = m
+	}
+	return sp, nil
+}
+
+func parseFileMode(s string) (os.FileMode, error) {
+	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
+	n, err := strconv.ParseUint(digits, 8, 32)
+	if err != nil || digits == "" {
+		return 0, fmt.Errorf("bad mode %q (want octal permission bits such as 0600 or 0644)", s)
+	}
+	if n > 0o777 {
+		return 0, fmt.Errorf("bad mode %q (at most 0777: no setuid, setgid or sticky bits)", s)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("bad mode %q (a file nobody may read)", s)
+	}
+	return os.FileMode(n), nil
+}
+
+// ParseDelims parses a --template-delims value, "LEFT:RIGHT" such as
+// "[[:]]" or "<%:%>". With more than one colon, a value of odd length is
+// split at its middle colon ("<::>" is not, "<<:>>" is "<<" and ">>").
+func ParseDelims(s string) ([2]string, error) {
+	var left, right string
+	switch n := strings.Count(s, ":"); {
+	case n == 1:
+		left, right, _ = strings.Cut(s, ":")
+	case n > 1 && len(s)%2 == 1 && s[len(s)/2] == ':':
+		left, right = s[:len(s)/2], s[len(s)/2+1:]
+	default:
+		return [2]string{}, fmt.Errorf("template delimiters %q: want LEFT:RIGHT, such as [[:]]", s)
+	}
+	if left == "" || right == "" {
+		return [2]string{}, fmt.Errorf("template delimiters %q: want LEFT:RIGHT, neither empty", s)
+	}
+	if strings.ContainsAny(left+right, " \t\r\n") {
+		return [2]string{}, fmt.Errorf("template delimiters %q: no spaces allowed", s)
+	}
+	return [2]string{left, right}, nil
+}
+
+// delims returns the delimiters of opt, "{{" and "}}" when unset.
+func (opt Options) delims() (left, right string, err error) {
+	left, right = opt.Delims[0], opt.Delims[1]
+	if left == "" && right == "" {
+		return "{{", "}}", nil
+	}
+	if left == "" || right == "" {
+		return "", "", fmt.Errorf("template delimiters %q and %q: set both or neither", left, right)
+	}
+	return left, right, nil
+}
+
+// getenv is opt.Getenv, or os.Getenv when unset.
+func (opt Options) getenv() func(string) string {
+	if opt.Getenv != nil {
+		return opt.Getenv
+	}
+	return os.Getenv
+}
