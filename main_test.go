@@ -18,6 +18,7 @@ import (
 
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/internal/pgtest"
 )
 
 // TestMain lets testscript run the real main as "scaivault-run", and a small
@@ -32,8 +33,22 @@ func TestMain(m *testing.M) {
 // TestScripts runs the CLI scenarios in testdata/script against the real
 // binary and a real dev server on loopback.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir:                 "testdata/script",
+	testscript.Run(t, scriptParams("testdata/script", nil))
+}
+
+// TestPostgresScripts runs the scenarios that need a real PostgreSQL
+// (started here on a loopback port; $PG_URL is its superuser URL).
+func TestPostgresScripts(t *testing.T) {
+	pg := pgtest.Start(t)
+	testscript.Run(t, scriptParams("testdata/script-pg", map[string]string{
+		"PG_URL":  pg.URL(),
+		"PG_PORT": strconv.Itoa(pg.Port()),
+	}))
+}
+
+func scriptParams(dir string, vars map[string]string) testscript.Params {
+	return testscript.Params{
+		Dir:                 dir,
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			// A clean slate: no credentials or flags from the machine.
@@ -42,13 +57,16 @@ func TestScripts(t *testing.T) {
 					env.Setenv(strings.SplitN(kv, "=", 2)[0], "")
 				}
 			}
+			for k, v := range vars {
+				env.Setenv(k, v)
+			}
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"devserver": cmdDevserver,
 			"svctl":     cmdSvctl,
 		},
-	})
+	}
 }
 
 // cmdDevserver starts a dev server in the test process, seeded from the
@@ -60,7 +78,11 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	var opts devserver.Options
 	if len(args) > 0 {
-		seed, err := devserver.LoadSeed(ts.MkAbs(args[0]))
+		// $VARS in the seed are expanded from the script's environment
+		// (e.g. the port of the test's PostgreSQL).
+		raw, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		seed, err := devserver.ParseSeed([]byte(os.Expand(string(raw), ts.Getenv)), args[0])
 		ts.Check(err)
 		opts.Seed = seed
 	}

@@ -98,10 +98,17 @@ func newHarness(t *testing.T, seed *Seed, opts ...func(*Options)) *harness {
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
+	h := serve(t, s)
+	h.clock = clock
+	return h
+}
+
+// serve serves a server over loopback until the test ends.
+func serve(t *testing.T, s *Server) *harness {
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	t.Cleanup(func() { s.Close() }) // runs first: it ends event streams
-	return &harness{t: t, s: s, ts: ts, clock: clock}
+	return &harness{t: t, s: s, ts: ts}
 }
 
 type resp struct {

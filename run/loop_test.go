@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -146,17 +147,17 @@ func envChange(v string, applied func()) Change {
 func TestLoopDebounceMergesChanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWorld{}
-		applied := 0
+		var applied atomic.Int32
 		ctx, cancel := context.WithCancel(context.Background())
 		_, changes, res := startLoop(ctx, Config{WaitMin: 100 * time.Millisecond}, w)
 		for i, gap := range []time.Duration{0, 50 * time.Millisecond, 40 * time.Millisecond} {
 			time.Sleep(gap)
-			changes <- envChange(fmt.Sprint(i+2), func() { applied++ })
+			changes <- envChange(fmt.Sprint(i+2), func() { applied.Add(1) })
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if applied != 3 {
-			t.Errorf("Applied called %d times; want 3", applied)
+		if applied.Load() != 3 {
+			t.Errorf("Applied called %d times; want 3", applied.Load())
 		}
 		cancel()
 		expectResult(t, res, 143)
@@ -183,7 +184,7 @@ func TestLoopWaitMaxCapsDebounce(t *testing.T) {
 		expectEvents(t, w,
 			"0s start 100 V=1",
 			"250ms signal 100 SIGTERM",
-			"250ms start 101 V=6", // changes at 0..240ms
+			"250ms start 101 V=6",      // changes at 0..240ms
 			"520ms signal 101 SIGTERM", // changes at 300..420ms settle 100ms after the last
 			"520ms start 102 V=9",
 			"1.48s signal 102 SIGTERM")
@@ -232,22 +233,22 @@ func TestLoopKillTimeoutOnRestart(t *testing.T) {
 func TestLoopReload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWorld{}
-		applied := 0
+		var applied atomic.Int32
 		ctx, cancel := context.WithCancel(context.Background())
 		_, changes, res := startLoop(ctx, Config{ReloadSignal: syscall.SIGHUP}, w)
-		changes <- Change{FilesChanged: true, Reasons: []string{"template x"}, Applied: func() { applied++ }}
+		changes <- Change{FilesChanged: true, Reasons: []string{"template x"}, Applied: func() { applied.Add(1) }}
 		time.Sleep(time.Second)
-		if applied != 1 {
-			t.Errorf("Applied called %d times; want 1", applied)
+		if applied.Load() != 1 {
+			t.Errorf("Applied called %d times; want 1", applied.Load())
 		}
 		changes <- Change{FilesChanged: true, EnvChanged: true, Env: []string{"V=2"}} // env wins: restart
 		time.Sleep(time.Second)
-		changes <- Change{Reasons: []string{"nothing"}, Applied: func() { applied++ }} // nothing to do
+		changes <- Change{Reasons: []string{"nothing"}, Applied: func() { applied.Add(1) }} // nothing to do
 		time.Sleep(time.Second)
 		cancel()
 		expectResult(t, res, 143)
-		if applied != 2 {
-			t.Errorf("Applied called %d times; want 2", applied)
+		if applied.Load() != 2 {
+			t.Errorf("Applied called %d times; want 2", applied.Load())
 		}
 		expectEvents(t, w,
 			"0s start 100 V=1",
@@ -311,16 +312,20 @@ func TestLoopChildDiesDuringRestart(t *testing.T) {
 func TestLoopChangesDuringRestartWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		var mu sync.Mutex
 		var order []string
+		add := func(v string) func() { return func() { mu.Lock(); order = append(order, v); mu.Unlock() } }
 		ctx, cancel := context.WithCancel(context.Background())
 		_, changes, res := startLoop(ctx, Config{KillTimeout: 5 * time.Second}, w)
-		changes <- envChange("2", func() { order = append(order, "2") })
+		changes <- envChange("2", add("2"))
 		time.Sleep(time.Second)
-		changes <- envChange("3", func() { order = append(order, "3") }) // settles while restarting
+		changes <- envChange("3", add("3")) // settles while restarting
 		time.Sleep(20 * time.Second)
 		cancel()
 		time.Sleep(10 * time.Second)
 		expectResult(t, res, 137)
+		mu.Lock()
+		defer mu.Unlock()
 		if !slices.Equal(order, []string{"2", "3"}) {
 			t.Errorf("Applied order %v", order)
 		}

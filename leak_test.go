@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/scailabs/scaivault-run/devserver"
+)
+
+// TestNoSecretInLogs runs the real main at debug level through every kind
+// of reference, the failures included, and scans everything it wrote to
+// stderr for every secret value the server holds or handed out.
+func TestNoSecretInLogs(t *testing.T) {
+	seed, err := devserver.ParseSeed([]byte(leakSeed), "leak.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := devserver.New(devserver.Options{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	t.Setenv("SCAIVAULT_BASE_URL", hs.URL)
+	t.Setenv("SCAIVAULT_TOKEN", "")
+	t.Setenv("SCAIKEY_CLIENT_ID", "app")
+	t.Setenv("SCAIKEY_CLIENT_SECRET", "client-secret-value")
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	tmpl := t.TempDir() + "/app.tmpl"
+	if err := os.WriteFile(tmpl, []byte(`{{ with secret "app/db" }}{{ .Data.password }}{{ end }}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runs := [][]string{
+		{"--env", "A=scaivault://app/db#password", "--env", "B=scaivault://app/db",
+			"--env", "U=scaivault+dynamic://db/ro#username", "--env", "P=scaivault+dynamic://db/ro#password",
+			"--env", "K=scaivault+pki://svc?common_name=localhost&as=file#private_key_pem",
+			"--secret", "app/cfg", "--template", tmpl + ":" + t.TempDir() + "/out", "--", "true"},
+		{"--env", "A=scaivault://app/db#nokey", "--", "true"},
+		{"--env", "A=scaivault://other/x", "--", "true"},
+		{"--env", "A=scaivault://app/db#password", "--", "no-such-command-xyz"},
+	}
+	var stderr bytes.Buffer
+	for i, r := range runs {
+		args := append([]string{"scaivault-run", "--log-level", "debug"}, r...)
+		code := runMain(args, &bytes.Buffer{}, &stderr)
+		rcode := runMain(append([]string{"scaivault-run", "render", "--log-level", "debug"}, r[:len(r)-2]...), &bytes.Buffer{}, &stderr)
+		if i == 0 && (code != 0 || rcode != 0) {
+			t.Fatalf("the good run failed: status %d, render %d:\n%s", code, rcode, stderr.String())
+		}
+		if i > 0 && code == 0 {
+			t.Errorf("run %d should have failed", i)
+		}
+	}
+	logs := stderr.String()
+	if !strings.Contains(logs, "level=DEBUG") {
+		t.Fatalf("no debug logs captured:\n%s", logs)
+	}
+	values := srv.SecretValues()
+	if len(values) < 5 {
+		t.Fatalf("only %d secret values known to the server", len(values))
+	}
+	for _, v := range values {
+		if strings.Contains(logs, v) {
+			t.Errorf("a secret value (%d bytes) appears in stderr", len(v))
+		}
+	}
+}
+
+const leakSeed = `{
+  "root_token": "root-token-value",
+  "clients": [{"client_id": "app", "client_secret": "client-secret-value", "token_ttl": "1h", "policies": ["app"]}],
+  "policies": {"app": [{"path_pattern": "app/**", "permissions": ["read", "list"]},
+                       {"path_pattern": "dynamic/**", "permissions": ["dynamic"]},
+                       {"path_pattern": "pki/*", "permissions": ["pki"]}]},
+  "secrets": {
+    "app/db": {"data": {"password": "pw-leak-check-1", "username": "leak-user"}},
+    "app/cfg": {"data": {"api_key": "key-leak-check-2", "port": "8080"}},
+    "other/x": {"data": {"v": "other-leak-check-3"}}
+  },
+  "dynamic": {"db": {"kind": "random", "roles": {"ro": {"ttl": "1h", "max_ttl": "2h", "renewable": true}}}},
+  "pki": {"roles": {"svc": {"allowed_domains": ["localhost"], "max_ttl": "72h", "key_type": "ec", "key_bits": 256}}}
+}`
