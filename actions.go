@@ -83,7 +83,8 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 		opts.Env.Inherited = os.Environ()
 	}
 	if f := c.String("token-file"); f != "" {
-		opts.Client.TokenFile = f
+		// The flag (or its variable) names the credential to use.
+		opts.Client.TokenFile, opts.Client.Token = f, ""
 	}
 	if d, _ := c.Generic("dev").(*devFlag); d != nil && d.on {
 		opts.Dev, opts.DevSeed = true, d.seed
@@ -174,6 +175,7 @@ func actionDevServer(c *cli.Context, st *status) error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
+		srv.Close() // ends the event streams, which Shutdown would wait for
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		hs.Shutdown(sctx)

@@ -90,8 +90,8 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	hs := httptest.NewServer(srv.Handler())
 	ts.Defer(func() {
+		srv.Close() // first: it ends event streams that hs.Close waits for
 		hs.Close()
-		srv.Close()
 	})
 	ts.Setenv("SCAIVAULT_BASE_URL", hs.URL)
 	ts.Setenv("SCAIVAULT_TOKEN", srv.RootToken())

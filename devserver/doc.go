@@ -87,7 +87,11 @@
 //     secrets replace the seed's; clients, policies, engines and PKI roles
 //     always come from the seed. Close revokes the postgres leases it holds
 //     only when there is no DataFile (with one, they survive the restart).
-//   - Request counts (Requests, /v1/dev/stats) leave out /v1/dev/ requests.
+//   - Request counts (Requests, /v1/dev/stats) leave out /v1/dev/ requests;
+//     faulted requests count. Faults (and latency) never touch /v1/dev/. An
+//     injected 401 is invalid_token, 429 carries details.retry_after.
+//   - Every request is logged at info level ("request": method, escaped
+//     path without query, status, request_id, duration); panics at error.
 //   - A method the route does not serve answers 405 validation_error with an
 //     Allow header; an unknown route 404 not_found.
 package devserver

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
 )
@@ -63,7 +62,7 @@ func TestPersistenceRoundTrip(t *testing.T) {
 	if string(r.body) != cert.CAChain[0] {
 		t.Fatal("the CA changed across the restart")
 	}
-	verify(t, &cert, time.Now(), "localhost")
+	verify(t, &cert, h2.clock.Now(), "localhost")
 	// Event ids go on from where they were.
 	st := h2.events("", rootTok)
 	h2.write("app/x", map[string]any{"data": map[string]any{}})

@@ -50,6 +50,13 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 	}
 }
 
+// pgEnv is what the postgres engine's subtests share.
+type pgEnv struct {
+	h     *harness
+	admin string // superuser URL
+	ctx   context.Context
+}
+
 func TestPostgresEngine(t *testing.T) {
 	pg := pgtest.Shared(t)
 	seed := &Seed{RootToken: rootTok, Dynamic: map[string]SeedEngine{"pg": {
@@ -68,71 +75,87 @@ func TestPostgresEngine(t *testing.T) {
 	h := serve(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	steps := []struct {
+		name string
+		run  func(*testing.T, pgEnv)
+	}{
+		{"generate, log in, revoke", pgLoginRevoke},
+		{"renew moves VALID UNTIL", pgRenew},
+		{"expiry drops the role", pgExpiry},
+		{"close drops what is left", pgClose},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			sub := *h
+			sub.t = t
+			st.run(t, pgEnv{h: &sub, admin: pg.URL(), ctx: ctx})
+		})
+	}
+}
 
-	t.Run("generate, log in, revoke", func(t *testing.T) {
-		l := h.generate("pg/creds/app", rootTok, nil)
-		user, connURL := str(t, l.Data["username"]), str(t, l.Data["connection_url"])
-		if !strings.HasPrefix(connURL, "postgres://"+user+":") || strings.Contains(connURL, "postgres@") {
-			t.Fatalf("connection_url %q", strings.ReplaceAll(connURL, str(t, l.Data["password"]), "***"))
-		}
-		if got, err := pgLogin(ctx, connURL); err != nil || got != user {
-			t.Fatalf("login as the lease: %q %v", got, err)
-		}
-		h.do("DELETE", "/v1/dynamic/leases/"+l.LeaseID, rootTok, nil).want(t, 204)
-		if _, err := pgLogin(ctx, connURL); err == nil {
-			t.Fatal("revoked credential still logs in")
-		}
-		if roleExists(t, ctx, pg.URL(), user) {
-			t.Fatal("role still exists after revoke")
-		}
-	})
+func pgLoginRevoke(t *testing.T, e pgEnv) {
+	l := e.h.generate("pg/creds/app", rootTok, nil)
+	user, connURL := str(t, l.Data["username"]), str(t, l.Data["connection_url"])
+	if !strings.HasPrefix(connURL, "postgres://"+user+":") || strings.Contains(connURL, "postgres@") {
+		t.Fatalf("connection_url %q", strings.ReplaceAll(connURL, str(t, l.Data["password"]), "***"))
+	}
+	if got, err := pgLogin(e.ctx, connURL); err != nil || got != user {
+		t.Fatalf("login as the lease: %q %v", got, err)
+	}
+	e.h.do("DELETE", "/v1/dynamic/leases/"+l.LeaseID, rootTok, nil).want(t, 204)
+	if _, err := pgLogin(e.ctx, connURL); err == nil {
+		t.Fatal("revoked credential still logs in")
+	}
+	if roleExists(t, e.ctx, e.admin, user) {
+		t.Fatal("role still exists after revoke")
+	}
+}
 
-	t.Run("renew moves VALID UNTIL", func(t *testing.T) {
-		l := h.generate("pg/creds/design", rootTok, map[string]string{"ttl": "10m"})
-		var got fetch.Lease
-		h.do("POST", "/v1/dynamic/leases/"+l.LeaseID+"/renew", rootTok, map[string]string{"increment": "2h"}).
-			want(t, 200).decode(t, &got)
-		conn, err := pgx.Connect(ctx, pg.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		var until time.Time
-		user := str(t, l.Data["username"])
-		if err := conn.QueryRow(ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", user).Scan(&until); err != nil {
-			t.Fatal(err)
-		}
-		if d := until.Sub(got.ExpiresAt); d > time.Second || d < -time.Second {
-			t.Fatalf("VALID UNTIL %v, lease expires %v", until, got.ExpiresAt)
-		}
-	})
+func pgRenew(t *testing.T, e pgEnv) {
+	l := e.h.generate("pg/creds/design", rootTok, map[string]string{"ttl": "10m"})
+	var got fetch.Lease
+	e.h.do("POST", "/v1/dynamic/leases/"+l.LeaseID+"/renew", rootTok, map[string]string{"increment": "2h"}).
+		want(t, 200).decode(t, &got)
+	conn, err := pgx.Connect(e.ctx, e.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(e.ctx)
+	var until time.Time
+	user := str(t, l.Data["username"])
+	if err := conn.QueryRow(e.ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", user).Scan(&until); err != nil {
+		t.Fatal(err)
+	}
+	if d := until.Sub(got.ExpiresAt); d > time.Second || d < -time.Second {
+		t.Fatalf("VALID UNTIL %v, lease expires %v", until, got.ExpiresAt)
+	}
+}
 
-	t.Run("expiry drops the role", func(t *testing.T) {
-		l := h.generate("pg/creds/short", rootTok, nil)
-		user, connURL := str(t, l.Data["username"]), str(t, l.Data["connection_url"])
-		if l.LeaseDuration != 2 {
-			t.Fatalf("lease %+v", l)
-		}
-		if _, err := pgLogin(ctx, connURL); err != nil {
-			t.Fatalf("fresh short lease: %v", err)
-		}
-		waitFor(t, 15*time.Second, "role dropped after expiry", func() bool { return !roleExists(t, ctx, pg.URL(), user) })
-		if _, err := pgLogin(ctx, connURL); err == nil {
-			t.Fatal("expired credential still logs in")
-		}
-		h.do("GET", "/v1/dynamic/leases/"+l.LeaseID, rootTok, nil).wantErr(t, 404, fetch.CodeNotFound)
-	})
+func pgExpiry(t *testing.T, e pgEnv) {
+	l := e.h.generate("pg/creds/short", rootTok, nil)
+	user, connURL := str(t, l.Data["username"]), str(t, l.Data["connection_url"])
+	if l.LeaseDuration != 2 {
+		t.Fatalf("lease %+v", l)
+	}
+	if _, err := pgLogin(e.ctx, connURL); err != nil {
+		t.Fatalf("fresh short lease: %v", err)
+	}
+	waitFor(t, 15*time.Second, "role dropped after expiry", func() bool { return !roleExists(t, e.ctx, e.admin, user) })
+	if _, err := pgLogin(e.ctx, connURL); err == nil {
+		t.Fatal("expired credential still logs in")
+	}
+	e.h.do("GET", "/v1/dynamic/leases/"+l.LeaseID, rootTok, nil).wantErr(t, 404, fetch.CodeNotFound)
+}
 
-	t.Run("close drops what is left", func(t *testing.T) {
-		l := h.generate("pg/creds/app", rootTok, nil)
-		user := str(t, l.Data["username"])
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if roleExists(t, ctx, pg.URL(), user) {
-			t.Fatal("role survives Close")
-		}
-	})
+func pgClose(t *testing.T, e pgEnv) {
+	l := e.h.generate("pg/creds/app", rootTok, nil)
+	user := str(t, l.Data["username"])
+	if err := e.h.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if roleExists(t, e.ctx, e.admin, user) {
+		t.Fatal("role survives Close")
+	}
 }
 
 func TestPostgresErrorsHideSecrets(t *testing.T) {

@@ -173,7 +173,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(aerr)
 		return
 	}
-	r.Body = http.MaxBytesReader(c.w, r.Body, MaxBodyBytes)
+	r.Body = http.MaxBytesReader(c.w, r.Body, s.maxBody)
 	if !rt.public {
 		if c.who, aerr = s.authenticate(r); aerr != nil {
 			c.fail(aerr)

@@ -39,6 +39,7 @@ type Server struct {
 	logger    *slog.Logger
 	dataFile  string
 	keepAlive time.Duration
+	maxBody   int64
 	routes    []*route
 	counts    *counters
 	faults    faultKnobs
@@ -85,7 +86,7 @@ func newServer(opts Options, now func() time.Time) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, now: func() time.Time { return now().UTC() }, logger: opts.Logger,
-		dataFile: opts.DataFile, keepAlive: KeepAliveInterval,
+		dataFile: opts.DataFile, keepAlive: KeepAliveInterval, maxBody: MaxBodyBytes,
 		hub:     newEventHub(EventBufferSize),
 		secrets: map[string]*secretEntry{}, leases: map[string]*lease{}, tokens: map[string]*token{},
 		wake: make(chan struct{}, 1), done: make(chan struct{}),

@@ -101,8 +101,9 @@ type Client struct {
 }
 
 // New returns a client; it validates the configuration but makes no request.
-// A token file is read here. Credentials are chosen in this order: Token,
-// TokenFile, then ClientID with ClientSecret.
+// A token file is read here. Token or TokenFile (setting both is an error:
+// two tokens leave no way to tell which was meant) wins over ClientID with
+// ClientSecret.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Retry.validate(); err != nil {
 		return nil, err
@@ -144,6 +145,8 @@ func New(cfg Config) (*Client, error) {
 
 func (c *Client) newAuth(cfg Config) (authSource, error) {
 	switch {
+	case cfg.Token != "" && cfg.TokenFile != "":
+		return nil, fmt.Errorf("both %s and %s are set: use one", EnvToken, EnvTokenFile)
 	case cfg.Token != "":
 		if err := checkToken(cfg.Token); err != nil {
 			return nil, fmt.Errorf("%s: %w", EnvToken, err)

@@ -130,8 +130,12 @@ func (s *eventStream) follow(ctx context.Context) (healthy bool, err error) {
 	}
 	body := resp.raw.Body
 	defer body.Close()
-	// The watchdog runs from the answer on; until then the transport's
-	// response header timeout applies.
+	s.c.log.Debug("scaivault events stream connected", "prefix", s.opt.Prefix, "since", s.since)
+	if s.opt.OnConnect != nil {
+		s.opt.OnConnect()
+	}
+	// The watchdog runs from the answer (and OnConnect) on; until then the
+	// transport's response header timeout applies.
 	var idled atomic.Bool
 	watchdog := time.AfterFunc(s.idle, func() { idled.Store(true); cancel() })
 	defer watchdog.Stop()
@@ -140,10 +144,6 @@ func (s *eventStream) follow(ctx context.Context) (healthy bool, err error) {
 			err = fmt.Errorf("%w: %w", errStreamIdle, err)
 		}
 	}()
-	s.c.log.Debug("scaivault events stream connected", "prefix", s.opt.Prefix, "since", s.since)
-	if s.opt.OnConnect != nil {
-		s.opt.OnConnect()
-	}
 	rd := &sseReader{r: bufio.NewReader(body), onLine: func() {
 		healthy = true
 		watchdog.Reset(s.idle)

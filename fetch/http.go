@@ -106,6 +106,9 @@ func (c *Client) send(ctx context.Context, cl *call) (*response, error) {
 			return nil, err
 		}
 		if retries >= c.retry.MaxRetries {
+			if attempt == 1 {
+				return nil, err // retries are switched off
+			}
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
 		}
 		wait := retryWait(c.retry, retries, err, rand.Float64())

@@ -55,10 +55,12 @@ type spawner struct {
 	wg     sync.WaitGroup // waiter goroutines
 }
 
-func newSpawner(ctx context.Context, cfg *Config, log *slog.Logger) *spawner {
+func newSpawner(cfg *Config, log *slog.Logger) *spawner {
 	sp := &spawner{cfg: cfg, log: log, ctty: signal.ForegroundTTY(cfg.Stdin), guard: signal.GuardTTY()}
 	if cfg.Reap {
-		sp.reaper = signal.StartReaper(ctx, log)
+		// Not Run's context: the reaper must outlive its cancellation to
+		// hand over the status of the child stopped because of it.
+		sp.reaper = signal.StartReaper(context.Background(), log)
 	}
 	if sp.ctty >= 0 {
 		log.Debug("child gets the terminal's foreground group")
@@ -75,7 +77,7 @@ func (sp *spawner) close() {
 	sp.wg.Wait()
 	if sp.ctty >= 0 {
 		if err := signal.RestoreForeground(sp.ctty); err != nil {
-			sp.log.Warn("terminal", "error", err)
+			sp.log.Warn("terminal", "err", err)
 		}
 	}
 	sp.guard.Release()

@@ -94,7 +94,7 @@ func lookPath(file string, env []string) (string, error) {
 	if denied != nil {
 		return "", denied
 	}
-	return "", fmt.Errorf("%w in PATH %q", exec.ErrNotFound, path)
+	return "", fmt.Errorf("%w (PATH %q)", exec.ErrNotFound, path)
 }
 
 // envValue returns the value of the last name=value entry for name.

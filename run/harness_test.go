@@ -5,6 +5,7 @@ package run
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
@@ -35,14 +36,17 @@ func childArgv(mode string, args ...string) []string {
 	return append([]string{os.Args[0], mode}, args...)
 }
 
-// childEnv is an environment for a child helper.
+// childEnv is an environment for a child helper. Race-enabled binaries
+// sleep a second at exit unless told not to.
 func childEnv(kv ...string) []string {
-	return append([]string{"SVTEST_ROLE=child"}, kv...)
+	return append([]string{"GORACE=atexit_sleep_ms=0", "SVTEST_ROLE=child"}, kv...)
 }
 
 // startSupervisor runs the supervisor helper with c; wrap, when set, is the
-// command line in front of it (unshare, sh).
-func startSupervisor(t *testing.T, c svConfig, wrap []string, setup func(*exec.Cmd)) *proc {
+// command line in front of it (unshare, sh). setup may change the command
+// before it starts; when it returns a reader, the lines are read from it
+// instead of from the supervisor's stdout.
+func startSupervisor(t *testing.T, c svConfig, wrap []string, setup func(*exec.Cmd) io.Reader) *proc {
 	t.Helper()
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -50,7 +54,7 @@ func startSupervisor(t *testing.T, c svConfig, wrap []string, setup func(*exec.C
 	}
 	argv := append(wrap, os.Args[0])
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = []string{"SVTEST_ROLE=supervisor", "SVTEST_SV=" + string(b), "PATH=/usr/bin:/bin"}
+	cmd.Env = []string{"GORACE=atexit_sleep_ms=0", "SVTEST_ROLE=supervisor", "SVTEST_SV=" + string(b), "PATH=/usr/bin:/bin"}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +64,17 @@ func startSupervisor(t *testing.T, c svConfig, wrap []string, setup func(*exec.C
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = w, stderr // files, not writers: no copying goroutine waits for EOF
+	var src io.Reader = r
 	if setup != nil {
-		setup(cmd)
+		if other := setup(cmd); other != nil {
+			src = other
+		}
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	p := &proc{t: t, cmd: cmd, lines: lineReader(r), stderr: stderr, exited: make(chan struct{})}
+	p := &proc{t: t, cmd: cmd, lines: lineReader(src), stderr: stderr, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		p.state = cmd.ProcessState
@@ -124,6 +131,17 @@ func (p *proc) wait() int {
 		p.t.Fatalf("process did not exit within %v", deadline)
 	}
 	return -1
+}
+
+// count tells how many lines seen so far match re.
+func (p *proc) count(re string) int {
+	rx, n := regexp.MustCompile(re), 0
+	for _, l := range p.seen {
+		if rx.MatchString(l) {
+			n++
+		}
+	}
+	return n
 }
 
 // pidGone waits until pid has ended (a pidfd becomes readable when the

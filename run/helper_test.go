@@ -33,6 +33,12 @@ func TestMain(m *testing.M) {
 		os.Exit(childMain(os.Args[1:]))
 	case "supervisor":
 		os.Exit(supervisorMain())
+	case "exec": // Exec(argv[1:], the env in SVTEST_EXEC_ENV)
+		var env []string
+		json.Unmarshal([]byte(os.Getenv("SVTEST_EXEC_ENV")), &env)
+		err := Exec(os.Args[1:], env)
+		fmt.Println("exec failed:", err)
+		os.Exit(ExitCodeForExecError(err))
 	}
 	os.Exit(m.Run())
 }
@@ -112,7 +118,7 @@ func spawnOrphan(mode string) int {
 		panic(err)
 	}
 	cmd := exec.Command(os.Args[0], "middle", mode)
-	cmd.Env = []string{"SVTEST_ROLE=child"}
+	cmd.Env = []string{"GORACE=atexit_sleep_ms=0", "SVTEST_ROLE=child"}
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = os.Stdout, os.Stderr, []*os.File{w}
 	if err := cmd.Start(); err != nil {
 		panic(err)
@@ -131,7 +137,7 @@ func spawnOrphan(mode string) int {
 func childMiddle(mode string) int {
 	syscall.CloseOnExec(3)
 	cmd := exec.Command(os.Args[0], mode)
-	cmd.Env = []string{"SVTEST_ROLE=child"}
+	cmd.Env = []string{"GORACE=atexit_sleep_ms=0", "SVTEST_ROLE=child"}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return 1
@@ -166,6 +172,7 @@ type svConfig struct {
 	ReloadSignal syscall.Signal
 	Reap         bool
 	Subreaper    bool
+	CancelFD     bool // cancel Run's context at EOF on fd 3
 }
 
 // supervisorMain runs Supervisor.Run and prints "sv exit CODE" (and, on a
@@ -181,10 +188,18 @@ func supervisorMain() int {
 			panic(err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if c.CancelFD {
+		go func() {
+			io.Copy(io.Discard, os.NewFile(3, "cancel"))
+			cancel()
+		}()
+	}
 	code, err := New(Config{
 		Argv: c.Argv, Env: c.Env, KillSignal: c.KillSignal, KillTimeout: c.KillTimeout,
 		ReloadSignal: c.ReloadSignal, Reap: c.Reap || signal.IsPID1(), Logger: log,
-	}).Run(context.Background())
+	}).Run(ctx)
 	if fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err == nil {
 		say("sv foreground=%t", fg == unix.Getpgrp())
 	}

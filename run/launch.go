@@ -287,7 +287,11 @@ func needsFiles(refs []fetch.Ref) bool {
 // startDev starts the embedded dev server on a loopback port and points the
 // client at it with its root token.
 func (st *startup) startDev() error {
-	opts := devserver.Options{Logger: st.log.With("component", "dev-server")}
+	// The dev server logs a line per request: only wanted when debugging.
+	var opts devserver.Options
+	if st.log.Enabled(context.Background(), slog.LevelDebug) {
+		opts.Logger = st.log.With("component", "dev-server")
+	}
 	if st.opts.DevSeed != "" {
 		seed, err := devserver.LoadSeed(st.opts.DevSeed)
 		if err != nil {
@@ -307,8 +311,8 @@ func (st *startup) startDev() error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	st.closeDev = func() {
+		srv.Close() // first: it ends the event streams hs.Close would wait for
 		hs.Close()
-		srv.Close()
 	}
 	st.opts.Client.BaseURL = "http://" + ln.Addr().String()
 	st.opts.Client.Token = srv.RootToken()

@@ -145,7 +145,7 @@ func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
 	sigs := make(chan os.Signal, 64)
 	ossignal.Notify(sigs, signal.Forwarded()...)
 	defer ossignal.Stop(sigs)
-	sp := newSpawner(ctx, &s.cfg, s.log)
+	sp := newSpawner(&s.cfg, s.log)
 	defer sp.close()
 	s.spawn = sp.spawn
 	return s.loop(ctx, sigs)

@@ -80,7 +80,7 @@ func (s *Supervisor) startChild(env []string) {
 	c, err := s.spawn(env)
 	if err != nil {
 		s.st, s.code, s.err = stateExited, exitCodeFor(err), err
-		s.log.Error("child did not start", "error", err, "code", s.code)
+		s.log.Error("child did not start", "err", err, "code", s.code)
 		return
 	}
 	s.cur, s.env, s.st = c, env, stateRunning
@@ -90,7 +90,7 @@ func (s *Supervisor) startChild(env []string) {
 // signalChild sends sig to the current child's process group.
 func (s *Supervisor) signalChild(sig syscall.Signal) {
 	if err := s.cur.signal(sig); err != nil {
-		s.log.Warn("signal child", "pid", s.cur.pid(), "signal", signal.Name(sig), "error", err)
+		s.log.Warn("signal child", "pid", s.cur.pid(), "signal", signal.Name(sig), "err", err)
 	}
 }
 
@@ -154,7 +154,7 @@ func (s *Supervisor) onExit(st signal.Status) {
 	s.kill.stop()
 	if st.Err != nil {
 		s.st, s.code, s.err = stateExited, exitSetup, st.Err
-		s.log.Error("lost child", "pid", st.Pid, "error", st.Err)
+		s.log.Error("lost child", "pid", st.Pid, "err", st.Err)
 		return
 	}
 	if s.st != stateRestarting {

@@ -17,9 +17,11 @@ package template
 //	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt
 //
 // .Data holds the JSON-decoded values: a JSON string is a Go string,
-// numbers are json.Number (printed as written), objects and arrays print
-// as JSON. A missing key is an error naming the secret and the key, never
-// "<no value>": use hasKey or get for optional keys. dynamic and pkiCert map
+// numbers are json.Number (printed as written; the math functions, in and
+// contains take them, eq needs (print .Data.port) or parseInt), objects
+// and arrays print as JSON, null is nil. A missing key is an error naming
+// the secret and the key, never "<no value>", for .Data.key and index
+// alike (index replaces the builtin): use hasKey or get for optional keys. dynamic and pkiCert map
 // to the same sources as the env references scaivault+dynamic:// and
 // scaivault+pki:// with the same parameters, so that one lease and one
 // certificate serve both.
@@ -166,14 +168,15 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 		m[k] = st.forgetting(m[k])
 	}
 	for k, f := range bound {
-		m[k] = st.forgetting(f)
+		m[k] = f
 	}
 	return m
 }
 
 // mapMakers are the functions that may return a map not reached through
 // .Data: calling one makes the state forget which .Data it last handed out,
-// so that a missing key in their map is not blamed on a secret.
+// so that a missing key in their map is not blamed on a secret. (The bound
+// functions that return maps forget by themselves.)
 var mapMakers = []string{
 	"dict", "parseJSON", "parseYAML", "mergeMap", "mergeMapWithOverride", "explodeMap",
 	"splitToMap", "get", "first", "last", "coalesce", "default",
@@ -235,6 +238,7 @@ const maxTemplateDepth = 100
 // executeTemplate renders the named {{ define }} template with data as dot
 // and returns its output (consul-template's executeTemplate).
 func (st *renderState) executeTemplate(name string, data ...any) (string, error) {
+	st.lastData = nil
 	var dot any
 	switch len(data) {
 	case 0:

@@ -13,6 +13,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -54,6 +55,9 @@ func decodeSecretData(raw map[string]json.RawMessage) (jsonObject, error) {
 // decodeJSONValue decodes one JSON value: numbers as json.Number, objects as
 // jsonObject, arrays as jsonArray. The error gives the offset only.
 func decodeJSONValue(b []byte) (any, error) {
+	if v, ok := decodeScalar(b); ok {
+		return v, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -71,6 +75,35 @@ func decodeJSONValue(b []byte) (any, error) {
 		return nil, errors.New("invalid JSON")
 	}
 	return fromJSON(v), nil
+}
+
+// decodeScalar decodes, without a decoder, the JSON values most secret
+// data holds: strings without escapes, numbers, true, false and null.
+func decodeScalar(b []byte) (any, bool) {
+	switch {
+	case len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"':
+		s := b[1 : len(b)-1]
+		for _, c := range s {
+			if c == '\\' || c == '"' || c < 0x20 {
+				return nil, false
+			}
+		}
+		if !utf8.Valid(s) {
+			return nil, false
+		}
+		return string(s), true
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		if json.Valid(b) {
+			return json.Number(b), true
+		}
+	case string(b) == "true":
+		return true, true
+	case string(b) == "false":
+		return false, true
+	case string(b) == "null":
+		return nil, true
+	}
+	return nil, false
 }
 
 // fromJSON turns decoded maps and slices into jsonObject and jsonArray.

@@ -12,6 +12,7 @@ import (
 // gives "<no value>"); {{ index .Data "api-key" }} is how keys that are not
 // identifiers are read.
 func (st *renderState) index(item any, indexes ...any) (any, error) {
+	st.lastData = nil
 	v := reflect.ValueOf(item)
 	if !v.IsValid() {
 		return nil, errors.New("index of nil")

@@ -82,6 +82,7 @@ func (st *renderState) own(desc string, data jsonObject) *dataRef {
 
 // secret implements {{ secret PATH ["version=N"] }}.
 func (st *renderState) secret(path string, opts ...string) (*secretValue, error) {
+	st.lastData = nil
 	o, err := parseFuncOptions(opts, "version")
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", path, err)
@@ -137,6 +138,7 @@ func (st *renderState) newSecretValue(path string, sec *fetch.Secret) (*secretVa
 // secretList implements {{ secrets PREFIX }}: the sorted paths under the
 // prefix (a plain string prefix, as the list API takes it).
 func (st *renderState) secretList(prefix string) ([]string, error) {
+	st.lastData = nil
 	src := fetch.ListSource(prefix)
 	var entries []fetch.ListEntry
 	ok := false
@@ -158,6 +160,7 @@ func (st *renderState) secretList(prefix string) ([]string, error) {
 
 // dynamic implements {{ dynamic ENGINE ROLE ["ttl=2h"] }}.
 func (st *renderState) dynamic(engine, role string, opts ...string) (*leaseValue, error) {
+	st.lastData = nil
 	o, err := parseFuncOptions(opts, "ttl")
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", engine, role, err)
@@ -195,6 +198,7 @@ func (st *renderState) dynamic(engine, role string, opts ...string) (*leaseValue
 
 // pkiCert implements {{ pkiCert ROLE "common_name=CN" ... }}.
 func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) {
+	st.lastData = nil
 	o, err := parseFuncOptions(opts, "common_name", "alt_names", "ip_sans", "ttl")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", role, err)

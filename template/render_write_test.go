@@ -148,7 +148,7 @@ func TestWriteIsAtomicForReaders(t *testing.T) {
 	// A reader polling DST while it is rewritten again and again sees one whole
 	// version or the other, never a part.
 	dir := t.TempDir()
-	specs := writeTemplates(t, dir, "big.tmpl", `{{ range loop 1000 }}{{ (secret "app/db").Data.password }}-{{ . }}
+	specs := writeTemplates(t, dir, "big.tmpl", `{{ range loop 300 }}{{ (secret "app/db").Data.password }}-{{ . }}
 {{ end }}`)
 	if err := os.Mkdir(filepath.Join(dir, "out"), 0o755); err != nil {
 		t.Fatal(err)
@@ -171,26 +171,12 @@ func TestWriteIsAtomicForReaders(t *testing.T) {
 		wants[i] = out[0].Data
 	}
 	done := make(chan struct{})
-	var wg sync.WaitGroup
 	var reads, torn int
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			b, err := os.ReadFile(specs[0].Dst)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			reads++
-			if err != nil || (!bytes.Equal(b, wants[0]) && !bytes.Equal(b, wants[1])) {
-				torn++
-			}
-		}
+		reads, torn = pollFile(specs[0].Dst, wants[:], done)
 	}()
 	for i := range 50 {
 		out, _, err := set.Render(snaps[i%2])
@@ -206,5 +192,25 @@ func TestWriteIsAtomicForReaders(t *testing.T) {
 	wg.Wait()
 	if torn > 0 {
 		t.Errorf("%d of %d reads saw a partial file", torn, reads)
+	}
+}
+
+// pollFile reads path until done is closed and counts the reads that saw
+// none of wants.
+func pollFile(path string, wants [][]byte, done <-chan struct{}) (reads, torn int) {
+	for {
+		select {
+		case <-done:
+			return reads, torn
+		default:
+		}
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		reads++
+		if err != nil || (!bytes.Equal(b, wants[0]) && !bytes.Equal(b, wants[1])) {
+			torn++
+		}
 	}
 }

@@ -1,0 +1,90 @@
+//go:build linux
+
+package run
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/creack/pty"
+)
+
+// On a terminal the child's group is the foreground group: ^C reaches the
+// child once and the supervisor not at all; the supervisor gets the
+// terminal back when the child has exited.
+func TestTerminalForeground(t *testing.T) {
+	t.Parallel()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pty: %v", err)
+	}
+	defer ptmx.Close()
+	p := startSupervisor(t, svConfig{Argv: childArgv("signals"), Env: childEnv()}, nil, func(cmd *exec.Cmd) io.Reader {
+		cmd.Stdin, cmd.Stdout = tty, tty
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		return ptmx
+	})
+	tty.Close() // the supervisor has its own copy
+	// Lines come through the terminal, after echoes such as "^C": unanchored.
+	m := p.expect(`(\d+) ready pg=(\d+) fg=(-?\d+)`)
+	if m[2] != m[3] {
+		t.Fatalf("child's group %s is not the terminal's foreground group %s", m[2], m[3])
+	}
+	if m[1] != m[2] {
+		t.Errorf("child %s is not its group's leader %s", m[1], m[2])
+	}
+	if _, err := ptmx.Write([]byte{0x03}); err != nil { // ^C
+		t.Fatal(err)
+	}
+	p.expect(`\d+ got SIGINT$`)
+	// A marker through the supervisor: had it seen the SIGINT, the kill
+	// signal it sent (SIGTERM, a lower number) would arrive no later.
+	p.signal(syscall.SIGWINCH)
+	p.expect(`\d+ got SIGWINCH$`)
+	if n := p.count(`got SIGINT`); n != 1 {
+		t.Errorf("child got SIGINT %d times; want once", n)
+	}
+	if n := p.count(`got SIGTERM`); n != 0 {
+		t.Errorf("child got SIGTERM: the supervisor acted on the terminal's SIGINT")
+	}
+	p.signal(syscall.SIGTERM)
+	p.expect(`\d+ got SIGTERM$`)
+	p.expect(`\d+ sv foreground=true$`)
+	p.expect(`\d+ sv exit 0 `)
+	if code := p.wait(); code != 0 {
+		t.Errorf("supervisor exit %d", code)
+	}
+	logs, _ := os.ReadFile(p.stderr.Name())
+	if strings.Contains(string(logs), "signal=SIGINT") {
+		t.Errorf("supervisor received SIGINT:\n%s", logs)
+	}
+}
+
+// The child starts with default dispositions and an empty mask, though the
+// supervisor was started with signals ignored and ignores SIGTTIN/SIGTTOU.
+func TestChildSignalDispositions(t *testing.T) {
+	t.Parallel()
+	script := `grep -E "^Sig(Ign|Blk)" /proc/self/status; grep "^SigIgn" /proc/$PPID/status | sed s/^SigIgn/ParentIgn/`
+	wrap := []string{"/bin/sh", "-c", `trap "" HUP PIPE TTIN TTOU TSTP USR1 WINCH; exec "$0"`}
+	p := startSupervisor(t, svConfig{Argv: []string{"sh", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"}}, wrap, nil)
+	masks := map[string]uint64{}
+	for _, field := range []string{"SigBlk", "SigIgn", "ParentIgn"} {
+		m := p.expect(`^` + field + `:\s+([0-9a-f]+)$`)
+		masks[field], _ = strconv.ParseUint(m[1], 16, 64)
+	}
+	if masks["SigIgn"] != 0 || masks["SigBlk"] != 0 {
+		t.Errorf("child ignores %#x, blocks %#x; want nothing", masks["SigIgn"], masks["SigBlk"])
+	}
+	tty := uint64(1)<<(syscall.SIGTTIN-1) | uint64(1)<<(syscall.SIGTTOU-1)
+	if masks["ParentIgn"] != tty {
+		t.Errorf("supervisor ignores %#x; want SIGTTIN and SIGTTOU only (%#x)", masks["ParentIgn"], tty)
+	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("supervisor exit %d", code)
+	}
+}
