@@ -9,7 +9,7 @@ import (
 	"net/http"
 	"os"
 	ossignal "os/signal"
-	"strings"
+	"slices"
 	"syscall"
 	"time"
 
@@ -97,14 +97,25 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 		opts.Templates = append(opts.Templates, spec)
 	}
 	opts.TemplateOptions.CreateDirs = c.Bool("template-create-dirs")
+	opts.TemplateOptions.Getenv = templateGetenv(opts.Env.KeepCredentials)
 	if d := c.String("template-delims"); d != "" {
-		l, r, ok := strings.Cut(d, ":")
-		if !ok || l == "" || r == "" {
-			return opts, fmt.Errorf("--template-delims %q: want LEFT:RIGHT, e.g. '[[:]]'", d)
+		if opts.TemplateOptions.Delims, err = template.ParseDelims(d); err != nil {
+			return opts, fmt.Errorf("--template-delims: %w", err)
 		}
-		opts.TemplateOptions.Delims = [2]string{l, r}
 	}
 	return opts, nil
+}
+
+// templateGetenv is what {{ env }} reads: the environment scaivault-run was
+// started in, without its own credentials unless they are kept, so that a
+// template cannot write the token into a file by accident.
+func templateGetenv(keep bool) func(string) string {
+	return func(name string) string {
+		if !keep && slices.Contains(template.CredentialVars, name) {
+			return ""
+		}
+		return os.Getenv(name)
+	}
 }
 
 // runOptions reads the flags of the main job only.

@@ -77,7 +77,7 @@ func (sp *spawner) close() {
 	sp.wg.Wait()
 	if sp.ctty >= 0 {
 		if err := signal.RestoreForeground(sp.ctty); err != nil {
-			sp.log.Warn("terminal", "err", err)
+			sp.log.Warn("terminal foreground not restored", "err", err)
 		}
 	}
 	sp.guard.Release()

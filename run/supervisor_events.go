@@ -79,8 +79,7 @@ func (s *Supervisor) startChild(env []string) {
 	s.st = stateStarting
 	c, err := s.spawn(env)
 	if err != nil {
-		s.st, s.code, s.err = stateExited, exitCodeFor(err), err
-		s.log.Error("child did not start", "err", err, "code", s.code)
+		s.st, s.code, s.err = stateExited, exitCodeFor(err), err // Run returns err: not logged
 		return
 	}
 	s.cur, s.env, s.st = c, env, stateRunning
@@ -153,8 +152,7 @@ func (s *Supervisor) escalate(why string) {
 func (s *Supervisor) onExit(st signal.Status) {
 	s.kill.stop()
 	if st.Err != nil {
-		s.st, s.code, s.err = stateExited, exitSetup, st.Err
-		s.log.Error("lost child", "pid", st.Pid, "err", st.Err)
+		s.st, s.code, s.err = stateExited, exitSetup, st.Err // Run returns err: not logged
 		return
 	}
 	if s.st != stateRestarting {
