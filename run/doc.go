@@ -19,4 +19,23 @@
 // returns. Run changes process-wide signal dispositions while it runs, so
 // at most one Supervisor runs in a process at a time; with Config.Reap set
 // nothing else in the process may wait for children (os/exec included).
+//
+// # Signals
+//
+// The child leads its own process group, and every signal goes to that
+// group: forwarded ones, the kill and reload signals, SIGKILL. This is
+// dumb-init's and consul-template's choice (tini's default is the child
+// alone): a command wrapped in "sh -c" or a launcher that does not pass
+// signals on still gets them, and a stop reaches every process of the
+// group. The price: a process manager's workers get the signals meant for
+// their master too (gunicorn's workers die on SIGHUP), so give such a
+// command a reload signal its workers tolerate.
+//
+// Which signals are forwarded, which stop the child and which are dropped
+// is signal.ActionFor's table. When stdin is the controlling terminal and
+// scaivault-run is in its foreground group, the child's group becomes the
+// foreground group: ^C and ^Z from the terminal reach the child's group
+// once, directly, and scaivault-run not at all (so it neither forwards
+// them again nor starts a shutdown). ^Z stops the child alone, as under
+// tini. The terminal is handed back when Run returns.
 package run

@@ -363,18 +363,20 @@ func TestLoopStopSignals(t *testing.T) {
 	})
 }
 
-// Cancellation during a restart stops instead of starting the next child,
-// and counts as the first signal: it does not escalate.
+// Cancellation during a restart stops instead of starting the next child.
+// It is not a signal: the first signal after it does not escalate (it may
+// be the signal that caused the cancellation), the second does.
 func TestLoopCancelDuringRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
 		ctx, cancel := context.WithCancel(context.Background())
-		sigs, changes, res := startLoop(ctx, Config{KillTimeout: 5 * time.Second}, w)
+		sigs, changes, res := startLoop(ctx, Config{KillTimeout: time.Minute}, w)
 		changes <- envChange("2", func() { t.Error("Applied called for a stopped restart") })
 		time.Sleep(time.Second)
 		cancel()
+		sigs <- syscall.SIGTERM
 		time.Sleep(time.Second)
-		sigs <- syscall.SIGTERM // the second stop request: SIGKILL
+		sigs <- syscall.SIGTERM
 		expectResult(t, res, 137)
 		expectEvents(t, w,
 			"0s start 100 V=1",

@@ -83,20 +83,21 @@ type Supervisor struct {
 	randN func(n int64) int64
 
 	// Everything below is owned by Run's goroutine.
-	st       state
-	cur      child
-	env      []string // the env cur runs with
-	nextEnv  []string // the env of the restart in progress
-	changes  <-chan Change
-	pending  *batch // changes not acted on yet
-	inflight *batch // the changes a restart in progress applies
-	due      bool   // pending is settled and waits for a running child
-	quiet    timer  // WaitMin since the last change
-	latest   timer  // WaitMax since the first pending change
-	splay    timer  // random delay before acting
-	kill     timer  // KillTimeout after the kill signal
-	code     int
-	err      error
+	st          state
+	cur         child
+	env         []string // the env cur runs with
+	nextEnv     []string // the env of the restart in progress
+	changes     <-chan Change
+	pending     *batch // changes not acted on yet
+	inflight    *batch // the changes a restart in progress applies
+	due         bool   // pending is settled and waits for a running child
+	quiet       timer  // WaitMin since the last change
+	latest      timer  // WaitMax since the first pending change
+	splay       timer  // random delay before acting
+	kill        timer  // KillTimeout after the kill signal
+	stopSignals int    // SIGTERM/SIGINT received
+	code        int
+	err         error
 }
 
 // New returns a supervisor for cfg, with defaults filled in.

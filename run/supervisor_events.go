@@ -93,17 +93,21 @@ func (s *Supervisor) signalChild(sig syscall.Signal) {
 	}
 }
 
-// onSignal acts on a signal scaivault-run received.
+// onSignal acts on a signal scaivault-run received. Only signals count
+// towards the second stop signal: a cancellation that came from the same
+// SIGTERM does not turn it into a SIGKILL.
 func (s *Supervisor) onSignal(received os.Signal) {
 	sig, _ := received.(syscall.Signal)
 	switch signal.ActionFor(sig) {
 	case signal.Stop:
+		s.stopSignals++
 		s.log.Info("stop signal received", "signal", signal.Name(sig), "state", s.st)
-		if s.st == stateStopping {
+		switch {
+		case s.stopSignals > 1:
 			s.escalate("second signal")
-			return
+		case s.st != stateStopping:
+			s.beginStop()
 		}
-		s.beginStop()
 	case signal.Forward:
 		s.log.Debug("forwarding signal", "signal", signal.Name(sig), "pid", s.cur.pid())
 		s.signalChild(sig)

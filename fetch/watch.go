@@ -1,0 +1,482 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The Watcher keeps a snapshot fresh while a child runs on it (DESIGN.md,
+// "Watching and acting"): it polls static secrets and lists, follows the
+// change events when the server offers them, renews and replaces leases,
+// re-issues certificates, and sends an Update for each change.
+//
+// Concurrency: Run owns every piece of the watcher's state on its own
+// goroutine; one more goroutine, which Run starts and joins, follows the
+// events stream and hands events over on a channel. Each Update waits for
+// the receiver's Commit or Reject before the watcher goes on, so that
+// watcher and receiver always agree on the snapshot the child runs on.
+
+// Defaults of WatchConfig.
+const (
+	DefaultPollInterval = 60 * time.Second
+	DefaultSafetyPoll   = 5 * time.Minute
+)
+
+// revokeUnusedTimeout bounds the revocation of a lease the watcher
+// generated but nobody took.
+const revokeUnusedTimeout = 10 * time.Second
+
+// WatchConfig configures a Watcher. The zero value of each field is its
+// documented default.
+type WatchConfig struct {
+	Client       *Client
+	PollInterval time.Duration // static polls without events; 0: 60s
+	SafetyPoll   time.Duration // static polls while the events stream is up; 0: 5m
+	NoEvents     bool          // poll only, never follow /v1/events
+	// OnLost is called on the watcher's goroutine, on every attempt, while
+	// a source is lost for good (deleted, access revoked, lease revoked);
+	// it must not block. The watcher has logged the loss at error level.
+	OnLost func(*LostError)
+	Logger *slog.Logger   // nil: discard
+	Rand   func() float64 // in [0,1); nil: math/rand/v2
+}
+
+// Update is a change of what the child runs on. Snapshot is complete (every
+// watched source, changed or not); Changed names the sources that changed,
+// Reasons says how, for the log (paths, versions, lease ids, serials, never
+// values). Superseded are leases that Snapshot replaces: revoke them once
+// the child runs on the new ones. Every Update must be answered with one
+// Commit or Reject before the next comes.
+type Update struct {
+	Snapshot   *Snapshot
+	Changed    []Source
+	Reasons    []string
+	Superseded []*Lease
+}
+
+// LostError is a watched source lost for good: the secret was deleted
+// (404), access to it was revoked (403, or a credential the server no
+// longer takes), or the server revoked or forgot a lease.
+type LostError struct {
+	Source  Source // zero: every watched secret (the whole batch read failed)
+	LeaseID string // the lease lost, for a dynamic source
+	Err     error
+}
+
+func (e *LostError) Error() string {
+	what := "watched secrets"
+	if e.Source.Kind != 0 {
+		what = describe(e.Source)
+	}
+	if e.LeaseID != "" {
+		what = "lease " + e.LeaseID + " of " + what
+	}
+	return what + " lost: " + e.Err.Error()
+}
+
+func (e *LostError) Unwrap() error { return e.Err }
+
+// watchAPI is what the watcher needs of a Client (tests fake it).
+type watchAPI interface {
+	BatchRead(ctx context.Context, paths []string) (map[string]*Secret, map[string]error, error)
+	List(ctx context.Context, prefix string) ([]ListEntry, error)
+	Renew(ctx context.Context, leaseID, increment string) (*Lease, error)
+	Generate(ctx context.Context, engine, role, ttl string) (*Lease, error)
+	Revoke(ctx context.Context, leaseID string) error
+	Issue(ctx context.Context, role string, req IssueRequest) (*Cert, error)
+	Events(ctx context.Context, opt EventsOptions, handle func(Event)) error
+}
+
+// Watcher watches the sources of one snapshot. Create it with NewWatcher,
+// call Run once, and answer each Update from Updates with Commit or Reject.
+type Watcher struct {
+	cfg     WatchConfig
+	api     watchAPI
+	log     *slog.Logger
+	rnd     func() float64
+	updates chan Update
+	replies chan reply
+	evCh    chan Event
+	connCh  chan struct{}
+	endCh   chan error
+	started atomic.Bool
+
+	// Owned by Run's goroutine.
+	cur       *Snapshot
+	leases    map[Source]*leaseItem
+	certs     map[Source]*certItem
+	lost      map[Source]error // static sources and lists lost for good
+	nextPoll  time.Time
+	pollFails int
+	evUp      bool // the events stream has connected and not ended
+	evSeen    bool // it connected at least once
+	out       outage
+	draft     *draft
+}
+
+type reply struct {
+	taken bool
+	snap  *Snapshot
+}
+
+// NewWatcher returns a watcher of snap's entries for the sources in used
+// (those are what the child runs on; the rest of snap is ignored).
+func NewWatcher(cfg WatchConfig, snap *Snapshot, used []Source) *Watcher {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.SafetyPoll <= 0 {
+		cfg.SafetyPoll = DefaultSafetyPoll
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rnd := cfg.Rand
+	if rnd == nil {
+		rnd = rand.Float64
+	}
+	w := &Watcher{
+		cfg: cfg, log: log, rnd: rnd,
+		updates: make(chan Update), replies: make(chan reply, 1),
+		evCh: make(chan Event, 64), connCh: make(chan struct{}, 1), endCh: make(chan error, 1),
+		cur:    snap.Only(used),
+		leases: map[Source]*leaseItem{}, certs: map[Source]*certItem{}, lost: map[Source]error{},
+		out: outage{log: log},
+	}
+	if cfg.Client != nil {
+		w.api = cfg.Client
+	}
+	return w
+}
+
+// Updates delivers the watcher's updates; it is closed when Run returns.
+func (w *Watcher) Updates() <-chan Update { return w.updates }
+
+// Commit answers the last Update: snap, restricted to the sources in used,
+// is what the child runs on from now on (or will, once the supervisor has
+// acted). It is the Update's snapshot plus whatever the receiver had to
+// resolve anew, less what is no longer used. It never blocks.
+func (w *Watcher) Commit(snap *Snapshot, used []Source) {
+	w.reply(reply{taken: true, snap: snap.Only(used)})
+}
+
+// Reject answers the last Update: it could not be applied, the child stays
+// on the previous snapshot. Leases the watcher generated for it are
+// revoked; what changed on the server is seen again on the next attempt.
+func (w *Watcher) Reject() { w.reply(reply{}) }
+
+func (w *Watcher) reply(r reply) {
+	select {
+	case w.replies <- r:
+	default: // no Update is waiting for an answer
+	}
+}
+
+// Run watches until ctx ends, then returns nil. It may be called once.
+func (w *Watcher) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("watcher: Run called twice")
+	}
+	if w.api == nil {
+		return errors.New("watcher: no client")
+	}
+	defer close(w.updates)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	if !w.cfg.NoEvents {
+		wg.Go(func() { w.followEvents(ctx) })
+	}
+	now := time.Now()
+	w.adopt(w.cur, now)
+	w.nextPoll = NextPoll(now, w.cfg.PollInterval, w.rnd())
+	w.log.Info("watching for changes", "secrets", len(w.staticPaths()), "lists", len(w.cur.Lists),
+		"leases", len(w.leases), "certificates", len(w.certs), "poll_interval", w.cfg.PollInterval)
+	timer := time.NewTimer(time.Until(w.nextDue()))
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			w.runDue(ctx)
+		case ev := <-w.evCh:
+			w.onEvents(ctx, ev)
+		case <-w.connCh:
+			w.onConnect(ctx)
+		case err := <-w.endCh:
+			w.onEventsEnd(err)
+		}
+		w.flush(ctx)
+		timer.Reset(time.Until(w.nextDue()))
+	}
+	return nil
+}
+
+// interval is the time between static polls: the safety poll while the
+// events stream is up, else the poll interval.
+func (w *Watcher) interval() time.Duration {
+	if w.evUp {
+		return w.cfg.SafetyPoll
+	}
+	return w.cfg.PollInterval
+}
+
+// nextDue is the earliest scheduled poll, renewal, replacement or re-issue.
+func (w *Watcher) nextDue() time.Time {
+	due := w.nextPoll
+	for _, it := range w.leases {
+		if !it.pending && it.plan.At.Before(due) {
+			due = it.plan.At
+		}
+	}
+	for _, it := range w.certs {
+		if !it.pending && it.at.Before(due) {
+			due = it.at
+		}
+	}
+	return due
+}
+
+// runDue does everything whose time has come.
+func (w *Watcher) runDue(ctx context.Context) {
+	if !time.Now().Before(w.nextPoll) {
+		w.poll(ctx)
+	}
+	for _, src := range sortedSources(maps.Keys(w.leases)) {
+		if it := w.leases[src]; !it.pending && !time.Now().Before(it.plan.At) && ctx.Err() == nil {
+			w.stepLease(ctx, it)
+		}
+	}
+	for _, src := range sortedSources(maps.Keys(w.certs)) {
+		if it := w.certs[src]; !it.pending && !time.Now().Before(it.at) && ctx.Err() == nil {
+			w.reissue(ctx, it)
+		}
+	}
+}
+
+func sortedSources(seq func(func(Source) bool)) []Source {
+	return slices.SortedFunc(seq, func(a, b Source) int { return strings.Compare(a.String(), b.String()) })
+}
+
+// draft collects the changes of one round of the loop into one Update.
+type draft struct {
+	snap       *Snapshot // the changed entries
+	changed    []Source
+	reasons    []string
+	superseded []*Lease
+	generated  []*Lease // new leases: revoked when the update is not taken
+	accept     []func(now time.Time)
+	reject     []func(now time.Time)
+}
+
+// change records that src changed, for reason, and returns the draft.
+func (w *Watcher) change(src Source, reason string) *draft {
+	if w.draft == nil {
+		w.draft = &draft{snap: (*Snapshot)(nil).clone()}
+	}
+	d := w.draft
+	if !slices.Contains(d.changed, src) {
+		d.changed = append(d.changed, src)
+	}
+	d.reasons = append(d.reasons, reason)
+	return d
+}
+
+// flush sends the round's Update and waits for its answer.
+func (w *Watcher) flush(ctx context.Context) {
+	d := w.draft
+	if d == nil {
+		return
+	}
+	w.draft = nil
+	u := Update{Snapshot: w.cur.Merge(d.snap), Changed: d.changed, Reasons: d.reasons, Superseded: d.superseded}
+	select {
+	case w.updates <- u:
+	case <-ctx.Done():
+		w.revokeUnused(d.generated, nil)
+		return
+	}
+	select {
+	case r := <-w.replies:
+		w.answered(d, r)
+	case <-ctx.Done():
+		select {
+		case r := <-w.replies:
+			w.answered(d, r)
+		default:
+			w.revokeUnused(d.generated, nil)
+		}
+	}
+}
+
+// answered applies the receiver's answer to an update.
+func (w *Watcher) answered(d *draft, r reply) {
+	now := time.Now()
+	if !r.taken {
+		w.log.Debug("update rejected; keeping the previous snapshot", "reasons", d.reasons)
+		for _, f := range d.reject {
+			f(now)
+		}
+		w.revokeUnused(d.generated, nil)
+		return
+	}
+	for _, f := range d.accept {
+		f(now)
+	}
+	w.adopt(r.snap, now)
+	w.revokeUnused(d.generated, r.snap)
+}
+
+// revokeUnused revokes the leases of generated that keep does not hold:
+// the watcher made them, nobody took them.
+func (w *Watcher) revokeUnused(generated []*Lease, keep *Snapshot) {
+	held := map[string]bool{}
+	if keep != nil {
+		for _, l := range keep.Leases {
+			held[l.LeaseID] = true
+		}
+	}
+	for _, l := range generated {
+		if held[l.LeaseID] {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), revokeUnusedTimeout)
+		if err := w.api.Revoke(ctx, l.LeaseID); err != nil {
+			w.log.Warn("revoking an unused lease failed; it runs out on its ttl", "lease", l.LeaseID, "error", err)
+		} else {
+			w.log.Debug("unused lease revoked", "lease", l.LeaseID)
+		}
+		cancel()
+	}
+}
+
+// adopt makes snap the current snapshot: leases and certificates it holds
+// anew get a schedule, those it no longer holds are dropped.
+func (w *Watcher) adopt(snap *Snapshot, now time.Time) {
+	w.cur = snap
+	for src, l := range snap.Leases {
+		if it := w.leases[src]; it == nil || it.lease.LeaseID != l.LeaseID {
+			w.leases[src] = w.newLeaseItem(src, l, now)
+		}
+	}
+	for src := range w.leases {
+		if _, ok := snap.Leases[src]; !ok {
+			delete(w.leases, src)
+		}
+	}
+	for src, c := range snap.Certs {
+		if it := w.certs[src]; it == nil || it.cert.SerialNumber != c.SerialNumber {
+			w.certs[src] = &certItem{src: src, cert: c, received: now, at: CertRefreshAt(c, now, w.rnd())}
+		}
+	}
+	for src := range w.certs {
+		if _, ok := snap.Certs[src]; !ok {
+			delete(w.certs, src)
+		}
+	}
+	for src := range w.lost {
+		if !snap.Has(src) {
+			delete(w.lost, src)
+		}
+	}
+}
+
+// Only returns a new snapshot holding s's entries for srcs alone. It never
+// returns nil.
+func (s *Snapshot) Only(srcs []Source) *Snapshot {
+	out := (*Snapshot)(nil).clone()
+	if s == nil {
+		return out
+	}
+	for _, src := range srcs {
+		if v, ok := s.Secrets[src]; ok {
+			out.Secrets[src] = v
+		}
+		if v, ok := s.Leases[src]; ok {
+			out.Leases[src] = v
+		}
+		if v, ok := s.Certs[src]; ok {
+			out.Certs[src] = v
+		}
+		if v, ok := s.Lists[src]; ok {
+			out.Lists[src] = v
+		}
+	}
+	return out
+}
+
+// lose logs a loss at error level and reports it.
+func (w *Watcher) lose(e *LostError) {
+	attrs := []any{"error", e.Err}
+	switch {
+	case e.LeaseID != "":
+		attrs = append(attrs, "lease", e.LeaseID, "source", e.Source.String())
+	case e.Source.Kind == List:
+		attrs = append(attrs, "list", e.Source.Path)
+	case e.Source.Kind == PKI:
+		attrs = append(attrs, "certificate", e.Source.String())
+	case e.Source.Kind != 0:
+		attrs = append(attrs, "secret", e.Source.Path)
+	}
+	w.log.Error("lost for good; the child keeps running on what it has", attrs...)
+	if w.cfg.OnLost != nil {
+		w.cfg.OnLost(e)
+	}
+}
+
+// outage rate-limits the warnings about a server that does not answer:
+// the first failure, then at most one a minute, then one line at info
+// level when it answers again.
+type outage struct {
+	log      *slog.Logger
+	since    time.Time
+	lastWarn time.Time
+	failures int
+}
+
+// outageWarnEvery is the least time between two outage warnings.
+const outageWarnEvery = time.Minute
+
+func (o *outage) fail(now time.Time, err error, retryIn time.Duration) {
+	o.failures++
+	switch {
+	case o.failures == 1:
+		o.since, o.lastWarn = now, now
+		o.log.Warn("scaivault not reachable; the child keeps running on what it has",
+			"error", err, "retry_in", retryIn.Round(time.Millisecond))
+	case now.Sub(o.lastWarn) >= outageWarnEvery:
+		o.lastWarn = now
+		o.log.Warn("scaivault still not reachable", "for", now.Sub(o.since).Round(time.Second),
+			"failures", o.failures, "error", err, "retry_in", retryIn.Round(time.Millisecond))
+	default:
+		o.log.Debug("scaivault not reachable", "failures", o.failures, "error", err)
+	}
+}
+
+func (o *outage) ok(now time.Time) {
+	if o.failures == 0 {
+		return
+	}
+	o.log.Info("scaivault reachable again", "after", now.Sub(o.since).Round(time.Millisecond), "failures", o.failures)
+	o.failures = 0
+}
+
+// serverWait is the Retry-After of a 429 or 503 in err, or zero.
+func serverWait(err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
+}

@@ -1,0 +1,201 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Leases and certificates: renewals, replacements and re-issues on the
+// schedule of schedule.go.
+
+// leaseItem is the watcher's state of one dynamic source.
+type leaseItem struct {
+	src      Source
+	lease    *Lease
+	received time.Time     // when lease's times were last read
+	inc      time.Duration // what a renewal asks for
+	plan     LeasePlan
+	fails    int
+	lost     error // set while the lease is lost (revoked, 404, denied)
+	pending  bool  // a replacement waits for the receiver's answer
+}
+
+func (w *Watcher) newLeaseItem(src Source, l *Lease, now time.Time) *leaseItem {
+	inc := time.Duration(l.LeaseDuration) * time.Second
+	if src.TTL != "" {
+		if d, err := ParseDuration(src.TTL); err == nil {
+			inc = d
+		}
+	}
+	return &leaseItem{src: src, lease: l, received: now, inc: inc, plan: PlanLease(l, now, inc, w.rnd())}
+}
+
+// remaining is how long the item's lease still runs at now.
+func (it *leaseItem) remaining(now time.Time) time.Duration {
+	return LeaseRemaining(it.lease, it.received) - now.Sub(it.received)
+}
+
+func (w *Watcher) stepLease(ctx context.Context, it *leaseItem) {
+	if it.plan.Action == LeaseRenew {
+		w.renew(ctx, it)
+		return
+	}
+	w.replace(ctx, it)
+}
+
+// renew extends the lease; the answer has no data, so the credential
+// stays the same, and only the lease's times change.
+func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
+	id := it.lease.LeaseID
+	l, err := w.api.Renew(ctx, id, it.src.TTL)
+	now := time.Now()
+	if err != nil {
+		w.leaseFailed(ctx, it, true, err, now)
+		return
+	}
+	w.out.ok(now)
+	renewed := *it.lease
+	renewed.LeaseDuration, renewed.Renewable, renewed.ExpiresAt = l.LeaseDuration, l.Renewable, l.ExpiresAt
+	if !l.MaxExpiresAt.IsZero() {
+		renewed.MaxExpiresAt = l.MaxExpiresAt
+	}
+	it.lease, it.received, it.fails, it.lost = &renewed, now, 0, nil
+	it.plan = PlanLease(&renewed, now, it.inc, w.rnd())
+	w.cur = w.cur.Merge(&Snapshot{Leases: map[Source]*Lease{it.src: &renewed}})
+	w.change(it.src, "lease "+id+" renewed")
+	w.log.Info("lease renewed", "lease", id, "ttl", LeaseRemaining(&renewed, now).Round(time.Second),
+		"next", it.plan.Action.String(), "in", it.plan.At.Sub(now).Round(time.Millisecond), "why", it.plan.Why)
+}
+
+// replace generates a new credential for the source; the Update carries
+// it, and the old lease is superseded (revoked by the receiver once the
+// child runs on the new one).
+func (w *Watcher) replace(ctx context.Context, it *leaseItem) {
+	src, old := it.src, it.lease
+	nl, err := w.api.Generate(ctx, src.Engine, src.Role, src.TTL)
+	now := time.Now()
+	if err != nil {
+		w.leaseFailed(ctx, it, false, err, now)
+		return
+	}
+	w.out.ok(now)
+	w.log.Info("lease replaced", "lease", old.LeaseID, "new_lease", nl.LeaseID, "why", it.plan.Why)
+	it.pending = true
+	d := w.change(src, fmt.Sprintf("lease %s replaced by %s", old.LeaseID, nl.LeaseID))
+	d.snap.Leases[src] = nl
+	d.superseded = append(d.superseded, old)
+	d.generated = append(d.generated, nl)
+	d.accept = append(d.accept, func(time.Time) {
+		if it.lost != nil {
+			w.log.Info("lost lease replaced", "lease", old.LeaseID, "new_lease", nl.LeaseID)
+		}
+		it.pending, it.lease, it.received, it.fails, it.lost = false, nl, now, 0, nil
+		it.plan = PlanLease(nl, now, it.inc, w.rnd())
+	})
+	d.reject = append(d.reject, func(t time.Time) {
+		it.pending = false
+		it.fails++
+		it.plan = LeasePlan{LeaseReplace, t.Add(RetryBackoff(it.fails, w.cfg.PollInterval, w.rnd())), "update rejected"}
+	})
+}
+
+// errLeaseGone is a renewal answered 404: the lease expired or was revoked.
+var errLeaseGone = errors.New("the server no longer knows the lease")
+
+// leaseFailed schedules what follows a failed renewal or replacement. A
+// renewal refused (not renewable) or answered 404 (revoked, expired: the
+// lease is lost) turns into a replacement now; a server that does not
+// answer is retried with backoff, before the lease ends (once it has
+// ended, by a replacement); anything else is a loss, retried each poll.
+func (w *Watcher) leaseFailed(ctx context.Context, it *leaseItem, renewing bool, err error, now time.Time) {
+	if ctx.Err() != nil {
+		return
+	}
+	rem := it.remaining(now)
+	switch {
+	case renewing && errors.Is(err, ErrValidation):
+		w.log.Info("lease renewal refused; replacing it", "lease", it.lease.LeaseID, "error", err)
+		it.plan = LeasePlan{LeaseReplace, now, "renewal refused"}
+	case renewing && errors.Is(err, ErrNotFound):
+		w.loseLease(it, fmt.Errorf("%w: %w", errLeaseGone, err))
+		it.plan = LeasePlan{LeaseReplace, now, "lease gone"}
+	case IsTemporary(err):
+		it.fails++
+		wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
+		w.out.fail(now, err, wait)
+		it.plan.At = now.Add(wait)
+		if renewing && rem <= 0 {
+			it.plan = LeasePlan{LeaseReplace, it.plan.At, "expired while the server did not answer"}
+		}
+	default:
+		it.fails++
+		w.loseLease(it, err)
+		it.plan.At = now.Add(RetryBackoff(it.fails, w.cfg.PollInterval, w.rnd()))
+	}
+}
+
+func (w *Watcher) loseLease(it *leaseItem, err error) {
+	it.lost = err
+	w.lose(&LostError{Source: it.src, LeaseID: it.lease.LeaseID, Err: err})
+}
+
+// onLeaseRevoked handles a lease.revoked event: one of ours is lost, and
+// a replacement is made at once.
+func (w *Watcher) onLeaseRevoked(ev Event) {
+	for _, it := range w.leases {
+		if it.lease.LeaseID != ev.Data.LeaseID || it.pending {
+			continue
+		}
+		w.loseLease(it, fmt.Errorf("revoked by the server (event %s)", ev.ID))
+		it.plan = LeasePlan{LeaseReplace, time.Now(), "revoked by the server"}
+	}
+}
+
+// certItem is the watcher's state of one PKI source.
+type certItem struct {
+	src      Source
+	cert     *Cert
+	received time.Time
+	at       time.Time // next re-issue
+	fails    int
+	pending  bool
+}
+
+// reissue issues a new certificate for the source.
+func (w *Watcher) reissue(ctx context.Context, it *certItem) {
+	c, err := w.api.Issue(ctx, it.src.PKIRole, it.src.IssueRequest())
+	now := time.Now()
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		it.fails++
+		if IsTemporary(err) {
+			rem := CertRemaining(it.cert, it.received) - now.Sub(it.received)
+			wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
+			w.out.fail(now, err, wait)
+			it.at = now.Add(wait)
+			return
+		}
+		w.lose(&LostError{Source: it.src, Err: err})
+		it.at = now.Add(RetryBackoff(it.fails, w.cfg.PollInterval, w.rnd()))
+		return
+	}
+	w.out.ok(now)
+	old := it.cert.SerialNumber
+	w.log.Info("certificate re-issued", "role", it.src.PKIRole, "serial", c.SerialNumber, "old_serial", old)
+	it.pending = true
+	d := w.change(it.src, fmt.Sprintf("certificate %s serial %s→%s", it.src.PKIRole, old, c.SerialNumber))
+	d.snap.Certs[it.src] = c
+	d.accept = append(d.accept, func(time.Time) {
+		it.pending, it.cert, it.received, it.fails = false, c, now, 0
+		it.at = CertRefreshAt(c, now, w.rnd())
+	})
+	d.reject = append(d.reject, func(t time.Time) {
+		it.pending = false
+		it.fails++
+		it.at = t.Add(RetryBackoff(it.fails, w.cfg.PollInterval, w.rnd()))
+	})
+}
