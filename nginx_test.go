@@ -290,3 +290,45 @@ func (l *lineLog) String() string {
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
 }
+
+// TestNginxReloadsRenewedCertificate: a certificate with a short ttl is
+// re-issued before it ends, the rendered files change, nginx gets SIGHUP
+// (not a restart: the same master keeps running) and serves the new
+// certificate, as a TLS client sees by its serial.
+func TestNginxReloadsRenewedCertificate(t *testing.T) {
+	n := startNginx(t, "6s", "--reload-signal", "SIGHUP")
+	first := n.serving(t)
+	master := n.masterPID(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cert := n.serving(t)
+		if cert.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			if !cert.NotAfter.After(first.NotAfter) {
+				t.Errorf("renewed certificate ends %v, not after %v", cert.NotAfter, first.NotAfter)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx still serves serial %x after 30s\n%s", first.SerialNumber, n.stderr)
+		}
+		n.stderr.waitChange(200 * time.Millisecond)
+	}
+	if got := n.masterPID(t); got != master {
+		t.Errorf("nginx master pid %s, was %s: restarted instead of reloaded", got, master)
+	}
+	if n.stderr.count("reload") == 0 {
+		t.Errorf("no reload logged:\n%s", n.stderr)
+	}
+	if n.stderr.count("restart") != 0 {
+		t.Errorf("a restart was logged:\n%s", n.stderr)
+	}
+}
+
+func (n *nginxRun) masterPID(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(n.dir, "nginx.pid"))
+	if err != nil {
+		t.Fatalf("nginx pid file: %v", err)
+	}
+	return strings.TrimSpace(string(raw))
+}

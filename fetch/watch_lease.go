@@ -121,7 +121,7 @@ func (w *Watcher) leaseFailed(ctx context.Context, it *leaseItem, renewing bool,
 	case renewing && errors.Is(err, ErrNotFound):
 		w.loseLease(it, fmt.Errorf("%w: %w", errLeaseGone, err))
 		it.plan = LeasePlan{LeaseReplace, now, "lease gone"}
-	case IsTemporary(err):
+	case transient(err):
 		it.fails++
 		wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
 		w.out.fail(now, err, wait)
@@ -172,7 +172,7 @@ func (w *Watcher) reissue(ctx context.Context, it *certItem) {
 			return
 		}
 		it.fails++
-		if IsTemporary(err) {
+		if transient(err) {
 			rem := CertRemaining(it.cert, it.received) - now.Sub(it.received)
 			wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
 			w.out.fail(now, err, wait)

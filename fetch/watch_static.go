@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -51,19 +50,22 @@ func (w *Watcher) poll(ctx context.Context) {
 
 // readStatic reads paths and lists and notes what changed. ok is false
 // when the server could not answer for some of them (temporary); wait is
-// then the server's Retry-After, if it sent one.
+// then the server's Retry-After, if it sent one. One attempt counts as one
+// failure for the outage log, however many requests failed.
 func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source) (ok bool, wait time.Duration) {
-	ok = true
+	var failed error
 	fail := func(err error) {
-		ok, wait = false, max(wait, serverWait(err))
-		w.out.fail(time.Now(), err, RetryBackoff(w.pollFails+1, w.cfg.PollInterval, 0.5))
+		wait = max(wait, serverWait(err))
+		if failed == nil {
+			failed = err
+		}
 	}
 	if len(paths) > 0 {
 		secrets, errs, err := w.api.BatchRead(ctx, paths)
 		switch {
 		case ctx.Err() != nil:
 			return false, 0
-		case err != nil && IsTemporary(err):
+		case err != nil && transient(err):
 			fail(err)
 		case err != nil:
 			w.lose(&LostError{Err: err})
@@ -72,7 +74,7 @@ func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source
 			src := StaticSource(p, 0)
 			if sec := secrets[p]; sec != nil {
 				w.noteSecret(src, sec)
-			} else if e := errs[p]; e != nil && IsTemporary(e) {
+			} else if e := errs[p]; e != nil && transient(e) {
 				fail(fmt.Errorf("%s: %w", describe(src), e))
 			} else if e != nil {
 				w.lost[src] = e
@@ -87,17 +89,20 @@ func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source
 			return false, 0
 		case err == nil:
 			w.noteList(src, entries)
-		case IsTemporary(err):
+		case transient(err):
 			fail(err)
 		default:
 			w.lost[src] = err
 			w.lose(&LostError{Source: src, Err: err})
 		}
 	}
-	if ok && (len(paths) > 0 || len(lists) > 0) {
+	switch {
+	case failed != nil:
+		w.out.fail(time.Now(), failed, max(wait, RetryBackoff(w.pollFails+1, w.cfg.PollInterval, 0.5)))
+	case len(paths) > 0 || len(lists) > 0:
 		w.out.ok(time.Now())
 	}
-	return ok, wait
+	return failed == nil, wait
 }
 
 // latestSecret is src's secret as the next Update would hold it.
@@ -132,9 +137,30 @@ func (w *Watcher) noteSecret(src Source, sec *Secret) {
 	}
 	reason := fmt.Sprintf("secret %s v%d", src.Path, sec.Version)
 	if old != nil {
-		reason = fmt.Sprintf("secret %s v%d→v%d", src.Path, old.Version, sec.Version)
+		reason = fmt.Sprintf("secret %s v%d→v%d keys %s", src.Path, old.Version, sec.Version, changedKeys(old.Data, sec.Data))
 	}
 	w.change(src, reason).snap.Secrets[src] = sec
+}
+
+// changedKeys names the keys whose values differ (added and removed ones
+// too), sorted, at most five: `password,username`.
+func changedKeys(a, b map[string]json.RawMessage) string {
+	var keys []string
+	for k, va := range a {
+		if vb, ok := b[k]; !ok || !sameJSON(va, vb) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	if len(keys) > 5 {
+		return strings.Join(keys[:5], ",") + fmt.Sprintf(",+%d more", len(keys)-5)
+	}
+	return strings.Join(keys, ",")
 }
 
 // noteList compares a list read with the one the child runs on: only the
@@ -227,115 +253,4 @@ func decodeAny(raw json.RawMessage) (any, error) {
 	var v any
 	err := dec.Decode(&v)
 	return v, err
-}
-
-// followEvents follows the events stream until ctx ends or the stream
-// ends for good; it runs on its own goroutine and only sends.
-func (w *Watcher) followEvents(ctx context.Context) {
-	opt := EventsOptions{OnConnect: func() {
-		select {
-		case w.connCh <- struct{}{}:
-		default:
-		}
-	}}
-	err := w.api.Events(ctx, opt, func(ev Event) {
-		select {
-		case w.evCh <- ev:
-		case <-ctx.Done():
-		}
-	})
-	if ctx.Err() != nil {
-		return
-	}
-	select {
-	case w.endCh <- err:
-	case <-ctx.Done():
-	}
-}
-
-// onConnect polls at once: events from before the stream (re)connected
-// are not replayed unless an event id was seen. From now on the poll is
-// only a safety net.
-func (w *Watcher) onConnect(ctx context.Context) {
-	if !w.evSeen {
-		w.log.Info("following change events", "safety_poll", w.cfg.SafetyPoll)
-	} else {
-		w.log.Debug("events stream reconnected")
-	}
-	w.evUp, w.evSeen = true, true
-	w.poll(ctx)
-}
-
-func (w *Watcher) onEventsEnd(err error) {
-	w.evUp = false
-	if errors.Is(err, ErrEventsNotSupported) {
-		w.log.Info("the server offers no change events; polling", "poll_interval", w.cfg.PollInterval)
-	} else {
-		w.log.Warn("change events unavailable; polling", "poll_interval", w.cfg.PollInterval, "error", err)
-	}
-	if next := NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()); next.Before(w.nextPoll) {
-		w.nextPoll = next
-	}
-}
-
-// maxEventBatch bounds the events handled in one round.
-const maxEventBatch = 1024
-
-// onEvents handles ev and every event queued behind it in one round: the
-// secrets they name are read again in one batch read (an event is a hint,
-// never a value), lists that may have changed are listed again, and a
-// revoked lease of ours is lost.
-func (w *Watcher) onEvents(ctx context.Context, ev Event) {
-	paths := map[string]bool{}
-	lists := map[Source]bool{}
-	for n := 0; ; n++ {
-		w.noteEvent(ev, paths, lists)
-		if n == maxEventBatch {
-			break
-		}
-		select {
-		case ev = <-w.evCh:
-			continue
-		default:
-		}
-		break
-	}
-	if len(paths) == 0 && len(lists) == 0 {
-		return
-	}
-	ok, wait := w.readStatic(ctx, slices.Sorted(maps.Keys(paths)), sortedSources(maps.Keys(lists)))
-	if !ok && ctx.Err() == nil {
-		// Let the poll retry soon what the server did not answer.
-		retry := time.Now().Add(max(wait, RetryBackoff(1, w.cfg.PollInterval, w.rnd())))
-		if retry.Before(w.nextPoll) {
-			w.nextPoll = retry
-		}
-	}
-}
-
-// noteEvent adds what ev asks to read again to paths and lists.
-func (w *Watcher) noteEvent(ev Event, paths map[string]bool, lists map[Source]bool) {
-	if ev.Type == EventLeaseRevoked {
-		w.onLeaseRevoked(ev)
-		return
-	}
-	p := ev.Data.Path
-	if p == "" {
-		return
-	}
-	src := StaticSource(p, 0)
-	if old := w.latestSecret(src); old != nil {
-		if ev.Type == EventSecretDeleted || ev.Data.Version == 0 || ev.Data.Version != old.Version {
-			paths[p] = true
-		}
-	}
-	for ls, entries := range w.cur.Lists {
-		if !strings.HasPrefix(p, ls.Path) {
-			continue
-		}
-		listed := slices.ContainsFunc(entries, func(e ListEntry) bool { return e.Path == p })
-		if listed == (ev.Type == EventSecretDeleted) {
-			lists[ls] = true
-		}
-	}
 }

@@ -91,7 +91,7 @@ func TestWatchPollRotation(t *testing.T) {
 		if got := time.Since(start); got > 66*time.Second {
 			t.Errorf("rotation seen after %v; poll interval 1m (+10%%)", got)
 		}
-		if want := []string{"secret app/db v1→v2"}; !slices.Equal(u.Reasons, want) {
+		if want := []string{"secret app/db v1→v2 keys password"}; !slices.Equal(u.Reasons, want) {
 			t.Errorf("reasons %q, want %q", u.Reasons, want)
 		}
 		if !slices.Equal(u.Changed, []fetch.Source{srcDB}) {
@@ -114,7 +114,7 @@ func TestWatchPollRotation(t *testing.T) {
 		}
 		// A later real change still compares with the data, not the version.
 		wwrite(t, w, "app/db", map[string]any{"password": "pw-SECRET-watch-db-3", "username": "app"})
-		if u := wr.next(t, 2*time.Minute); !slices.Equal(u.Reasons, []string{"secret app/db v3→v4"}) {
+		if u := wr.next(t, 2*time.Minute); !slices.Equal(u.Reasons, []string{"secret app/db v3→v4 keys password"}) {
 			t.Errorf("reasons %q", u.Reasons)
 		}
 	})
@@ -432,6 +432,32 @@ func TestWatchShortTokens(t *testing.T) {
 		}
 		if log := w.buf.String(); strings.Contains(log, "level=ERROR") || strings.Contains(log, "not reachable") {
 			t.Errorf("errors with refreshing tokens:\n%s", log)
+		}
+	})
+}
+
+// TestWatchTokenEndpointDown: the token endpoint fails (503) while tokens
+// run out: an outage, not a loss; once it answers, changes arrive again.
+func TestWatchTokenEndpointDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, watchSeed)
+		defer w.stop()
+		c := w.client(fetch.Config{ClientID: "short", ClientSecret: "short-SECRET-watch-2", Retry: fetch.RetryPolicy{MaxRetries: -1}})
+		defer c.Close()
+		wr := w.watch(fetch.WatchConfig{Client: c, PollInterval: time.Second, NoEvents: true}, []fetch.Source{srcDB}, nil)
+		defer wr.stop()
+		w.srv.SetFaults(devserver.Faults{Rate: 1, PathPrefix: "/v1/auth/token"})
+		wr.none(t, 10*time.Second)
+		if len(wr.lost) > 0 {
+			t.Fatalf("lost: %v", <-wr.lost)
+		}
+		if !strings.Contains(w.buf.String(), `msg="scaivault not reachable`) {
+			t.Error("no outage warning")
+		}
+		w.srv.SetFaults(devserver.Faults{})
+		wwrite(t, w, "app/db", map[string]any{"password": "pw-SECRET-watch-db-tok2"})
+		if got := password(t, wr.next(t, 5*time.Second)); got != "pw-SECRET-watch-db-tok2" {
+			t.Error("rotation after the token endpoint came back not seen")
 		}
 	})
 }

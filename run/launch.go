@@ -44,7 +44,10 @@ type Options struct {
 	Subreaper      bool          // reap orphans though not PID 1
 	StartupTimeout time.Duration // 0: 60s
 	PollInterval   time.Duration // 0: 60s
-	Supervisor     Config        // kill/reload signals, timeouts, debounce, splay
+	// EventsSafetyPoll is the poll interval while the server's change
+	// events stream is up; 0: 5m.
+	EventsSafetyPoll time.Duration
+	Supervisor       Config // kill/reload signals, timeouts, debounce, splay
 
 	Logger *slog.Logger
 }
@@ -128,7 +131,26 @@ func (st *startup) supervise(ctx context.Context) (int, error) {
 			cfg.Reap = true
 		}
 	}
-	code, err := New(cfg).Run(ctx)
+	// The watcher and refresher run beside the supervisor, with their own
+	// context, and are joined before cleanup; --exit-on-lost cancels runCtx,
+	// which stops the child like a SIGTERM would.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	changes := make(chan Change)
+	wt := st.startWatching(ctx, changes, stopRun)
+	if wt != nil {
+		cfg.Changes = changes
+	}
+	code, err := New(cfg).Run(runCtx)
+	wt.stop()
+	if lost := wt.lostErr(); lost != nil {
+		code, err = ExitFailure, fmt.Errorf("child stopped (--exit-on-lost): %w", lost)
+	}
+	if wt != nil {
+		var held []*fetch.Lease
+		st.snap, held = wt.leftovers()
+		st.revokeLeftovers(held)
+	}
 	st.cleanup()
 	return code, err
 }

@@ -1,0 +1,123 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The change-event stream: a hint to read again, never a value.
+
+// followEvents follows the events stream until ctx ends or the stream
+// ends for good; it runs on its own goroutine and only sends.
+func (w *Watcher) followEvents(ctx context.Context) {
+	opt := EventsOptions{OnConnect: func() {
+		select {
+		case w.connCh <- struct{}{}:
+		default:
+		}
+	}}
+	err := w.api.Events(ctx, opt, func(ev Event) {
+		select {
+		case w.evCh <- ev:
+		case <-ctx.Done():
+		}
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	select {
+	case w.endCh <- err:
+	case <-ctx.Done():
+	}
+}
+
+// onConnect polls at once: events from before the stream (re)connected
+// are not replayed unless an event id was seen. From now on the poll is
+// only a safety net.
+func (w *Watcher) onConnect(ctx context.Context) {
+	if !w.evSeen {
+		w.log.Info("following change events", "safety_poll", w.cfg.SafetyPoll)
+	} else {
+		w.log.Debug("events stream reconnected")
+	}
+	w.evUp, w.evSeen = true, true
+	w.poll(ctx)
+}
+
+func (w *Watcher) onEventsEnd(err error) {
+	w.evUp = false
+	if errors.Is(err, ErrEventsNotSupported) {
+		w.log.Info("the server offers no change events; polling", "poll_interval", w.cfg.PollInterval)
+	} else {
+		w.log.Warn("change events unavailable; polling", "poll_interval", w.cfg.PollInterval, "error", err)
+	}
+	if next := NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()); next.Before(w.nextPoll) {
+		w.nextPoll = next
+	}
+}
+
+// maxEventBatch bounds the events handled in one round.
+const maxEventBatch = 1024
+
+// onEvents handles ev and every event queued behind it in one round: the
+// secrets they name are read again in one batch read (an event is a hint,
+// never a value), lists that may have changed are listed again, and a
+// revoked lease of ours is lost.
+func (w *Watcher) onEvents(ctx context.Context, ev Event) {
+	paths := map[string]bool{}
+	lists := map[Source]bool{}
+	for n := 0; ; n++ {
+		w.noteEvent(ev, paths, lists)
+		if n == maxEventBatch {
+			break
+		}
+		select {
+		case ev = <-w.evCh:
+			continue
+		default:
+		}
+		break
+	}
+	if len(paths) == 0 && len(lists) == 0 {
+		return
+	}
+	ok, wait := w.readStatic(ctx, slices.Sorted(maps.Keys(paths)), sortedSources(maps.Keys(lists)))
+	if !ok && ctx.Err() == nil {
+		// Let the poll retry soon what the server did not answer.
+		retry := time.Now().Add(max(wait, RetryBackoff(1, w.cfg.PollInterval, w.rnd())))
+		if retry.Before(w.nextPoll) {
+			w.nextPoll = retry
+		}
+	}
+}
+
+// noteEvent adds what ev asks to read again to paths and lists.
+func (w *Watcher) noteEvent(ev Event, paths map[string]bool, lists map[Source]bool) {
+	if ev.Type == EventLeaseRevoked {
+		w.onLeaseRevoked(ev)
+		return
+	}
+	p := ev.Data.Path
+	if p == "" {
+		return
+	}
+	src := StaticSource(p, 0)
+	if old := w.latestSecret(src); old != nil {
+		if ev.Type == EventSecretDeleted || ev.Data.Version == 0 || ev.Data.Version != old.Version {
+			paths[p] = true
+		}
+	}
+	for ls, entries := range w.cur.Lists {
+		if !strings.HasPrefix(p, ls.Path) {
+			continue
+		}
+		listed := slices.ContainsFunc(entries, func(e ListEntry) bool { return e.Path == p })
+		if listed == (ev.Type == EventSecretDeleted) {
+			lists[ls] = true
+		}
+	}
+}

@@ -1,0 +1,187 @@
+//go:build linux
+
+package run
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/template"
+)
+
+const renewRoute = "POST /v1/dynamic/leases/{lease_id}/renew"
+
+// TestPhaseLeaseRenewal: a renewable lease of 3s is renewed at about two
+// thirds of its remaining life, again and again, without a restart; it is
+// revoked on exit.
+func TestPhaseLeaseRenewal(t *testing.T) {
+	p := startPhase(t, refRenew, func(_ *phase, o *Options) { o.PollInterval = time.Hour })
+	p.expect(`^\d+ ready .* val=v-renew-`)
+	start := time.Now()
+	p.requests(renewRoute, 1)
+	first := time.Now()
+	p.requests(renewRoute, 3)
+	// The first comes before the lease's 3s are up; then one every 2s
+	// (two thirds of 3s, ± 5%), never earlier.
+	if d := first.Sub(start); d > 3*time.Second {
+		t.Errorf("first renewal %v after the child started: the lease had ended", d)
+	}
+	if d := time.Since(first); d < 3700*time.Millisecond || d > 6*time.Second {
+		t.Errorf("two more renewals took %v, want about 4s", d)
+	}
+	p.quiet()
+	if n := p.srv.Requests("POST /v1/dynamic/{engine}/creds/{role}"); n != 1 {
+		t.Errorf("%d credentials generated, want 1", n)
+	}
+	p.cancel()
+	p.wait()
+	if n := p.srv.ActiveLeases(); n != 0 {
+		t.Errorf("%d leases left after exit", n)
+	}
+}
+
+// TestPhaseLeaseReplacement: a lease that cannot be renewed (6s) is
+// replaced at about two thirds of its life: the child restarts with the
+// new credential before the old one ends, and the old lease is revoked
+// once the new child runs.
+func TestPhaseLeaseReplacement(t *testing.T) {
+	p := startPhase(t, refFixed, func(_ *phase, o *Options) { o.PollInterval = time.Hour })
+	m := p.expect(`^(\d+) ready .* val=(\S+)$`)
+	pid, pw := m[1], m[2]
+	start := time.Now()
+	ids := p.log.await(t, `msg="lease replaced" lease=(\S+) new_lease=(\S+)`, 1)
+	old, nl := ids[1], ids[2]
+	p.expect(`^` + pid + ` got SIGTERM$`)
+	m = p.expect(`^(\d+) ready .* val=(\S+)$`)
+	if m[1] == pid || m[2] == pw {
+		t.Fatalf("restarted child has pid %s (was %s), the same credential: %v", m[1], pid, m[2] == pw)
+	}
+	if d := time.Since(start); d > 5500*time.Millisecond {
+		t.Errorf("new child runs %v after the start; the old lease ends at 6s", d)
+	}
+	p.log.await(t, `msg="superseded lease revoked" lease=`+old, 1)
+	log := p.log.String()
+	if started, revoked := strings.Index(log, `msg="child started" pid=`+m[1]), strings.Index(log, `msg="superseded lease revoked"`); started < 0 || revoked < started {
+		t.Error("the old lease was revoked before the new child ran")
+	}
+	if d := time.Since(start); d > 5900*time.Millisecond {
+		t.Skipf("too slow to tell revocation from expiry (%v)", d)
+	}
+	if _, err := p.root.LookupLease(context.Background(), old); !isNotFound(err) {
+		t.Errorf("old lease after revocation: %v", err)
+	}
+	if _, err := p.root.LookupLease(context.Background(), nl); err != nil {
+		t.Errorf("new lease: %v", err)
+	}
+	p.quiet()
+}
+
+// TestPhaseCertificate: a certificate of 4s is re-issued at about two
+// thirds of its life; the templates and the as=file value change, the
+// child gets the reload signal.
+func TestPhaseCertificate(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "cert.tmpl"), filepath.Join(dir, "serial")
+	os.WriteFile(src, []byte(`{{ with pkiCert "svc" "common_name=a.svc.local" }}{{ .Serial }}{{ end }}`), 0o600)
+	p := startPhase(t, refDBPassword, func(_ *phase, o *Options) {
+		o.PollInterval = time.Hour
+		o.Templates = []template.Spec{{Src: src, Dst: dst}}
+		o.Env.Env = append(o.Env.Env, "KEY_FILE=scaivault+pki://svc?common_name=a.svc.local&as=file#private_key_pem")
+		o.Supervisor.ReloadSignal = syscall.SIGHUP
+	})
+	pid := p.ready("pw-SECRET-1")
+	serial1 := mustRead(t, dst)
+	start := time.Now()
+	p.expect(`^` + pid + ` got SIGHUP$`)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("re-issued after %v, want about 2.7s", d)
+	}
+	serial2 := mustRead(t, dst)
+	if serial1 == serial2 || !strings.Contains(serial2, ":") {
+		t.Errorf("serial %q after %q", serial2, serial1)
+	}
+	p.log.await(t, `msg="reloading child".*certificate svc serial `+serial1+`→`+serial2+` file of KEY_FILE template `, 1)
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestPhaseShortTokens: client credentials whose tokens last 2s, across
+// several refreshes: no error, no restart, and a rotation still arrives.
+func TestPhaseShortTokens(t *testing.T) {
+	p := startPhase(t, refDBPassword, func(_ *phase, o *Options) {
+		o.Client.Token, o.Client.ClientID, o.Client.ClientSecret = "", "short", "short-SECRET-phase"
+	})
+	pid := p.ready("pw-SECRET-1")
+	p.requests("POST /v1/auth/token", 4)
+	p.quiet()
+	p.write("app/db", map[string]any{"password": "pw-SECRET-tok", "username": "app"})
+	p.restarted(pid, "pw-SECRET-tok")
+	if n := p.log.count(`level=(ERROR|WARN) msg="(lost|scaivault (still )?not reachable|cannot apply)`); n != 0 {
+		t.Errorf("%d errors or outage warnings with refreshing tokens", n)
+	}
+}
+
+// TestPhaseTokenFile: the token file is rewritten with another client's
+// token and the first one expires: the new token is used, without a
+// restart, and a rotation still arrives.
+func TestPhaseTokenFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "token")
+	p := startPhase(t, refDBPassword, func(p *phase, o *Options) {
+		o.Client.Token, o.Client.TokenFile = "", file
+		writeToken(t, file, p.token("one", "one-SECRET-phase"))
+	})
+	pid := p.ready("pw-SECRET-1")
+	writeToken(t, file, p.token("two", "two-SECRET-phase"))
+	p.dev("/v1/dev/tokens/expire", map[string]string{"client_id": "one"})
+	p.log.await(t, `msg="scaivault token file re-read"`, 1)
+	p.write("app/db", map[string]any{"password": "pw-SECRET-file", "username": "app"})
+	p.restarted(pid, "pw-SECRET-file")
+	if n := p.log.count(`level=(ERROR|WARN)`); n != 0 {
+		t.Errorf("%d warnings or errors", n)
+	}
+}
+
+// token gets a client's token from the token endpoint.
+func (p *phase) token(id, secret string) string {
+	p.t.Helper()
+	resp, err := http.PostForm(p.url+"/v1/auth/token", url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr fetch.TokenResponse
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || tr.AccessToken == "" {
+		p.t.Fatalf("token for %s: %v %s", id, err, resp.Status)
+	}
+	p.note(tr.AccessToken)
+	return tr.AccessToken
+}
+
+// writeToken replaces the token file atomically, as a secret mount would.
+func writeToken(t *testing.T, file, tok string) {
+	t.Helper()
+	tmp := file + ".new"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,430 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/template"
+)
+
+// Watching and acting (DESIGN.md): a fetch.Watcher keeps the snapshot
+// fresh; the refresher turns each of its Updates into files and an
+// environment and, when the child sees a difference, into a Change for the
+// Supervisor. It answers every Update (Commit or Reject) so that watcher
+// and refresher agree on what the child runs on, and it revokes the leases
+// an update superseded once the child runs on their replacements
+// (Change.Applied), or at once when the child never saw them.
+
+// watching is the watcher, the refresher and the token-file watch of one
+// supervised run; stop joins them.
+type watching struct {
+	r      *refresher
+	client *fetch.Client // closed by stop when it is not the start-up client
+	own    bool
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	lost *fetch.LostError // the first loss, with ExitOnLost
+}
+
+// startWatching starts watching what the child runs on; it returns nil
+// when nothing needs watching. changes goes to the Supervisor; stopRun
+// cancels the Supervisor's context (--exit-on-lost).
+func (st *startup) startWatching(ctx context.Context, changes chan<- Change, stopRun func()) *watching {
+	r := st.newRefresher(changes)
+	used := r.initial()
+	if len(used) == 0 {
+		return nil
+	}
+	client := st.runningClient()
+	r.resolver = &fetch.Resolver{Client: client, Logger: st.log}
+	ctx, cancel := context.WithCancel(ctx)
+	wt := &watching{r: r, client: client, own: client != st.client, cancel: cancel}
+	cfg := fetch.WatchConfig{
+		Client:       client,
+		PollInterval: st.opts.PollInterval,
+		SafetyPoll:   st.opts.EventsSafetyPoll,
+		Logger:       st.log,
+	}
+	if st.opts.ExitOnLost {
+		cfg.OnLost = func(e *fetch.LostError) {
+			wt.mu.Lock()
+			first := wt.lost == nil
+			if first {
+				wt.lost = e
+			}
+			wt.mu.Unlock()
+			if first {
+				st.log.Error("stopping: a secret was lost and --exit-on-lost is set", "error", e)
+				stopRun()
+			}
+		}
+	}
+	r.w = fetch.NewWatcher(cfg, r.snap, used)
+	wt.wg.Go(func() { r.w.Run(ctx) })
+	wt.wg.Go(func() { r.run(ctx) })
+	wt.wg.Go(func() {
+		if err := client.WatchTokenFile(ctx); err != nil {
+			st.log.Warn("token file changes are noticed at the next request only", "error", err)
+		}
+	})
+	return wt
+}
+
+// stop ends the watching goroutines and waits for them.
+func (wt *watching) stop() {
+	if wt == nil {
+		return
+	}
+	wt.cancel()
+	wt.wg.Wait()
+	if wt.own {
+		wt.client.Close()
+	}
+}
+
+// runningClient is the client of the watching goroutines: the start-up
+// client's configuration without the client's own retries. The watcher
+// retries on its own schedule and logs an outage once a minute at most;
+// the client would retry within each call and warn on every retry. Its
+// 429 gate holds back every request made while running (the start-up
+// client is idle then, until the revocations on exit).
+func (st *startup) runningClient() *fetch.Client {
+	cfg := st.opts.Client
+	cfg.Retry = fetch.RetryPolicy{MaxRetries: -1}
+	c, err := fetch.New(cfg)
+	if err != nil { // not expected: the same configuration worked at start
+		st.log.Debug("no separate client for watching", "error", err)
+		return st.client
+	}
+	return c
+}
+
+// lostErr is the loss that stopped the run (ExitOnLost), or nil.
+func (wt *watching) lostErr() *fetch.LostError {
+	if wt == nil {
+		return nil
+	}
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	return wt.lost
+}
+
+// refresher renders, writes and compares on each Update. Everything but
+// the revocation queue is owned by its run goroutine (and, before that,
+// by the goroutine that made it).
+type refresher struct {
+	log      *slog.Logger
+	w        *fetch.Watcher
+	resolver *fetch.Resolver
+	plan     *template.Plan
+	set      *template.Set
+	topts    template.Options
+	files    *template.FileDir
+	stdout   io.Writer
+	changes  chan<- Change
+
+	snap    *fetch.Snapshot // what the child runs on, or will once pending changes are applied
+	env     []string        // the environment of snap
+	printed map[int][]byte  // the last output of each template written to stdout, by index
+
+	mu      sync.Mutex
+	held    map[string]*fetch.Lease // superseded leases not revoked yet, by id
+	release []string                // ids of held leases the child no longer uses
+	wake    chan struct{}
+}
+
+func (st *startup) newRefresher(changes chan<- Change) *refresher {
+	return &refresher{
+		log: st.log, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions,
+		files: st.files, stdout: os.Stdout, changes: changes,
+		snap: st.snap, env: template.Environ(st.vars), printed: map[int][]byte{},
+		held: map[string]*fetch.Lease{}, wake: make(chan struct{}, 1),
+	}
+}
+
+// initial finds the sources the child runs on (those of the environment
+// and those the templates read) and keeps only them in the snapshot.
+func (r *refresher) initial() []fetch.Source {
+	out, missing, err := r.set.Render(r.snap)
+	if err != nil || len(missing) > 0 {
+		// Not expected right after the start-up gate rendered the same:
+		// watch everything it resolved.
+		r.log.Debug("templates did not render again; watching every source", "error", err)
+		return snapshotSources(r.snap)
+	}
+	for i, o := range out {
+		if o.Spec.Dst == template.Stdout {
+			r.printed[i] = o.Data
+		}
+	}
+	used := r.usedBy(out)
+	r.snap = r.snap.Only(used)
+	return used
+}
+
+// usedBy is every source the environment needs and the templates read.
+func (r *refresher) usedBy(out []template.Rendered) []fetch.Source {
+	used := r.plan.Sources()
+	for _, o := range out {
+		for _, src := range o.Used {
+			if !slices.Contains(used, src) {
+				used = append(used, src)
+			}
+		}
+	}
+	return used
+}
+
+func snapshotSources(s *fetch.Snapshot) []fetch.Source {
+	var out []fetch.Source
+	if s == nil {
+		return nil
+	}
+	out = slices.AppendSeq(out, maps.Keys(s.Secrets))
+	out = slices.AppendSeq(out, maps.Keys(s.Leases))
+	out = slices.AppendSeq(out, maps.Keys(s.Certs))
+	return slices.AppendSeq(out, maps.Keys(s.Lists))
+}
+
+// run applies updates until the watcher stops, and revokes released
+// leases as the supervisor releases them.
+func (r *refresher) run(ctx context.Context) {
+	updates := r.w.Updates()
+	for {
+		select {
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			r.apply(ctx, u)
+		case <-r.wake:
+			r.revokeReleased(ctx)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// apply re-renders the templates against the update's snapshot
+// (resolving what they newly need), rebuilds the environment, writes the
+// files and tells the supervisor what the child sees change. When it
+// cannot, the child keeps running on what it has.
+func (r *refresher) apply(ctx context.Context, u fetch.Update) {
+	out, full, err := r.set.RenderAll(ctx, r.resolver.Resolve, u.Snapshot)
+	if err == nil {
+		used := r.usedBy(out)
+		snap := full.Only(used)
+		var vars []template.EnvVar
+		if vars, err = r.plan.Build(snap, r.files); err == nil {
+			r.commit(ctx, u, out, snap, used, vars)
+			return
+		}
+	}
+	r.revokeNew(full, u.Snapshot)
+	r.w.Reject()
+	if ctx.Err() == nil {
+		r.log.Error("cannot apply a change; the child keeps running on what it has",
+			"reasons", u.Reasons, "error", err)
+	}
+}
+
+// commit writes the templates, answers the watcher and sends the change.
+func (r *refresher) commit(ctx context.Context, u fetch.Update, out []template.Rendered, snap *fetch.Snapshot, used []fetch.Source, vars []template.EnvVar) {
+	dsts, err := template.WriteAll(r.toWrite(out), r.topts, r.stdout)
+	if err != nil {
+		// Files written before the failure stay; the next update retries.
+		r.log.Error("writing templates after a change", "error", err)
+	}
+	r.w.Commit(snap, used)
+	env := template.Environ(vars)
+	envChanged := !slices.Equal(env, r.env)
+	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
+	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
+	gone := goneLeases(r.snap, snap)
+	r.snap, r.env = snap, env
+	r.hold(gone)
+	if !envChanged && !filesChanged {
+		r.log.Debug("the change does not touch the child", "reasons", u.Reasons)
+		r.releaseIDs(gone)
+		r.revokeReleased(ctx)
+		return
+	}
+	c := Change{FilesChanged: filesChanged, Reasons: reasons}
+	if envChanged {
+		c.Env, c.EnvChanged = env, true
+	}
+	if len(gone) > 0 {
+		c.Applied = func() { r.releaseIDs(gone) }
+	}
+	select {
+	case r.changes <- c:
+	case <-ctx.Done():
+	}
+}
+
+// toWrite is what WriteAll gets: every file template (it leaves files
+// with the same content alone), and the stdout ones whose output changed.
+func (r *refresher) toWrite(out []template.Rendered) []template.Rendered {
+	var w []template.Rendered
+	for i, o := range out {
+		if o.Spec.Dst == template.Stdout {
+			if prev, ok := r.printed[i]; ok && string(prev) == string(o.Data) {
+				continue
+			}
+			r.printed[i] = o.Data
+		}
+		w = append(w, o)
+	}
+	return w
+}
+
+// changeDetails names what the child sees change: variables (names only),
+// as=file files, templates written.
+func changeDetails(oldEnv, newEnv []string, dsts []string, vars []template.EnvVar) []string {
+	var out []string
+	was, now := envMap(oldEnv), envMap(newEnv)
+	for _, name := range slices.Sorted(maps.Keys(now)) {
+		if v, ok := was[name]; !ok || v != now[name] {
+			out = append(out, "variable "+name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(was)) {
+		if _, ok := now[name]; !ok {
+			out = append(out, "variable "+name+" removed")
+		}
+	}
+	for _, v := range vars {
+		if v.FileChanged {
+			out = append(out, "file of "+v.Name)
+		}
+	}
+	for _, d := range dsts {
+		out = append(out, "template "+d)
+	}
+	return out
+}
+
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+// goneLeases are the leases of before that after does not hold.
+func goneLeases(before, after *fetch.Snapshot) []*fetch.Lease {
+	if before == nil {
+		return nil
+	}
+	keep := map[string]bool{}
+	if after != nil {
+		for _, l := range after.Leases {
+			keep[l.LeaseID] = true
+		}
+	}
+	var gone []*fetch.Lease
+	for _, l := range before.Leases {
+		if !keep[l.LeaseID] {
+			gone = append(gone, l)
+		}
+	}
+	return gone
+}
+
+// revokeNew revokes the leases a failed apply resolved itself (those in
+// full but not in the update): the watcher revokes its own.
+func (r *refresher) revokeNew(full, update *fetch.Snapshot) {
+	gone := goneLeases(full, update)
+	if len(gone) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	for _, l := range gone {
+		if err := r.resolver.Client.Revoke(ctx, l.LeaseID); err != nil {
+			r.log.Warn("revoking an unused lease failed; it runs out on its ttl", "lease", l.LeaseID, "error", err)
+		}
+	}
+}
+
+// hold keeps superseded leases until the child no longer uses them.
+func (r *refresher) hold(leases []*fetch.Lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range leases {
+		r.held[l.LeaseID] = l
+	}
+}
+
+// releaseIDs marks held leases as no longer used and wakes the refresher
+// to revoke them. It never blocks: the supervisor calls it.
+func (r *refresher) releaseIDs(leases []*fetch.Lease) {
+	r.mu.Lock()
+	for _, l := range leases {
+		r.release = append(r.release, l.LeaseID)
+	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// revokeReleased revokes the released leases; a failure leaves the lease
+// held, for the revocation on exit.
+func (r *refresher) revokeReleased(ctx context.Context) {
+	r.mu.Lock()
+	ids := r.release
+	r.release = nil
+	r.mu.Unlock()
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := r.resolver.Client.Revoke(ctx, id); err != nil {
+			r.log.Warn("revoking a superseded lease failed; retried on exit", "lease", id, "error", err)
+			continue
+		}
+		r.log.Info("superseded lease revoked", "lease", id)
+		r.mu.Lock()
+		delete(r.held, id)
+		r.mu.Unlock()
+	}
+}
+
+// leftovers are the leases to revoke on exit: those the child ran on last
+// and the superseded ones not revoked yet. Call after stop.
+func (wt *watching) leftovers() (*fetch.Snapshot, []*fetch.Lease) {
+	r := wt.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := slices.Collect(maps.Values(r.held))
+	return r.snap, held
+}
+
+// revokeLeftovers revokes, on exit, the superseded leases not revoked
+// yet; cleanup revokes those of the last snapshot.
+func (st *startup) revokeLeftovers(leases []*fetch.Lease) {
+	if st.opts.NoRevoke || len(leases) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
+	defer cancel()
+	for _, l := range leases {
+		if err := st.client.Revoke(ctx, l.LeaseID); err != nil {
+			st.log.Error("revoking leases on exit", "err", fmt.Errorf("revoke lease %s: %w", l.LeaseID, err))
+		}
+	}
+}
