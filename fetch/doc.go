@@ -10,8 +10,8 @@
 // read flags; log or return a secret value or a credential (token, client
 // secret) in any error, log line or panic. Errors are redacted by wrapping
 // (see APIError and errors.Is on the sentinels), never rebuilt from strings.
-// Logs go only to the *slog.Logger handed in, at debug per request and at
-// warn per retry, naming methods, routes, paths, versions, lease ids and
+// Logs go only to the *slog.Logger handed in, at debug per request and per
+// retry (callers log outcomes), naming methods, routes, paths, versions, lease ids and
 // request ids.
 //
 // Concurrency: a Client is safe for concurrent use by many goroutines. It
@@ -21,5 +21,8 @@
 // caller's goroutine and calls its handler there. A 429's Retry-After holds
 // back every request of the Client until it has passed. Every call takes a
 // context; no call outlives it, and no wait between retries reaches past its
-// deadline. Close ends event streams and makes later calls fail.
+// deadline. Close ends event streams and makes later calls fail. A Watcher
+// owns its state on the goroutine that calls Run, plus one events goroutine
+// that Run starts and joins; it talks to its user through Updates and the
+// Commit/Reject handshake only.
 package fetch

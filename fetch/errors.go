@@ -127,9 +127,14 @@ func IsTemporary(err error) bool {
 			return false
 		}
 	}
+	// *APIError and the token endpoint's errors say it themselves.
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) && t.Temporary() {
+		return true
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.Temporary()
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {

@@ -73,7 +73,7 @@ func (c *Client) Events(ctx context.Context, opt EventsOptions, handle func(Even
 				failures = min(failures+1, maxEventsBackoffStep)
 			}
 			wait := retryBackoff(c.retry, failures, rand.Float64())
-			c.log.Warn("scaivault events stream dropped; reconnecting",
+			c.log.Info("scaivault events stream dropped; reconnecting",
 				"since", st.since, "wait", wait, "error", err)
 			err = sleepCtx(sctx, wait)
 		}

@@ -115,7 +115,9 @@ func (c *Client) send(ctx context.Context, cl *call) (*response, error) {
 		if !fitsDeadline(ctx, wait) {
 			return nil, fmt.Errorf("giving up after %d attempts, no time left before the deadline: %w", attempt, err)
 		}
-		c.log.Warn("scaivault request failed; retrying", "method", cl.method, "route", cl.route,
+		// Debug: callers log the outcome (the start-up gate and the
+		// watcher rate-limit their own warnings).
+		c.log.Debug("scaivault request failed; retrying", "method", cl.method, "route", cl.route,
 			"attempt", attempt, "wait", wait, "error", err)
 		if serr := sleepCtx(ctx, wait); serr != nil {
 			return nil, fmt.Errorf("%w; last attempt: %w", serr, err)

@@ -1,16 +1,28 @@
-// Package run is scaivault-run's supervisor: it starts the command as a
-// child process, forwards signals to it, reaps orphans when asked, acts on
-// changes of the child's environment and files (restart or reload signal,
-// debounced and splayed), stops it on SIGTERM/SIGINT or cancellation, and
-// returns its exit status.
+// Package run is scaivault-run's main job, in two parts.
 //
-// What it must not do: resolve or fetch secrets (the caller hands it the
-// child's complete environment and a channel of changes), print or log a
-// value of the environment (logs name reasons, pids and signals only),
-// call os.Exit, run a command through a shell, join argv into a string,
-// or put a pipe between the child and its stdio.
+// The start-up gate (Launch, Render; launch.go) resolves every reference,
+// renders every template and writes every file before anything starts; on
+// failure it leaves nothing behind (no file, no lease). While the child
+// runs, the refresher (watch.go) turns the fetch.Watcher's updates into
+// re-rendered files and environments and hands the supervisor a Change
+// only when something the child uses changed; on exit leases are revoked
+// and the secret-file directory removed.
 //
-// Concurrency: Run owns all mutable state from one goroutine, the caller's,
+// The supervisor (Supervisor.Run) starts the command as a child process,
+// forwards signals to it, reaps orphans when asked, acts on Changes
+// (restart or reload signal, debounced and splayed), stops it on
+// SIGTERM/SIGINT or cancellation, and returns its exit status. It knows
+// nothing of secrets: it is handed the child's complete environment and a
+// channel of changes.
+//
+// What it must not do: print or log a secret value (logs name reasons,
+// paths, versions, lease ids, pids and signals only), call os.Exit, run a
+// command through a shell, join argv into a string, or put a pipe between
+// the child and its stdio.
+//
+// Concurrency: the refresher and the watcher each run on one goroutine that
+// Launch starts and joins; they talk to the supervisor only through the
+// Changes channel. Run owns all mutable state from one goroutine, the caller's,
 // locked to its OS thread while it runs (the Linux parent-death signal
 // follows the thread that forked). Other goroutines only send it events:
 // os/signal delivers caught signals, one waiter per child (or the reaper)
