@@ -19,6 +19,7 @@ import (
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/internal/pgtest"
+	"github.com/scailabs/scaivault-run/signal"
 )
 
 // TestMain lets testscript run the real main as "scaivault-run", and a small
@@ -65,6 +66,7 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"devserver": cmdDevserver,
 			"svctl":     cmdSvctl,
+			"sig":       cmdSig,
 		},
 	}
 }
@@ -104,6 +106,10 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl rotate PATH                 rotate with a generated value
 //	svctl delete PATH
 //	svctl leases                      print the number of active leases
+//	svctl waitleases N                wait (bounded) until N leases are active
+//	svctl faults STATUS PATH_PREFIX   answer every request under the prefix with STATUS
+//	svctl faults off
+//	svctl latency D PATH_PREFIX       answers under the prefix take D
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")
@@ -125,11 +131,28 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	case "delete":
 		err = c.Delete(ctx, args[1], false)
 	case "leases":
-		srv, ok := servers.Load(ts)
-		if !ok {
-			ts.Fatalf("svctl leases: no devserver in this script")
+		fmt.Fprintf(ts.Stdout(), "%d\n", scriptServer(ts).ActiveLeases())
+	case "waitleases":
+		want, _ := strconv.Atoi(args[1])
+		srv := scriptServer(ts)
+		for srv.ActiveLeases() != want {
+			if ctx.Err() != nil {
+				ts.Fatalf("svctl waitleases: %d active, want %d", srv.ActiveLeases(), want)
+			}
+			time.Sleep(20 * time.Millisecond) // the server has no event for this; poll its state
 		}
-		fmt.Fprintf(ts.Stdout(), "%d\n", srv.(*devserver.Server).ActiveLeases())
+	case "faults":
+		f := devserver.Faults{}
+		if args[1] != "off" {
+			f.Rate = 1
+			f.Status, _ = strconv.Atoi(args[1])
+			f.PathPrefix = args[2]
+		}
+		scriptServer(ts).SetFaults(f)
+	case "latency":
+		d, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		scriptServer(ts).SetFaults(devserver.Faults{Latency: d, PathPrefix: args[2]})
 	default:
 		ts.Fatalf("svctl: unknown verb %q", args[0])
 	}
@@ -140,6 +163,27 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 		return
 	}
 	ts.Check(err)
+}
+
+// cmdSig sends a signal (any name signal.Parse takes) to every command the
+// script started in the background: `sig HUP`.
+func cmdSig(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sig SIGNAL")
+	}
+	s, err := signal.Parse(args[0])
+	ts.Check(err)
+	for _, cmd := range ts.BackgroundCmds() {
+		ts.Check(cmd.Process.Signal(s))
+	}
+}
+
+func scriptServer(ts *testscript.TestScript) *devserver.Server {
+	srv, ok := servers.Load(ts)
+	if !ok {
+		ts.Fatalf("svctl: no devserver in this script")
+	}
+	return srv.(*devserver.Server)
 }
 
 // testChild is the command scripts start under scaivault-run:

@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,7 @@ func StatusForCode(code string) int {
 // that will not change (not found, access denied, validation) are permanent,
 // even when joined with temporary ones.
 func IsTemporary(err error) bool {
-	if err == nil {
+	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	for _, perm := range []error{ErrNotFound, ErrAccessDenied, ErrValidation, ErrAuthentication, ErrConflict} {

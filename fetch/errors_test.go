@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +37,7 @@ func TestIsTemporary(t *testing.T) {
 		{"token endpoint 401", tokenErr(401), false},
 		{"joined 503 and 404", errors.Join(&APIError{StatusCode: 503}, &APIError{StatusCode: 404}), false},
 		{"plain error", errors.New("boom"), false},
+		{"cancelled request", &url.Error{Op: "Post", URL: "http://x", Err: context.Canceled}, false},
 	}
 	for _, c := range cases {
 		if got := IsTemporary(c.err); got != c.want {

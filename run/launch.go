@@ -77,11 +77,14 @@ type startup struct {
 // Launch runs the main job: resolve everything, start the child (or exec it
 // with Once), supervise it, clean up, and return the exit status.
 func Launch(ctx context.Context, opts Options) (int, error) {
-	// Keep SIGINT/SIGTERM caught for the whole run, so that there is no gap
-	// between the start-up handler and the supervisor's in which the default
-	// action would kill us without cleaning up.
+	// Keep every signal the supervisor handles caught for the whole run:
+	// during start-up (no child to forward to yet: SIGINT and SIGTERM stop
+	// the start-up, the others are dropped), between the start-up handler
+	// and the supervisor's, and during the cleanup after it, so that no
+	// default action kills us with a lease or a secret file left behind.
+	// Caught signals are reset to their defaults by execve (--once).
 	hold := make(chan os.Signal, 1)
-	ossignal.Notify(hold, syscall.SIGINT, syscall.SIGTERM)
+	ossignal.Notify(hold, signal.Forwarded()...)
 	defer ossignal.Stop(hold)
 
 	startCtx, stop := ossignal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -257,21 +260,25 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		if err == nil {
 			return snap, nil
 		}
-		if !fetch.IsTemporary(err) {
+		if ctx.Err() == nil && !fetch.IsTemporary(err) {
 			return have, err
 		}
-		st.log.Warn("server not reachable yet; retrying", "err", err, "in", wait)
-		t := time.NewTimer(wait + rand.N(wait/2))
-		select {
-		case <-ctx.Done():
+		if ctx.Err() == nil {
+			st.log.Warn("server not reachable yet; retrying", "err", err, "in", wait)
+			t := time.NewTimer(wait + rand.N(wait/2))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
 			t.Stop()
+			wait = min(wait*2, 10*time.Second)
+		}
+		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return have, fmt.Errorf("server not reachable within the start-up timeout (%v): %w", timeout, err)
 			}
 			return have, fmt.Errorf("start-up interrupted: %w", err)
-		case <-t.C:
 		}
-		wait = min(wait*2, 10*time.Second)
 	}
 }
 

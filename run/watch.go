@@ -168,7 +168,11 @@ func (r *refresher) initial() []fetch.Source {
 		}
 	}
 	used := r.usedBy(out)
-	r.snap = r.snap.Only(used)
+	trimmed := r.snap.Only(used)
+	// A lease that only a placeholder pass of the start-up render asked
+	// for (a branch the final render did not take) is used by nothing.
+	r.revokeNow(goneLeases(r.snap, trimmed))
+	r.snap = trimmed
 	return used
 }
 
@@ -227,10 +231,14 @@ func (r *refresher) apply(ctx context.Context, u fetch.Update) {
 		var vars []template.EnvVar
 		if vars, err = r.plan.Build(snap, r.files); err == nil {
 			r.commit(ctx, u, out, snap, used, vars)
+			// Leases this render resolved for a branch the final render
+			// did not take: nothing uses them (the watcher revokes what
+			// it generated itself).
+			r.revokeNow(goneLeases(full, u.Snapshot.Merge(snap)))
 			return
 		}
 	}
-	r.revokeNew(full, u.Snapshot)
+	r.revokeNow(goneLeases(full, u.Snapshot))
 	r.w.Reject()
 	if ctx.Err() == nil {
 		r.log.Error("cannot apply a change; the child keeps running on what it has",
@@ -343,10 +351,9 @@ func goneLeases(before, after *fetch.Snapshot) []*fetch.Lease {
 	return gone
 }
 
-// revokeNew revokes the leases a failed apply resolved itself (those in
-// full but not in the update): the watcher revokes its own.
-func (r *refresher) revokeNew(full, update *fetch.Snapshot) {
-	gone := goneLeases(full, update)
+// revokeNow revokes leases that nothing uses: those a failed apply
+// resolved itself, or a render resolved but did not use.
+func (r *refresher) revokeNow(gone []*fetch.Lease) {
 	if len(gone) == 0 {
 		return
 	}
