@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -74,8 +75,11 @@ type status struct{ code int }
 // hinter is an error that has advice for the user.
 type hinter interface{ Hint() string }
 
+// printError prints each error of a joined error on a line of its own.
 func printError(w io.Writer, err error) {
-	fmt.Fprintf(w, "scaivault-run: error: %v\n", err)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "scaivault-run: error: %s\n", line)
+	}
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(w, "scaivault-run: hint: %s\n", h.Hint())

@@ -235,7 +235,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if needsFiles(st.plan.Refs()) {
+	if st.plan.NeedsFiles() {
 		var warn bool
 		if st.files, warn, err = template.NewFileDir(os.Getenv); err != nil {
 			return err
@@ -302,15 +302,6 @@ func nameUsers(err error, plan *template.Plan) error {
 		out = append(out, e)
 	}
 	return errors.Join(out...)
-}
-
-func needsFiles(refs []fetch.Ref) bool {
-	for _, r := range refs {
-		if r.AsFile {
-			return true
-		}
-	}
-	return false
 }
 
 // startDev starts the embedded dev server on a loopback port and points the

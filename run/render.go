@@ -2,7 +2,6 @@ package run
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"strings"
 
@@ -33,6 +32,7 @@ func printEnv(ro RenderOptions, vars []template.EnvVar) error {
 			m[kv[0]] = kv[1]
 		}
 		enc := json.NewEncoder(ro.Stdout)
+		enc.SetEscapeHTML(false) // masks are <scaivault://…>
 		enc.SetIndent("", "  ")
 		return enc.Encode(m)
 	default:
@@ -52,12 +52,19 @@ func writeDotenv(w io.Writer, kvs [][2]string) error {
 	return err
 }
 
-// quoteDotenv leaves simple values bare and double-quotes the rest, escaping
-// what go-envparse unescapes inside double quotes.
+// quoteDotenv leaves simple values bare and writes the rest as a
+// double-quoted JSON string, whose escapes are exactly what go-envparse
+// reads inside double quotes.
 func quoteDotenv(s string) string {
-	if s != "" && !strings.ContainsAny(s, " \t\n\r\"'\\#$`=<>") {
+	bare := s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return r < 0x21 || r == 0x7f || strings.ContainsRune("\"'\\#$`=<>", r)
+	})
+	if bare {
 		return s
 	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "$", `\$`, "`", "\\`")
-	return fmt.Sprintf(`"%s"`, r.Replace(s))
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -344,6 +344,7 @@ func (p *Plan) Build(snap *fetch.Snapshot, files *FileDir) ([]EnvVar, error) {
 	}
 	names := slices.Sorted(maps.Keys(cands))
 	vars := make([]EnvVar, 0, len(names))
+	var pending []pendingFile
 	fileOwner := map[string]string{}
 	for _, name := range names {
 		e := cands[name]
@@ -355,17 +356,37 @@ func (p *Plan) Build(snap *fetch.Snapshot, files *FileDir) ([]EnvVar, error) {
 			}
 			fileOwner[fn] = name
 		}
-		v, err := resolveEntry(e, snap, files)
+		v, content, err := resolveEntry(e, snap, files)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if content != nil {
+			pending = append(pending, pendingFile{idx: len(vars), where: e.where(), data: content})
 		}
 		vars = append(vars, v)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// Files are written only once every variable resolved: a change that
+	// fails leaves every file as it was.
+	for _, f := range pending {
+		v := &vars[f.idx]
+		path, changed, err := files.Write(v.Name, f.data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.where, err)
+		}
+		v.Value, v.File, v.FileChanged = path, path, changed
+	}
 	return vars, nil
+}
+
+// pendingFile is an as=file value resolved but not written yet.
+type pendingFile struct {
+	idx   int // in vars
+	where string
+	data  []byte
 }
 
 // importEntries turns each --secret import into one entry per key.
@@ -426,34 +447,29 @@ func ImportName(prefix, key string, upcase bool) string {
 }
 
 // resolveEntry gives one entry its value from snap.
-func resolveEntry(e *envEntry, snap *fetch.Snapshot, files *FileDir) (EnvVar, error) {
-	v := EnvVar{Name: e.name, Value: e.value, Ref: e.ref, Origin: e.origin}
+func resolveEntry(e *envEntry, snap *fetch.Snapshot, files *FileDir) (v EnvVar, fileContent []byte, err error) {
+	v = EnvVar{Name: e.name, Value: e.value, Ref: e.ref, Origin: e.origin}
 	if e.ref == nil {
-		return v, nil
+		return v, nil, nil
 	}
 	val, err := snap.Value(*e.ref)
 	if err != nil {
-		return v, fmt.Errorf("%s: %w", e.where(), err)
+		return v, nil, fmt.Errorf("%s: %w", e.where(), err)
 	}
 	if e.ref.Kind == fetch.Static {
 		v.Version = snap.Secrets[e.ref.Source()].Version
 	}
 	if e.ref.AsFile {
 		if files == nil {
-			return v, fmt.Errorf("%s: as=file needs the private file directory", e.where())
+			return v, nil, fmt.Errorf("%s: as=file needs the private file directory", e.where())
 		}
-		path, changed, err := files.Write(e.name, []byte(val))
-		if err != nil {
-			return v, fmt.Errorf("%s: %w", e.where(), err)
-		}
-		v.Value, v.File, v.FileChanged = path, path, changed
-		return v, nil
+		return v, []byte(val), nil
 	}
 	if strings.IndexByte(val, 0) >= 0 {
-		return v, fmt.Errorf("%s: the value holds a NUL byte, which an environment variable cannot (use as=file)", e.where())
+		return v, nil, fmt.Errorf("%s: the value holds a NUL byte, which an environment variable cannot (use as=file)", e.where())
 	}
 	v.Value = val
-	return v, nil
+	return v, nil, nil
 }
 
 // Environ returns vars as sorted NAME=VALUE strings, for exec.Cmd.Env. It

@@ -405,3 +405,31 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("as=file with a NUL byte: %v", err)
 	}
 }
+
+// A Build that fails writes no as=file file: a change that cannot be
+// applied leaves every file as it was.
+func TestBuildFailureWritesNoFile(t *testing.T) {
+	files := newTestFileDir(t)
+	_, err := buildEnv(t, EnvSpec{Env: []string{
+		"A_KEY=scaivault://app/tls?as=file#key",
+		"B_BAD=scaivault://app/tls?as=file#nokey",
+	}}, files)
+	if err == nil {
+		t.Fatal("Build succeeded with a missing key")
+	}
+	entries, err := os.ReadDir(files.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("files written by a failed Build: %v", entries)
+	}
+	// The same spec without the bad variable writes the file.
+	vars, err := buildEnv(t, EnvSpec{Env: []string{"A_KEY=scaivault://app/tls?as=file#key"}}, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(vars[0].File); string(got) != "KEYPEM" || !vars[0].FileChanged {
+		t.Errorf("file %q holds %q, changed=%v", vars[0].File, got, vars[0].FileChanged)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"unicode"
@@ -84,9 +85,23 @@ func fnReplaceAll(old, new string, s any) string {
 	return strings.ReplaceAll(valueString(s), old, new)
 }
 
+// compileRegexp compiles a template's regular expression. Its error names
+// what is wrong but never quotes the pattern, which may come from a secret.
+func compileRegexp(re string) (*regexp.Regexp, error) {
+	c, err := regexp.Compile(re)
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("invalid regular expression: %s", se.Code)
+	}
+	if err != nil {
+		return nil, errors.New("invalid regular expression")
+	}
+	return c, nil
+}
+
 // fnRegexMatch implements {{ regexMatch RE S }}.
 func fnRegexMatch(re string, s any) (bool, error) {
-	c, err := regexp.Compile(re)
+	c, err := compileRegexp(re)
 	if err != nil {
 		return false, err
 	}
@@ -96,7 +111,7 @@ func fnRegexMatch(re string, s any) (bool, error) {
 // fnRegexReplaceAll implements {{ regexReplaceAll RE REPL S }}; REPL may
 // use $1 and ${name}.
 func fnRegexReplaceAll(re, repl string, s any) (string, error) {
-	c, err := regexp.Compile(re)
+	c, err := compileRegexp(re)
 	if err != nil {
 		return "", err
 	}

@@ -187,6 +187,8 @@ func TestFuncErrors(t *testing.T) {
 		{"first of empty", `{{ first (list) }}`, `empty list`},
 		{"parseInt hides its input", `{{ parseInt (secret "app/db").Data.username }}`, `error calling parseInt: not an integer: invalid syntax`},
 		{"parseJSON hides its input", `{{ parseJSON (secret "app/db").Data.password }}`, `invalid JSON at byte 1`},
+		{"regexMatch hides its pattern", `{{ regexMatch (printf "%s(" (secret "app/db").Data.password) "x" }}`, `invalid regular expression: missing closing )`},
+		{"regexReplaceAll hides its pattern", `{{ regexReplaceAll (printf "[%s" (secret "app/db").Data.password) "" "x" }}`, `invalid regular expression: missing closing ]`},
 		{"division by zero", `{{ divide 0 1 }}`, `division by zero`},
 		{"not a number", `{{ add (list) 1 }}`, `not a number: []interface {}`},
 		{"index out of range", `{{ index (list 1) 3 }}`, `index out of range: 3`},

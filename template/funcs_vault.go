@@ -227,22 +227,12 @@ func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) 
 	}
 	st.use(src)
 	v := &certValue{
-		Cert: c.CertificatePEM, Key: c.PrivateKeyPEM, CA: pemBundle(c.CAChain),
+		Cert: c.CertificatePEM, Key: c.PrivateKeyPEM, CA: fetch.PEMBundle(c.CAChain),
 		CAChain: append([]string(nil), c.CAChain...), Serial: c.SerialNumber, CAID: c.CAID,
 		IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt,
 	}
 	st.certs[src] = v
 	return v, nil
-}
-
-// pemBundle joins PEM blocks, each ending in one newline.
-func pemBundle(pems []string) string {
-	var b strings.Builder
-	for _, p := range pems {
-		b.WriteString(strings.TrimRight(p, "\n"))
-		b.WriteByte('\n')
-	}
-	return b.String()
 }
 
 // parseFuncOptions parses KEY=VALUE arguments; only the allowed keys, each once.
