@@ -130,6 +130,9 @@ func parseWait(s string) (min, max time.Duration, err error) {
 			return 0, 0, fmt.Errorf("--wait %q: %v", s, err)
 		}
 	}
+	if min < 0 || max < 0 {
+		return 0, 0, fmt.Errorf("--wait %q: durations cannot be negative", s)
+	}
 	if max < min {
 		return 0, 0, fmt.Errorf("--wait %q: MAX is below MIN", s)
 	}

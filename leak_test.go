@@ -34,11 +34,18 @@ func TestNoSecretInLogs(t *testing.T) {
 	if err := os.WriteFile(tmpl, []byte(`{{ with secret "app/db" }}{{ .Data.password }}{{ end }}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The private key the server issues is not kept by the server: a
+	// template writes it to a file, read back below for the scan.
+	keyTmpl, keyOut := t.TempDir()+"/key.tmpl", t.TempDir()+"/key.pem"
+	if err := os.WriteFile(keyTmpl, []byte(`{{ (pkiCert "svc" "common_name=localhost").Key }}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	runs := [][]string{
 		{"--env", "A=scaivault://app/db#password", "--env", "B=scaivault://app/db",
 			"--env", "U=scaivault+dynamic://db/ro#username", "--env", "P=scaivault+dynamic://db/ro#password",
 			"--env", "K=scaivault+pki://svc?common_name=localhost&as=file#private_key_pem",
-			"--secret", "app/cfg", "--template", tmpl + ":" + t.TempDir() + "/out", "--", "true"},
+			"--secret", "app/cfg", "--template", tmpl + ":" + t.TempDir() + "/out",
+			"--template", keyTmpl + ":" + keyOut, "--", "true"},
 		{"--env", "A=scaivault://app/db#nokey", "--", "true"},
 		{"--env", "A=scaivault://other/x", "--", "true"},
 		{"--env", "A=scaivault://app/db#password", "--", "no-such-command-xyz"},
@@ -60,6 +67,15 @@ func TestNoSecretInLogs(t *testing.T) {
 		t.Fatalf("no debug logs captured:\n%s", logs)
 	}
 	values := srv.SecretValues()
+	key, err := os.ReadFile(keyOut)
+	if err != nil || !strings.Contains(string(key), "PRIVATE KEY") {
+		t.Fatalf("no private key rendered: %v", err)
+	}
+	for _, line := range strings.Split(string(key), "\n") {
+		if len(line) > 20 && !strings.HasPrefix(line, "-----") {
+			values = append(values, line) // each base64 line of the key
+		}
+	}
 	if len(values) < 5 {
 		t.Fatalf("only %d secret values known to the server", len(values))
 	}

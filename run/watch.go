@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/template"
@@ -138,6 +139,7 @@ type refresher struct {
 	printed map[int][]byte  // the last output of each template written to stdout, by index
 
 	mu      sync.Mutex
+	timers  []*time.Timer           // pending releaseAfter calls
 	held    map[string]*fetch.Lease // superseded leases not revoked yet, by id
 	release []string                // ids of held leases the child no longer uses
 	wake    chan struct{}
@@ -203,6 +205,7 @@ func snapshotSources(s *fetch.Snapshot) []fetch.Source {
 // run applies updates until the watcher stops, and revokes released
 // leases as the supervisor releases them.
 func (r *refresher) run(ctx context.Context) {
+	defer r.stopTimers()
 	updates := r.w.Updates()
 	for {
 		select {
@@ -273,6 +276,11 @@ func (r *refresher) commit(ctx context.Context, u fetch.Update, out []template.R
 	}
 	if len(gone) > 0 {
 		c.Applied = func() { r.releaseIDs(gone) }
+		if !envChanged {
+			// Files only: a reload signal, and the child re-reads its files
+			// in its own time; the old credentials stay valid a while.
+			c.Applied = func() { r.releaseAfter(gone, reloadGrace(gone, time.Now())) }
+		}
 	}
 	select {
 	case r.changes <- c:
@@ -387,6 +395,36 @@ func (r *refresher) releaseIDs(leases []*fetch.Lease) {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// maxReloadGrace bounds how long superseded leases outlive a reload signal.
+const maxReloadGrace = 30 * time.Second
+
+// reloadGrace is how long to keep superseded leases after a reload signal:
+// half the shortest remaining life among them, at most maxReloadGrace.
+func reloadGrace(leases []*fetch.Lease, now time.Time) time.Duration {
+	grace := maxReloadGrace
+	for _, l := range leases {
+		grace = min(grace, max(l.ExpiresAt.Sub(now)/2, 0))
+	}
+	return grace
+}
+
+// releaseAfter releases leases after d. It never blocks; the timers stop
+// with the refresher, and what is still held then is revoked on exit.
+func (r *refresher) releaseAfter(leases []*fetch.Lease, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timers = append(r.timers, time.AfterFunc(d, func() { r.releaseIDs(leases) }))
+}
+
+func (r *refresher) stopTimers() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.timers {
+		t.Stop()
+	}
+	r.timers = nil
 }
 
 // revokeReleased revokes the released leases; a failure leaves the lease
