@@ -14,11 +14,21 @@ func leaseRoute(leaseID string) string { return "/v1/dynamic/leases/" + url.Path
 // It creates something, so it is retried only where the server cannot have
 // acted on the request (429, 503, nothing written): a retry after the
 // server may have issued a lease could leak that lease.
+//
+// For the same reason a Generate that has started is not abandoned when
+// ctx is cancelled: a lease whose answer is lost cannot be revoked. It runs
+// to its answer, bounded by the request timeout, and returns the lease; the
+// caller, seeing its cancelled ctx, revokes it.
 func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease, error) {
 	op := fmt.Sprintf("generate credential %s/%s", engine, role)
 	if err := errors.Join(checkName("engine", engine), checkName("role", role)); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.reqTimeout)
+	defer cancel()
 	cl := &call{
 		method:  http.MethodPost,
 		route:   "/v1/dynamic/" + url.PathEscape(engine) + "/creds/" + url.PathEscape(role),

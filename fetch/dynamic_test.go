@@ -1,10 +1,13 @@
 package fetch_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
 )
 
@@ -77,5 +80,31 @@ func TestLeaseErrors(t *testing.T) {
 	mustFail(t, err, fetch.ErrAccessDenied)
 	if n := h.srv.Requests("POST /v1/dynamic/{engine}/creds/{role}"); n != 4 {
 		t.Errorf("%d generate requests, want 4 (no retries of errors that are final)", n)
+	}
+}
+
+// A Generate that has started is not abandoned when its context is
+// cancelled: the lease is returned, so that the caller can revoke it
+// rather than leave it behind unknown.
+func TestGenerateSurvivesCancellation(t *testing.T) {
+	h := newHarness(t, "")
+	c := h.client(t, nil)
+	h.srv.SetFaults(devserver.Faults{Latency: 300 * time.Millisecond, PathPrefix: "/v1/dynamic/"})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel) // while the request is at the server
+	l, err := c.Generate(ctx, "support-db", "readonly", "")
+	if err != nil {
+		t.Fatalf("Generate cancelled mid-flight: %v", err)
+	}
+	h.srv.SetFaults(devserver.Faults{})
+	if err := c.Revoke(context.Background(), l.LeaseID); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.srv.ActiveLeases(); n != 0 {
+		t.Errorf("%d leases active after revoking the one generated", n)
+	}
+	// A context cancelled before the call starts nothing.
+	if _, err := c.Generate(ctx, "support-db", "readonly", ""); !errors.Is(err, context.Canceled) {
+		t.Errorf("Generate with a cancelled context: %v", err)
 	}
 }
