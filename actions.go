@@ -67,6 +67,7 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 	opts := run.Options{
 		Client:         fetch.ConfigFromEnv(os.Getenv),
 		StartupTimeout: c.Duration("startup-timeout"),
+		Stdout:         c.App.Writer,
 		Logger:         logger,
 		Env: template.EnvSpec{
 			Imports:         repeated(c, "secret"),

@@ -110,6 +110,8 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl faults STATUS PATH_PREFIX   answer every request under the prefix with STATUS
 //	svctl faults off
 //	svctl latency D PATH_PREFIX       answers under the prefix take D
+//	svctl failnext N STATUS PATH_PREFIX   the next N requests under the prefix answer STATUS
+//	svctl requests ROUTE              print how many requests ROUTE had ("" all)
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")
@@ -149,6 +151,12 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 			f.PathPrefix = args[2]
 		}
 		scriptServer(ts).SetFaults(f)
+	case "failnext":
+		n, _ := strconv.Atoi(args[1])
+		status, _ := strconv.Atoi(args[2])
+		scriptServer(ts).SetFaults(devserver.Faults{Next: n, Status: status, PathPrefix: args[3]})
+	case "requests":
+		fmt.Fprintf(ts.Stdout(), "%d\n", scriptServer(ts).Requests(args[1]))
 	case "latency":
 		d, err := time.ParseDuration(args[1])
 		ts.Check(err)

@@ -49,6 +49,33 @@ func (r *Resolver) limit() int {
 // effort, bounded by a short timeout) and the snapshot is nil: nothing is
 // left half done.
 func (r *Resolver) Resolve(ctx context.Context, srcs []Source, have *Snapshot) (*Snapshot, error) {
+	run := r.fetchAll(ctx, srcs, have)
+	if len(run.errs) == 0 {
+		return run.out, nil
+	}
+	errs := run.errs
+	if len(run.generated) > 0 {
+		errs = append(errs, r.revokeGenerated(ctx, run.generated)...)
+	}
+	return nil, joinSorted(errs)
+}
+
+// ResolvePartial is Resolve without the undo: on error it returns, with the
+// joined errors, a snapshot of have's entries plus everything it did fetch,
+// leases included, and revokes nothing. A caller that retries passes that
+// snapshot back as have, so that only what failed is fetched again (no
+// lease is generated twice); a caller that gives up revokes its leases
+// (RevokeAll).
+func (r *Resolver) ResolvePartial(ctx context.Context, srcs []Source, have *Snapshot) (*Snapshot, error) {
+	run := r.fetchAll(ctx, srcs, have)
+	if len(run.errs) == 0 {
+		return run.out, nil
+	}
+	return run.out, joinSorted(run.errs)
+}
+
+// fetchAll fetches every source of srcs that have lacks, concurrently.
+func (r *Resolver) fetchAll(ctx context.Context, srcs []Source, have *Snapshot) *resolveRun {
 	run := &resolveRun{r: r, out: have.clone(), sem: make(chan struct{}, r.limit())}
 	var batch []string
 	seen := map[Source]bool{}
@@ -68,15 +95,13 @@ func (r *Resolver) Resolve(ctx context.Context, srcs []Source, have *Snapshot) (
 		go run.batch(ctx, batch)
 	}
 	run.wg.Wait()
-	if len(run.errs) == 0 {
-		return run.out, nil
-	}
-	errs := run.errs
-	if len(run.generated) > 0 {
-		errs = append(errs, r.revokeGenerated(ctx, run.generated)...)
-	}
+	return run
+}
+
+// joinSorted joins errors in a stable order.
+func joinSorted(errs []error) error {
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return nil, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // revokeGenerated revokes leases after a failed Resolve, under a fresh
@@ -98,9 +123,7 @@ func (r *Resolver) RevokeAll(ctx context.Context, snap *Snapshot) error {
 	for _, l := range snap.Leases {
 		leases = append(leases, l)
 	}
-	errs := r.revoke(ctx, leases)
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errors.Join(errs...)
+	return joinSorted(r.revoke(ctx, leases))
 }
 
 func (r *Resolver) revoke(ctx context.Context, leases []*Lease) []error {

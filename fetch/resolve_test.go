@@ -358,3 +358,34 @@ func TestResolveCancelled(t *testing.T) {
 		t.Errorf("empty resolve: %v, %v", snap, err)
 	}
 }
+
+// ResolvePartial keeps what it fetched when something else fails, revokes
+// nothing, and a second call with that snapshot fetches only what failed.
+func TestResolvePartial(t *testing.T) {
+	e := newResolveEnv(t)
+	ctx := context.Background()
+	user := mustParseRef(t, "scaivault+dynamic://support-db/readonly#username")
+	missing := fetch.StaticSource("app/not-there", 0)
+	snap, err := e.res.ResolvePartial(ctx, []fetch.Source{user.Source(), missing}, nil)
+	if !errors.Is(err, fetch.ErrNotFound) {
+		t.Fatalf("error %v, want not found", err)
+	}
+	lease := snap.Leases[user.Source()]
+	if lease == nil {
+		t.Fatalf("the lease fetched beside the failure is not in the snapshot: %+v", snap)
+	}
+	if n := e.srv.ActiveLeases(); n != 1 {
+		t.Errorf("%d active leases, want the one kept", n)
+	}
+	// Again, with what the first call fetched: no second credential.
+	snap, err = e.res.ResolvePartial(ctx, []fetch.Source{user.Source(), missing}, snap)
+	if !errors.Is(err, fetch.ErrNotFound) || snap.Leases[user.Source()] != lease {
+		t.Fatalf("second call: %v, lease kept: %v", err, snap.Leases[user.Source()] == lease)
+	}
+	if n := e.srv.Requests(rtGenerate); n != 1 {
+		t.Errorf("%d generate requests, want 1", n)
+	}
+	if err := e.res.RevokeAll(ctx, snap); err != nil || e.srv.ActiveLeases() != 0 {
+		t.Errorf("revoke: %v, %d left", err, e.srv.ActiveLeases())
+	}
+}

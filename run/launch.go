@@ -49,7 +49,16 @@ type Options struct {
 	EventsSafetyPoll time.Duration
 	Supervisor       Config // kill/reload signals, timeouts, debounce, splay
 
+	Stdout io.Writer // where templates with DST "-" go; nil: os.Stdout
 	Logger *slog.Logger
+}
+
+// stdout is where templates with DST "-" are written.
+func (o *Options) stdout() io.Writer {
+	if o.Stdout == nil {
+		return os.Stdout
+	}
+	return o.Stdout
 }
 
 // RenderOptions are the render subcommand's own options.
@@ -247,7 +256,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	if st.vars, err = st.plan.Build(st.snap, st.files); err != nil {
 		return err
 	}
-	_, err = template.WriteAll(out, st.opts.TemplateOptions, os.Stdout)
+	_, err = template.WriteAll(out, st.opts.TemplateOptions, st.opts.stdout())
 	return err
 }
 
@@ -256,10 +265,15 @@ func (st *startup) resolveAll(ctx context.Context) error {
 func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *fetch.Snapshot, timeout time.Duration) (*fetch.Snapshot, error) {
 	wait := 500 * time.Millisecond
 	for {
-		snap, err := st.resolver.Resolve(ctx, srcs, have)
+		// What an attempt did fetch is kept: the next one fetches only
+		// what failed, so no lease is generated twice; on failure the
+		// partial snapshot goes back to the caller, whose cleanup revokes
+		// its leases.
+		snap, err := st.resolver.ResolvePartial(ctx, srcs, have)
 		if err == nil {
 			return snap, nil
 		}
+		have = snap
 		if ctx.Err() == nil && !fetch.IsTemporary(err) {
 			return have, err
 		}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -148,7 +147,7 @@ type refresher struct {
 func (st *startup) newRefresher(changes chan<- Change) *refresher {
 	return &refresher{
 		log: st.log, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions,
-		files: st.files, stdout: os.Stdout, changes: changes,
+		files: st.files, stdout: st.opts.stdout(), changes: changes,
 		snap: st.snap, env: template.Environ(st.vars), printed: map[int][]byte{},
 		held: map[string]*fetch.Lease{}, wake: make(chan struct{}, 1),
 	}

@@ -218,6 +218,11 @@ func resolveMissing(ctx context.Context, resolve ResolveFunc, res []passResult, 
 		}
 		next, err := resolve(ctx, need, snap)
 		if err != nil {
+			if next != nil {
+				// What a failing resolve did fetch (leases included) is
+				// handed back, so that the caller can revoke it.
+				snap = next
+			}
 			return snap, fmt.Errorf("template %s: %w", r.Spec.Src, err)
 		}
 		for _, src := range need {
