@@ -202,11 +202,7 @@ func (s *Server) handleExpireLease(c *call) *apiError {
 	fl := l.wire(s.now(), false)
 	s.mu.Unlock()
 	s.kick()
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.json(http.StatusOK, fl)
-	return nil
+	return s.saved(c, http.StatusOK, fl)
 }
 
 // handleExpireTokens expires every client token, or {"client_id": "app"}'s.
@@ -227,9 +223,5 @@ func (s *Server) handleExpireTokens(c *call) *apiError {
 		}
 	}
 	s.mu.Unlock()
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.json(http.StatusOK, map[string]any{"expired": n})
-	return nil
+	return s.saved(c, http.StatusOK, map[string]any{"expired": n})
 }

@@ -233,11 +233,7 @@ func (s *Server) handleRenew(c *call) *apiError {
 	fl := l.wire(s.now(), false)
 	s.mu.Unlock()
 	s.kick()
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.json(http.StatusOK, fl)
-	return nil
+	return s.saved(c, http.StatusOK, fl)
 }
 
 // handleRevoke answers 204 also for an unknown, expired or revoked lease.
@@ -274,11 +270,7 @@ func (s *Server) handleRevoke(c *call) *apiError {
 	if err != nil {
 		return errInternal("revoke lease %s: %v", l.ID, err)
 	}
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.saved(c, http.StatusNoContent, nil)
 }
 
 // engineRevoke runs the revocation statements of a postgres lease; other

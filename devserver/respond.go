@@ -243,3 +243,17 @@ func decodeJSON(raw []byte, v any) error {
 	dec.UseNumber()
 	return dec.Decode(v)
 }
+
+// saved ends a handler that changed the state: it persists it (with
+// --data) and answers v, or status alone when v is nil.
+func (s *Server) saved(c *call, status int, v any) *apiError {
+	if err := s.persist(); err != nil {
+		return errInternal("save state: %v", err)
+	}
+	if v == nil {
+		c.w.WriteHeader(status)
+		return nil
+	}
+	c.json(status, v)
+	return nil
+}

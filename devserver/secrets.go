@@ -108,11 +108,7 @@ func (s *Server) handleWrite(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.json(http.StatusOK, res)
-	return nil
+	return s.saved(c, http.StatusOK, res)
 }
 
 func (s *Server) handlePatchMetadata(c *call) *apiError {
@@ -140,11 +136,7 @@ func (s *Server) handlePatchMetadata(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.json(http.StatusOK, sec)
-	return nil
+	return s.saved(c, http.StatusOK, sec)
 }
 
 func (s *Server) handleDelete(c *call) *apiError {
@@ -167,11 +159,7 @@ func (s *Server) handleDelete(c *call) *apiError {
 	if aerr := s.deleteSecret(path, permanent); aerr != nil {
 		return aerr
 	}
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.saved(c, http.StatusNoContent, nil)
 }
 
 func (s *Server) handleRotate(c *call) *apiError {
@@ -199,11 +187,7 @@ func (s *Server) handleRotate(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	if err := s.persist(); err != nil {
-		return errInternal("save state: %v", err)
-	}
-	c.json(http.StatusOK, sec)
-	return nil
+	return s.saved(c, http.StatusOK, sec)
 }
 
 func (s *Server) handleList(c *call) *apiError {
