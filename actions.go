@@ -53,7 +53,7 @@ func actionRender(c *cli.Context, st *status) error {
 	}
 	err = run.Render(c.Context, opts, ro)
 	if err != nil {
-		st.code = exitUsage
+		st.code = run.ExitFailure
 	}
 	return err
 }

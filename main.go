@@ -43,12 +43,11 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/scailabs/scaivault-run/run"
 )
 
 var version = "dev"
-
-// exitUsage is the status of a failure of scaivault-run itself.
-const exitUsage = 125
 
 func main() {
 	os.Exit(runMain(os.Args, os.Stdout, os.Stderr))
@@ -63,7 +62,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		printError(stderr, err)
 		if st.code == 0 {
-			st.code = exitUsage
+			st.code = run.ExitFailure
 		}
 	}
 	return st.code

@@ -39,7 +39,7 @@ func (e *setupError) Unwrap() error { return e.err }
 
 func exitCodeFor(err error) int {
 	if se := (*setupError)(nil); errors.As(err, &se) {
-		return exitSetup
+		return ExitFailure
 	}
 	return ExitCodeForExecError(err)
 }

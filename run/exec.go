@@ -36,8 +36,10 @@ func Exec(argv []string, env []string) error {
 	return nil // not reached
 }
 
-// Exit statuses for a command that could not be run, as POSIX shells use them.
+// Exit statuses of scaivault-run's own failures; 126 and 127 as POSIX
+// shells use them.
 const (
+	ExitFailure       = 125 // scaivault-run failed before or while starting the child
 	ExitNotExecutable = 126 // found but not executable: EACCES, ENOEXEC, a directory
 	ExitNotFound      = 127 // not found: exec.ErrNotFound, ENOENT
 )

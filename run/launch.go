@@ -21,9 +21,6 @@ import (
 	"github.com/scailabs/scaivault-run/template"
 )
 
-// ExitFailure is the exit status of a failure of scaivault-run itself.
-const ExitFailure = 125
-
 // revokeTimeout bounds the wait for lease revocation on exit.
 const revokeTimeout = 10 * time.Second
 

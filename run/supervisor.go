@@ -70,11 +70,6 @@ type Change struct {
 	Applied func()
 }
 
-// Exit statuses of Run besides the child's own.
-const (
-	exitSetup = 125 // scaivault-run could not start the child
-)
-
 // Supervisor runs one command. Create it with New; call Run once.
 type Supervisor struct {
 	cfg   Config
@@ -139,7 +134,7 @@ func New(cfg Config) *Supervisor {
 // has exited, whatever its descendants do with their stdio.
 func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
 	if len(s.cfg.Argv) == 0 {
-		return exitSetup, errors.New("start child: no command")
+		return ExitFailure, errors.New("start child: no command")
 	}
 	runtime.LockOSThread() // the parent-death signal follows the forking thread
 	defer runtime.UnlockOSThread()

@@ -156,7 +156,7 @@ func (s *Supervisor) escalate(why string) {
 func (s *Supervisor) onExit(st signal.Status) {
 	s.kill.stop()
 	if st.Err != nil {
-		s.st, s.code, s.err = stateExited, exitSetup, st.Err // Run returns err: not logged
+		s.st, s.code, s.err = stateExited, ExitFailure, st.Err // Run returns err: not logged
 		return
 	}
 	if s.st != stateRestarting {
