@@ -102,10 +102,11 @@ func PlanEnv(spec EnvSpec) (*Plan, error) {
 			errs = p.add(errs, e)
 		}
 	}
-	for _, kv := range spec.Env {
+	for i, kv := range spec.Env {
 		name, value, ok := strings.Cut(kv, "=")
 		if !ok {
-			errs = append(errs, fmt.Errorf("--env %q: want NAME=VALUE", name))
+			// Not quoted: a value given without its NAME= may be a secret.
+			errs = append(errs, fmt.Errorf("--env argument %d: want NAME=VALUE; it has no \"=\" (not shown: it may hold a secret)", i+1))
 			continue
 		}
 		errs = p.add(errs, &envEntry{layer: layerFlag, name: name, value: value, origin: "--env"})

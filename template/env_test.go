@@ -285,7 +285,7 @@ func TestPlanEnvErrors(t *testing.T) {
 		{EnvSpec{EnvFiles: []string{envFixtures + "none.env"}}, "env file: open " + envFixtures + "none.env: no such file or directory"},
 		{EnvSpec{Env: []string{"DB_PASS=scaivault://app/db#"}}, `--env DB_PASS: reference "scaivault://app/db#": empty key after "#"`},
 		{EnvSpec{Inherited: []string{"DB_PASS=scaivault+pki://svc"}}, `environment DB_PASS: reference "scaivault+pki://svc": missing common_name`},
-		{EnvSpec{Env: []string{"NOPE"}}, `--env "NOPE": want NAME=VALUE`},
+		{EnvSpec{Env: []string{"A=1", "s3cret-NOPE"}}, `--env argument 2: want NAME=VALUE; it has no "=" (not shown: it may hold a secret)`},
 		{EnvSpec{Env: []string{"A B=1"}}, `--env "A B": invalid character ' ' in variable name`},
 		{EnvSpec{Env: []string{"=1"}}, `--env "": empty variable name`},
 		{EnvSpec{Imports: []string{"app//x"}}, `--secret "app//x": secret path "app//x": segment 2: empty segment`},
