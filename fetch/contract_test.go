@@ -6,7 +6,6 @@ package fetch_test
 // error for every secret value and credential the tests came across.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/internal/leakscan"
 )
 
 // testSeed is the dev server's state for these tests. Every secret value
@@ -47,67 +46,15 @@ const testSeed = `{
       "allow_subdomains": true, "allow_ip_sans": true, "max_ttl": "720h", "key_type": "ec", "key_bits": 256}}}
 }`
 
-// leakScan collects everything the tests saw that must never show up in a
-// log line or an error, and everything logged or returned as an error.
-var leakScan = struct {
-	mu      sync.Mutex
-	secrets map[string]bool
-	out     bytes.Buffer
-}{secrets: map[string]bool{}}
+// The leak scan (internal/leakscan), under the names this package's tests use.
+var (
+	noteSecret = leakscan.Note
+	noteErr    = leakscan.NoteErr
+)
 
-// noteSecret adds values to the leak scan.
-func noteSecret(vs ...string) {
-	leakScan.mu.Lock()
-	defer leakScan.mu.Unlock()
-	for _, v := range vs {
-		// Multi-line values (PEM keys) are scanned for line by line.
-		for _, line := range strings.Split(v, "\n") {
-			line = strings.TrimSpace(line)
-			if len(line) >= 6 && !strings.HasPrefix(line, "-----") {
-				leakScan.secrets[line] = true
-			}
-		}
-	}
-}
+type scanWriter = leakscan.Writer
 
-// noteErr adds an error's text to what the leak scan checks.
-func noteErr(err error) {
-	if err == nil {
-		return
-	}
-	leakScan.mu.Lock()
-	defer leakScan.mu.Unlock()
-	fmt.Fprintf(&leakScan.out, "error: %v\n", err)
-}
-
-type scanWriter struct{}
-
-func (scanWriter) Write(p []byte) (int, error) {
-	leakScan.mu.Lock()
-	defer leakScan.mu.Unlock()
-	return leakScan.out.Write(p)
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	leakScan.mu.Lock()
-	out := leakScan.out.String()
-	var leaked []string
-	for v := range leakScan.secrets {
-		if strings.Contains(out, v) {
-			leaked = append(leaked, v)
-		}
-	}
-	leakScan.mu.Unlock()
-	if len(leaked) > 0 {
-		sort.Strings(leaked)
-		fmt.Fprintf(os.Stderr, "FAIL: %d secret values appear in logs or errors: %q\n", len(leaked), leaked)
-		code = 1
-	} else if code == 0 && testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "leak scan: %d secret values, %d bytes of logs and errors: clean\n", len(leakScan.secrets), len(out))
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(leakscan.Main(m)) }
 
 // harness is one dev server behind httptest. intercept, when set, sees
 // every request first and may answer it itself (return true).

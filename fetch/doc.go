@@ -2,9 +2,9 @@
 //
 // Its job: talk to a ScaiVault server exactly as scaivault-api.md describes
 // (authentication, retries, errors, every call and the change-event
-// stream), model what it returns (Secret, Lease, Cert, immutable snapshots),
-// parse secret references, and schedule the polls, renewals and re-issues
-// that keep those values fresh.
+// stream), model what it returns (Secret, Lease, Cert, immutable snapshots)
+// and parse secret references. Keeping those values fresh (the watcher,
+// the lease ledger) is package watch's job.
 //
 // What it must not do: start processes, render templates, write files, or
 // read flags; log or return a secret value or a credential (token, client
@@ -21,8 +21,5 @@
 // caller's goroutine and calls its handler there. A 429's Retry-After holds
 // back every request of the Client until it has passed. Every call takes a
 // context; no call outlives it, and no wait between retries reaches past its
-// deadline. Close ends event streams and makes later calls fail. A Watcher
-// owns its state on the goroutine that calls Run, plus one events goroutine
-// that Run starts and joins; it talks to its user through Updates and the
-// Commit/Reject handshake only.
+// deadline. Close ends event streams and makes later calls fail.
 package fetch

@@ -210,6 +210,10 @@ func (e *SourceError) Unwrap() error { return e.Err }
 
 // describe names a source in a resolve error: `secret "app/x"`,
 // `secret "app/x" version 3`, `dynamic e/r ttl=1h0m0s`, `pki …`, `list "app/"`.
+// Describe names the source as errors and logs do: `secret "app/db"`,
+// `list "app/"`, or the reference.
+func (s Source) Describe() string { return describe(s) }
+
 func describe(src Source) string {
 	switch src.Kind {
 	case Static:

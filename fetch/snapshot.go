@@ -224,3 +224,30 @@ func PEMBundle(pems []string) string {
 	}
 	return b.String()
 }
+
+// Only returns a new snapshot holding s's entries for srcs alone. It never
+// returns nil.
+func (s *Snapshot) Only(srcs []Source) *Snapshot {
+	out := (*Snapshot)(nil).clone()
+	if s == nil {
+		return out
+	}
+	for _, src := range srcs {
+		if v, ok := s.Secrets[src]; ok {
+			out.Secrets[src] = v
+		}
+		if v, ok := s.Leases[src]; ok {
+			out.Leases[src] = v
+		}
+		if v, ok := s.Certs[src]; ok {
+			out.Certs[src] = v
+		}
+		if v, ok := s.Lists[src]; ok {
+			out.Lists[src] = v
+		}
+	}
+	return out
+}
+
+// NewSnapshot returns an empty snapshot, ready to fill.
+func NewSnapshot() *Snapshot { return (*Snapshot)(nil).clone() }

@@ -3,7 +3,7 @@
 // The start-up gate (Launch, Render; launch.go) resolves every reference,
 // renders every template and writes every file before anything starts; on
 // failure it leaves nothing behind (no file, no lease). While the child
-// runs, the refresher (watch.go) turns the fetch.Watcher's updates into
+// runs, the refresher (watch.go) turns the watch.Watcher's updates into
 // re-rendered files and environments and hands the supervisor a Change
 // only when something the child uses changed; on exit leases are revoked
 // and the secret-file directory removed.

@@ -13,9 +13,10 @@ import (
 
 	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/template"
+	"github.com/scailabs/scaivault-run/watch"
 )
 
-// Watching and acting (DESIGN.md): a fetch.Watcher keeps the snapshot
+// Watching and acting (DESIGN.md): a watch.Watcher keeps the snapshot
 // fresh; the refresher turns each of its Updates into files and an
 // environment and, when the child sees a difference, into a Change for the
 // Supervisor. It answers every Update (Commit or Reject) so that watcher
@@ -33,7 +34,7 @@ type watching struct {
 	wg     sync.WaitGroup
 
 	mu   sync.Mutex
-	lost *fetch.LostError // the first loss, with ExitOnLost
+	lost *watch.LostError // the first loss, with ExitOnLost
 }
 
 // startWatching starts watching what the child runs on; it returns nil
@@ -49,14 +50,14 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 	r.resolver = &fetch.Resolver{Client: client, Logger: st.log}
 	ctx, cancel := context.WithCancel(ctx)
 	wt := &watching{r: r, client: client, own: client != st.client, cancel: cancel}
-	cfg := fetch.WatchConfig{
+	cfg := watch.WatchConfig{
 		Client:       client,
 		PollInterval: st.opts.PollInterval,
 		SafetyPoll:   st.opts.EventsSafetyPoll,
 		Logger:       st.log,
 	}
 	if st.opts.ExitOnLost {
-		cfg.OnLost = func(e *fetch.LostError) {
+		cfg.OnLost = func(e *watch.LostError) {
 			wt.mu.Lock()
 			first := wt.lost == nil
 			if first {
@@ -69,7 +70,7 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 			}
 		}
 	}
-	r.w = fetch.NewWatcher(cfg, r.snap, used)
+	r.w = watch.NewWatcher(cfg, r.snap, used)
 	wt.wg.Go(func() { r.w.Run(ctx) })
 	wt.wg.Go(func() { r.run(ctx) })
 	wt.wg.Go(func() {
@@ -110,7 +111,7 @@ func (st *startup) runningClient() *fetch.Client {
 }
 
 // lostErr is the loss that stopped the run (ExitOnLost), or nil.
-func (wt *watching) lostErr() *fetch.LostError {
+func (wt *watching) lostErr() *watch.LostError {
 	if wt == nil {
 		return nil
 	}
@@ -124,7 +125,7 @@ func (wt *watching) lostErr() *fetch.LostError {
 // by the goroutine that made it).
 type refresher struct {
 	log      *slog.Logger
-	w        *fetch.Watcher
+	w        *watch.Watcher
 	resolver *fetch.Resolver
 	plan     *template.Plan
 	set      *template.Set
@@ -225,7 +226,7 @@ func (r *refresher) run(ctx context.Context) {
 // (resolving what they newly need), rebuilds the environment, writes the
 // files and tells the supervisor what the child sees change. When it
 // cannot, the child keeps running on what it has.
-func (r *refresher) apply(ctx context.Context, u fetch.Update) {
+func (r *refresher) apply(ctx context.Context, u watch.Update) {
 	out, full, err := r.set.RenderAll(ctx, r.resolver.Resolve, u.Snapshot)
 	if err == nil {
 		used := r.usedBy(out)
@@ -249,7 +250,7 @@ func (r *refresher) apply(ctx context.Context, u fetch.Update) {
 }
 
 // commit writes the templates, answers the watcher and sends the change.
-func (r *refresher) commit(ctx context.Context, u fetch.Update, out []template.Rendered, snap *fetch.Snapshot, used []fetch.Source, vars []template.EnvVar) {
+func (r *refresher) commit(ctx context.Context, u watch.Update, out []template.Rendered, snap *fetch.Snapshot, used []fetch.Source, vars []template.EnvVar) {
 	dsts, err := template.WriteAll(r.toWrite(out), r.topts, r.stdout)
 	if err != nil {
 		// Files written before the failure stay; the next update retries.

@@ -1,6 +1,7 @@
-package fetch
+package watch
 
 import (
+	"github.com/scailabs/scaivault-run/fetch"
 	"math"
 	"time"
 )
@@ -82,7 +83,7 @@ type LeasePlan struct {
 // it is a replacement at that same time, so that the old credential still
 // has about a third of its life while the child moves to the new one. A
 // lease that has already run out is replaced at once.
-func PlanLease(l *Lease, received time.Time, increment time.Duration, rnd float64) LeasePlan {
+func PlanLease(l *fetch.Lease, received time.Time, increment time.Duration, rnd float64) LeasePlan {
 	rem := LeaseRemaining(l, received)
 	if rem <= 0 {
 		return LeasePlan{LeaseReplace, received, "expired"}
@@ -105,7 +106,7 @@ func PlanLease(l *Lease, received time.Time, increment time.Duration, rnd float6
 // moment its answer was received: expires_at minus received, kept within
 // clockTolerance of lease_duration (which the server computed without our
 // clock, in whole seconds).
-func LeaseRemaining(l *Lease, received time.Time) time.Duration {
+func LeaseRemaining(l *fetch.Lease, received time.Time) time.Duration {
 	told := time.Duration(l.LeaseDuration) * time.Second
 	if l.ExpiresAt.IsZero() {
 		return told
@@ -117,7 +118,7 @@ func LeaseRemaining(l *Lease, received time.Time) time.Duration {
 // remaining time plus the server's gap between expires_at and
 // max_expires_at (a difference of two server times: no clock skew).
 // Unknown (no max_expires_at) is unlimited.
-func maxRemaining(l *Lease, rem time.Duration) time.Duration {
+func maxRemaining(l *fetch.Lease, rem time.Duration) time.Duration {
 	if l.MaxExpiresAt.IsZero() {
 		return math.MaxInt64
 	}
@@ -130,12 +131,12 @@ func maxRemaining(l *Lease, rem time.Duration) time.Duration {
 // NotBefore for clock skew. The time to NotAfter is measured by our clock
 // but kept within clockTolerance of the lifetime the server gave it
 // (expires_at − issued_at), which needs no clock agreement.
-func CertRefreshAt(c *Cert, received time.Time, rnd float64) time.Time {
+func CertRefreshAt(c *fetch.Cert, received time.Time, rnd float64) time.Time {
 	return received.Add(scale(CertRemaining(c, received), refreshShare(rnd)))
 }
 
 // CertRemaining is how long c is still valid, by our clock, from received.
-func CertRemaining(c *Cert, received time.Time) time.Duration {
+func CertRemaining(c *fetch.Cert, received time.Time) time.Duration {
 	byClock := c.ExpiresAt.Sub(received)
 	if c.IssuedAt.IsZero() || !c.IssuedAt.Before(c.ExpiresAt) {
 		return max(byClock, 0)

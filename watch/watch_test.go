@@ -1,4 +1,4 @@
-package fetch_test
+package watch_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/watch"
 )
 
 // The watcher against the real dev server, in a synctest bubble: the
@@ -68,7 +69,7 @@ func wwrite(t testing.TB, w *world, path string, data map[string]any) {
 	}
 }
 
-func password(t testing.TB, u fetch.Update) string {
+func password(t testing.TB, u watch.Update) string {
 	t.Helper()
 	v, err := u.Snapshot.Value(fetch.Ref{Kind: fetch.Static, Path: "app/db", Key: "password"})
 	if err != nil {
@@ -81,7 +82,7 @@ func TestWatchPollRotation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB, srcAPI}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB, srcAPI}, nil)
 		defer wr.stop()
 
 		time.Sleep(time.Second)
@@ -124,7 +125,7 @@ func TestWatchEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Hour}, []fetch.Source{srcDB, srcAPI}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Hour}, []fetch.Source{srcDB, srcAPI}, nil)
 		defer wr.stop()
 		synctest.Wait() // connected
 
@@ -165,7 +166,7 @@ func TestWatchEventsNotSupported(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
 		w.srv.SetFaults(devserver.Faults{Rate: 1, Status: 404, PathPrefix: "/v1/events"})
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute}, []fetch.Source{srcDB}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute}, []fetch.Source{srcDB}, nil)
 		defer wr.stop()
 		reads := w.srv.Requests("POST /v1/secrets/batch-read")
 		time.Sleep(time.Hour)
@@ -182,7 +183,7 @@ func TestWatchOutage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
-		wr := w.watch(fetch.WatchConfig{PollInterval: 10 * time.Second, NoEvents: true}, []fetch.Source{srcDB}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: 10 * time.Second, NoEvents: true}, []fetch.Source{srcDB}, nil)
 		defer wr.stop()
 		w.srv.SetFaults(devserver.Faults{Rate: 1, PathPrefix: "/v1/secrets"})
 		wr.none(t, 5*time.Minute)
@@ -208,13 +209,13 @@ func TestWatchSecretLost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB, srcAPI}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB, srcAPI}, nil)
 		defer wr.stop()
 		if err := w.c.Delete(context.Background(), "app/db", false); err != nil {
 			t.Fatal(err)
 		}
 		wr.none(t, 3*time.Minute+30*time.Second)
-		var lost []*fetch.LostError
+		var lost []*watch.LostError
 		for len(wr.lost) > 0 {
 			lost = append(lost, <-wr.lost)
 		}
@@ -242,7 +243,7 @@ func TestWatchLeaseRenewal(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
 		src := dynSrc(t, "renew")
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
 		defer wr.stop()
 		id := wr.snap.Leases[src].LeaseID
 		// Renewals at 2s, 4s, 6s (two thirds of 3s, from each renewal).
@@ -277,10 +278,10 @@ func TestWatchLeaseReplacement(t *testing.T) {
 				w := newWorld(t, watchSeed)
 				defer w.stop()
 				src := dynSrc(t, role)
-				wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
+				wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
 				defer wr.stop()
 				old := wr.snap.Leases[src]
-				var u fetch.Update
+				var u watch.Update
 				for {
 					u = wr.next(t, 15*time.Second)
 					if len(u.Superseded) > 0 {
@@ -310,7 +311,7 @@ func TestWatchLeaseRevoked(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
 		src := dynSrc(t, "renew")
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Hour}, []fetch.Source{src}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Hour}, []fetch.Source{src}, nil)
 		defer wr.stop()
 		synctest.Wait()
 		old := wr.snap.Leases[src].LeaseID
@@ -336,7 +337,7 @@ func TestWatchRejectedReplacement(t *testing.T) {
 		defer w.stop()
 		src := dynSrc(t, "fixed")
 		rejects := 1
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, func(fetch.Update) bool {
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, func(watch.Update) bool {
 			rejects--
 			return rejects < 0
 		})
@@ -358,7 +359,7 @@ func TestWatchCertificate(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
 		src := pkiSrc(t)
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
 		defer wr.stop()
 		old := wr.snap.Certs[src]
 		start := time.Now()
@@ -385,7 +386,7 @@ func TestWatchList(t *testing.T) {
 		w := newWorld(t, watchSeed)
 		defer w.stop()
 		src := fetch.ListSource("app/conf/")
-		wr := w.watch(fetch.WatchConfig{PollInterval: time.Hour}, []fetch.Source{src}, nil)
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Hour}, []fetch.Source{src}, nil)
 		defer wr.stop()
 		synctest.Wait()
 		wwrite(t, w, "app/conf/a", map[string]any{"v": "conf-SECRET-a2"}) // listed already: no change
@@ -415,7 +416,7 @@ func TestWatchShortTokens(t *testing.T) {
 		defer w.stop()
 		c := w.client(fetch.Config{ClientID: "short", ClientSecret: "short-SECRET-watch-2"})
 		defer c.Close()
-		wr := w.watch(fetch.WatchConfig{Client: c, PollInterval: time.Second}, []fetch.Source{srcDB, dynSrc(t, "renew")}, nil)
+		wr := w.watch(watch.WatchConfig{Client: c, PollInterval: time.Second}, []fetch.Source{srcDB, dynSrc(t, "renew")}, nil)
 		defer wr.stop()
 		time.Sleep(20 * time.Second)
 		if n := w.srv.Requests("POST /v1/auth/token"); n < 8 {
@@ -444,7 +445,7 @@ func TestWatchTokenEndpointDown(t *testing.T) {
 		defer w.stop()
 		c := w.client(fetch.Config{ClientID: "short", ClientSecret: "short-SECRET-watch-2", Retry: fetch.RetryPolicy{MaxRetries: -1}})
 		defer c.Close()
-		wr := w.watch(fetch.WatchConfig{Client: c, PollInterval: time.Second, NoEvents: true}, []fetch.Source{srcDB}, nil)
+		wr := w.watch(watch.WatchConfig{Client: c, PollInterval: time.Second, NoEvents: true}, []fetch.Source{srcDB}, nil)
 		defer wr.stop()
 		w.srv.SetFaults(devserver.Faults{Rate: 1, PathPrefix: "/v1/auth/token"})
 		wr.none(t, 10*time.Second)

@@ -1,8 +1,9 @@
-package fetch
+package watch
 
 import (
 	"context"
 	"errors"
+	"github.com/scailabs/scaivault-run/fetch"
 	"maps"
 	"slices"
 	"strings"
@@ -14,13 +15,13 @@ import (
 // followEvents follows the events stream until ctx ends or the stream
 // ends for good; it runs on its own goroutine and only sends.
 func (w *Watcher) followEvents(ctx context.Context) {
-	opt := EventsOptions{OnConnect: func() {
+	opt := fetch.EventsOptions{OnConnect: func() {
 		select {
 		case w.connCh <- struct{}{}:
 		default:
 		}
 	}}
-	err := w.api.Events(ctx, opt, func(ev Event) {
+	err := w.api.Events(ctx, opt, func(ev fetch.Event) {
 		select {
 		case w.evCh <- ev:
 		case <-ctx.Done():
@@ -50,7 +51,7 @@ func (w *Watcher) onConnect(ctx context.Context) {
 
 func (w *Watcher) onEventsEnd(err error) {
 	w.evUp = false
-	if errors.Is(err, ErrEventsNotSupported) {
+	if errors.Is(err, fetch.ErrEventsNotSupported) {
 		w.log.Info("the server offers no change events; polling", "poll_interval", w.cfg.PollInterval)
 	} else {
 		w.log.Warn("change events unavailable; polling", "poll_interval", w.cfg.PollInterval, "error", err)
@@ -67,9 +68,9 @@ const maxEventBatch = 1024
 // secrets they name are read again in one batch read (an event is a hint,
 // never a value), lists that may have changed are listed again, and a
 // revoked lease of ours is lost.
-func (w *Watcher) onEvents(ctx context.Context, ev Event) {
+func (w *Watcher) onEvents(ctx context.Context, ev fetch.Event) {
 	paths := map[string]bool{}
-	lists := map[Source]bool{}
+	lists := map[fetch.Source]bool{}
 	for n := 0; ; n++ {
 		w.noteEvent(ev, paths, lists)
 		if n == maxEventBatch {
@@ -96,8 +97,8 @@ func (w *Watcher) onEvents(ctx context.Context, ev Event) {
 }
 
 // noteEvent adds what ev asks to read again to paths and lists.
-func (w *Watcher) noteEvent(ev Event, paths map[string]bool, lists map[Source]bool) {
-	if ev.Type == EventLeaseRevoked {
+func (w *Watcher) noteEvent(ev fetch.Event, paths map[string]bool, lists map[fetch.Source]bool) {
+	if ev.Type == fetch.EventLeaseRevoked {
 		w.onLeaseRevoked(ev)
 		return
 	}
@@ -105,9 +106,9 @@ func (w *Watcher) noteEvent(ev Event, paths map[string]bool, lists map[Source]bo
 	if p == "" {
 		return
 	}
-	src := StaticSource(p, 0)
+	src := fetch.StaticSource(p, 0)
 	if old := w.latestSecret(src); old != nil {
-		if ev.Type == EventSecretDeleted || ev.Data.Version == 0 || ev.Data.Version != old.Version {
+		if ev.Type == fetch.EventSecretDeleted || ev.Data.Version == 0 || ev.Data.Version != old.Version {
 			paths[p] = true
 		}
 	}
@@ -115,8 +116,8 @@ func (w *Watcher) noteEvent(ev Event, paths map[string]bool, lists map[Source]bo
 		if !strings.HasPrefix(p, ls.Path) {
 			continue
 		}
-		listed := slices.ContainsFunc(entries, func(e ListEntry) bool { return e.Path == p })
-		if listed == (ev.Type == EventSecretDeleted) {
+		listed := slices.ContainsFunc(entries, func(e fetch.ListEntry) bool { return e.Path == p })
+		if listed == (ev.Type == fetch.EventSecretDeleted) {
 			lists[ls] = true
 		}
 	}

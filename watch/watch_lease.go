@@ -1,9 +1,10 @@
-package fetch
+package watch
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/scailabs/scaivault-run/fetch"
 	"time"
 )
 
@@ -12,8 +13,8 @@ import (
 
 // leaseItem is the watcher's state of one dynamic source.
 type leaseItem struct {
-	src      Source
-	lease    *Lease
+	src      fetch.Source
+	lease    *fetch.Lease
 	received time.Time     // when lease's times were last read
 	inc      time.Duration // what a renewal asks for
 	plan     LeasePlan
@@ -22,10 +23,10 @@ type leaseItem struct {
 	pending  bool  // a replacement waits for the receiver's answer
 }
 
-func (w *Watcher) newLeaseItem(src Source, l *Lease, now time.Time) *leaseItem {
+func (w *Watcher) newLeaseItem(src fetch.Source, l *fetch.Lease, now time.Time) *leaseItem {
 	inc := time.Duration(l.LeaseDuration) * time.Second
 	if src.TTL != "" {
-		if d, err := ParseDuration(src.TTL); err == nil {
+		if d, err := fetch.ParseDuration(src.TTL); err == nil {
 			inc = d
 		}
 	}
@@ -63,7 +64,7 @@ func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
 	}
 	it.lease, it.received, it.fails, it.lost = &renewed, now, 0, nil
 	it.plan = PlanLease(&renewed, now, it.inc, w.rnd())
-	w.cur = w.cur.Merge(&Snapshot{Leases: map[Source]*Lease{it.src: &renewed}})
+	w.cur = w.cur.Merge(&fetch.Snapshot{Leases: map[fetch.Source]*fetch.Lease{it.src: &renewed}})
 	w.change(it.src, "lease "+id+" renewed")
 	w.log.Info("lease renewed", "lease", id, "ttl", LeaseRemaining(&renewed, now).Round(time.Second),
 		"next", it.plan.Action.String(), "in", it.plan.At.Sub(now).Round(time.Millisecond), "why", it.plan.Why)
@@ -115,13 +116,13 @@ func (w *Watcher) leaseFailed(ctx context.Context, it *leaseItem, renewing bool,
 	}
 	rem := it.remaining(now)
 	switch {
-	case renewing && errors.Is(err, ErrValidation):
+	case renewing && errors.Is(err, fetch.ErrValidation):
 		w.log.Info("lease renewal refused; replacing it", "lease", it.lease.LeaseID, "error", err)
 		it.plan = LeasePlan{LeaseReplace, now, "renewal refused"}
-	case renewing && errors.Is(err, ErrNotFound):
+	case renewing && errors.Is(err, fetch.ErrNotFound):
 		w.loseLease(it, fmt.Errorf("%w: %w", errLeaseGone, err))
 		it.plan = LeasePlan{LeaseReplace, now, "lease gone"}
-	case transient(err):
+	case fetch.IsTemporary(err):
 		it.fails++
 		wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
 		w.out.fail(now, err, wait)
@@ -143,7 +144,7 @@ func (w *Watcher) loseLease(it *leaseItem, err error) {
 
 // onLeaseRevoked handles a lease.revoked event: one of ours is lost, and
 // a replacement is made at once.
-func (w *Watcher) onLeaseRevoked(ev Event) {
+func (w *Watcher) onLeaseRevoked(ev fetch.Event) {
 	for _, it := range w.leases {
 		if it.lease.LeaseID != ev.Data.LeaseID || it.pending {
 			continue
@@ -155,8 +156,8 @@ func (w *Watcher) onLeaseRevoked(ev Event) {
 
 // certItem is the watcher's state of one PKI source.
 type certItem struct {
-	src      Source
-	cert     *Cert
+	src      fetch.Source
+	cert     *fetch.Cert
 	received time.Time
 	at       time.Time // next re-issue
 	fails    int
@@ -172,7 +173,7 @@ func (w *Watcher) reissue(ctx context.Context, it *certItem) {
 			return
 		}
 		it.fails++
-		if transient(err) {
+		if fetch.IsTemporary(err) {
 			rem := CertRemaining(it.cert, it.received) - now.Sub(it.received)
 			wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
 			w.out.fail(now, err, wait)

@@ -1,4 +1,4 @@
-package fetch_test
+package watch_test
 
 import (
 	"strings"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/watch"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -22,7 +23,7 @@ func TestNextPoll(t *testing.T) {
 		{5 * time.Minute, 0.25, 285 * time.Second},
 		{200 * time.Millisecond, 1, 220 * time.Millisecond},
 	} {
-		got := fetch.NextPoll(t0, tc.interval, tc.rnd).Sub(t0)
+		got := watch.NextPoll(t0, tc.interval, tc.rnd).Sub(t0)
 		if d := got - tc.want; d < -time.Millisecond || d > time.Millisecond {
 			t.Errorf("NextPoll(%v, rnd %v) = +%v, want +%v", tc.interval, tc.rnd, got, tc.want)
 		}
@@ -46,30 +47,30 @@ func TestPlanLease(t *testing.T) {
 		l      *fetch.Lease
 		inc    time.Duration
 		rnd    float64
-		action fetch.LeaseAction
+		action watch.LeaseAction
 		at     time.Duration
 	}{
-		{"renewable, far from max", lease(h, 23*h, true, 0), h, 0.5, fetch.LeaseRenew, 40 * time.Minute},
-		{"jitter low", lease(h, 23*h, true, 0), h, 0, fetch.LeaseRenew, 37 * time.Minute},
-		{"jitter high", lease(h, 23*h, true, 0), h, 1, fetch.LeaseRenew, 43 * time.Minute},
-		{"short ttl", lease(3*time.Second, h, true, 0), 3 * time.Second, 0.5, fetch.LeaseRenew, 2 * time.Second},
-		{"not renewable", lease(3*time.Second, 0, false, 0), 0, 0.5, fetch.LeaseReplace, 2 * time.Second},
+		{"renewable, far from max", lease(h, 23*h, true, 0), h, 0.5, watch.LeaseRenew, 40 * time.Minute},
+		{"jitter low", lease(h, 23*h, true, 0), h, 0, watch.LeaseRenew, 37 * time.Minute},
+		{"jitter high", lease(h, 23*h, true, 0), h, 1, watch.LeaseRenew, 43 * time.Minute},
+		{"short ttl", lease(3*time.Second, h, true, 0), 3 * time.Second, 0.5, watch.LeaseRenew, 2 * time.Second},
+		{"not renewable", lease(3*time.Second, 0, false, 0), 0, 0.5, watch.LeaseReplace, 2 * time.Second},
 		// At 40m a renewal could still reach 50m past now: worth it.
-		{"max in reach, still worth", lease(h, 50*time.Minute, true, 0), h, 0.5, fetch.LeaseRenew, 40 * time.Minute},
+		{"max in reach, still worth", lease(h, 50*time.Minute, true, 0), h, 0.5, watch.LeaseRenew, 40 * time.Minute},
 		// At 40m a renewal would reach only 25m past now (< half of 1h).
-		{"max near", lease(h, 5*time.Minute, true, 0), h, 0.5, fetch.LeaseReplace, 40 * time.Minute},
-		{"at max", lease(h, 0, true, 0), h, 0.5, fetch.LeaseReplace, 40 * time.Minute},
-		{"no max known", &fetch.Lease{LeaseDuration: 3600, Renewable: true, ExpiresAt: t0.Add(h)}, h, 0.5, fetch.LeaseRenew, 40 * time.Minute},
-		{"zero increment is the remaining time", lease(h, 15*time.Minute, true, 0), 0, 0.5, fetch.LeaseRenew, 40 * time.Minute},
-		{"longer increment", lease(h, 15*time.Minute, true, 0), 2 * h, 0.5, fetch.LeaseReplace, 40 * time.Minute},
-		{"expired", lease(0, h, true, -time.Minute), h, 0.5, fetch.LeaseReplace, 0},
+		{"max near", lease(h, 5*time.Minute, true, 0), h, 0.5, watch.LeaseReplace, 40 * time.Minute},
+		{"at max", lease(h, 0, true, 0), h, 0.5, watch.LeaseReplace, 40 * time.Minute},
+		{"no max known", &fetch.Lease{LeaseDuration: 3600, Renewable: true, ExpiresAt: t0.Add(h)}, h, 0.5, watch.LeaseRenew, 40 * time.Minute},
+		{"zero increment is the remaining time", lease(h, 15*time.Minute, true, 0), 0, 0.5, watch.LeaseRenew, 40 * time.Minute},
+		{"longer increment", lease(h, 15*time.Minute, true, 0), 2 * h, 0.5, watch.LeaseReplace, 40 * time.Minute},
+		{"expired", lease(0, h, true, -time.Minute), h, 0.5, watch.LeaseReplace, 0},
 		// Our clock is 10 minutes behind: expires_at looks 70m away, but
 		// lease_duration says 60m.
-		{"server clock ahead", lease(h, 23*h, true, 10*time.Minute), h, 0.5, fetch.LeaseRenew, 40*time.Minute + 667*time.Millisecond},
-		{"server clock behind", lease(h, 23*h, true, -10*time.Minute), h, 0.5, fetch.LeaseRenew, 40*time.Minute - 667*time.Millisecond},
+		{"server clock ahead", lease(h, 23*h, true, 10*time.Minute), h, 0.5, watch.LeaseRenew, 40*time.Minute + 667*time.Millisecond},
+		{"server clock behind", lease(h, 23*h, true, -10*time.Minute), h, 0.5, watch.LeaseRenew, 40*time.Minute - 667*time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := fetch.PlanLease(tc.l, t0, tc.inc, tc.rnd)
+			p := watch.PlanLease(tc.l, t0, tc.inc, tc.rnd)
 			if p.Action != tc.action {
 				t.Errorf("action %v (%s), want %v", p.Action, p.Why, tc.action)
 			}
@@ -88,9 +89,9 @@ func TestPlanLeaseSequence(t *testing.T) {
 	var steps []string
 	for range 10 {
 		l := &fetch.Lease{LeaseDuration: int64(exp.Sub(now) / time.Second), Renewable: true, ExpiresAt: exp, MaxExpiresAt: maxExp}
-		p := fetch.PlanLease(l, now, 3*time.Second, 0.5)
+		p := watch.PlanLease(l, now, 3*time.Second, 0.5)
 		steps = append(steps, p.Action.String())
-		if p.Action == fetch.LeaseReplace {
+		if p.Action == watch.LeaseReplace {
 			if left := exp.Sub(p.At); left < 600*time.Millisecond {
 				t.Errorf("replacement leaves %v of the old lease", left)
 			}
@@ -126,7 +127,7 @@ func TestCertRefreshAt(t *testing.T) {
 		{"expired", &fetch.Cert{ExpiresAt: t0.Add(-time.Second)}, 0.5, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := fetch.CertRefreshAt(tc.c, t0, tc.rnd).Sub(t0)
+			got := watch.CertRefreshAt(tc.c, t0, tc.rnd).Sub(t0)
 			if d := got - tc.want; d < -time.Millisecond || d > time.Millisecond {
 				t.Errorf("+%v, want +%v", got, tc.want)
 			}
@@ -153,7 +154,7 @@ func TestRetryBackoff(t *testing.T) {
 		{3, 0, 0.5, 100 * time.Millisecond},
 		{0, time.Minute, 0.5, time.Second},
 	} {
-		if got := fetch.RetryBackoff(tc.n, tc.limit, tc.rnd); got != tc.want {
+		if got := watch.RetryBackoff(tc.n, tc.limit, tc.rnd); got != tc.want {
 			t.Errorf("RetryBackoff(%d, %v, %v) = %v, want %v", tc.n, tc.limit, tc.rnd, got, tc.want)
 		}
 	}
@@ -166,7 +167,7 @@ func TestRetryLimit(t *testing.T) {
 		{0, time.Minute, 100 * time.Millisecond},
 		{-time.Second, time.Minute, 100 * time.Millisecond},
 	} {
-		if got := fetch.RetryLimit(tc.rem, tc.poll); got != tc.want {
+		if got := watch.RetryLimit(tc.rem, tc.poll); got != tc.want {
 			t.Errorf("RetryLimit(%v, %v) = %v, want %v", tc.rem, tc.poll, got, tc.want)
 		}
 	}

@@ -1,4 +1,4 @@
-package fetch_test
+package watch_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/watch"
 )
 
 // memTransport serves requests with a handler in process, over pipes
@@ -152,15 +153,15 @@ func (w *world) stop() {
 // channel of its updates. answer decides each Update's fate (nil: Commit
 // with the update's own snapshot).
 type watchRun struct {
-	w       *fetch.Watcher
+	w       *watch.Watcher
 	snap    *fetch.Snapshot
-	updates chan fetch.Update
-	lost    chan *fetch.LostError
+	updates chan watch.Update
+	lost    chan *watch.LostError
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
-func (w *world) watch(cfg fetch.WatchConfig, srcs []fetch.Source, answer func(fetch.Update) bool) *watchRun {
+func (w *world) watch(cfg watch.WatchConfig, srcs []fetch.Source, answer func(watch.Update) bool) *watchRun {
 	w.t.Helper()
 	if cfg.Client == nil {
 		cfg.Client = w.c
@@ -170,18 +171,18 @@ func (w *world) watch(cfg fetch.WatchConfig, srcs []fetch.Source, answer func(fe
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	wr := &watchRun{snap: snap, updates: make(chan fetch.Update, 100), lost: make(chan *fetch.LostError, 100),
+	wr := &watchRun{snap: snap, updates: make(chan watch.Update, 100), lost: make(chan *watch.LostError, 100),
 		cancel: cancel, done: make(chan struct{})}
 	cfg.Logger = w.log
 	cfg.Rand = func() float64 { return 0.5 }
-	cfg.OnLost = func(e *fetch.LostError) {
+	cfg.OnLost = func(e *watch.LostError) {
 		noteErr(e)
 		select {
 		case wr.lost <- e:
 		default:
 		}
 	}
-	wr.w = fetch.NewWatcher(cfg, snap, srcs)
+	wr.w = watch.NewWatcher(cfg, snap, srcs)
 	go func() {
 		defer close(wr.done)
 		wr.w.Run(ctx)
@@ -205,7 +206,7 @@ func (wr *watchRun) stop() {
 }
 
 // next returns the next update, failing after d of (fake) time.
-func (wr *watchRun) next(t testing.TB, d time.Duration) fetch.Update {
+func (wr *watchRun) next(t testing.TB, d time.Duration) watch.Update {
 	t.Helper()
 	select {
 	case u := <-wr.updates:
@@ -213,7 +214,7 @@ func (wr *watchRun) next(t testing.TB, d time.Duration) fetch.Update {
 	case <-time.After(d):
 		t.Fatalf("no update within %v", d)
 	}
-	return fetch.Update{}
+	return watch.Update{}
 }
 
 // none checks that no update comes within d.

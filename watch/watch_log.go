@@ -1,7 +1,8 @@
-package fetch
+package watch
 
 import (
 	"errors"
+	"github.com/scailabs/scaivault-run/fetch"
 	"log/slog"
 	"time"
 )
@@ -15,9 +16,9 @@ func (w *Watcher) lose(e *LostError) {
 	switch {
 	case e.LeaseID != "":
 		attrs = append(attrs, "lease", e.LeaseID, "source", e.Source.String())
-	case e.Source.Kind == List:
+	case e.Source.Kind == fetch.List:
 		attrs = append(attrs, "list", e.Source.Path)
-	case e.Source.Kind == PKI:
+	case e.Source.Kind == fetch.PKI:
 		attrs = append(attrs, "certificate", e.Source.String())
 	case e.Source.Kind != 0:
 		attrs = append(attrs, "secret", e.Source.Path)
@@ -67,21 +68,9 @@ func (o *outage) ok(now time.Time) {
 
 // serverWait is the Retry-After of a 429 or 503 in err, or zero.
 func serverWait(err error) time.Duration {
-	var ae *APIError
+	var ae *fetch.APIError
 	if errors.As(err, &ae) {
 		return ae.RetryAfter
 	}
 	return 0
-}
-
-// transient reports whether err may go away by itself: IsTemporary, or a
-// token endpoint that could not be reached or answered 429 or 5xx (which
-// IsTemporary does not tell from a rejected credential). Anything else is
-// a loss.
-func transient(err error) bool {
-	if IsTemporary(err) {
-		return true
-	}
-	var te *tokenFetchError
-	return errors.As(err, &te) && te.Temporary()
 }

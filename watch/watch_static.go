@@ -1,10 +1,11 @@
-package fetch
+package watch
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/scailabs/scaivault-run/fetch"
 	"maps"
 	"reflect"
 	"slices"
@@ -27,7 +28,7 @@ func (w *Watcher) staticPaths() []string {
 	return out
 }
 
-func (w *Watcher) listSources() []Source {
+func (w *Watcher) listSources() []fetch.Source {
 	return sortedSources(maps.Keys(w.cur.Lists))
 }
 
@@ -52,7 +53,7 @@ func (w *Watcher) poll(ctx context.Context) {
 // when the server could not answer for some of them (temporary); wait is
 // then the server's Retry-After, if it sent one. One attempt counts as one
 // failure for the outage log, however many requests failed.
-func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source) (ok bool, wait time.Duration) {
+func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []fetch.Source) (ok bool, wait time.Duration) {
 	var failed error
 	fail := func(err error) {
 		wait = max(wait, serverWait(err))
@@ -65,17 +66,17 @@ func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source
 		switch {
 		case ctx.Err() != nil:
 			return false, 0
-		case err != nil && transient(err):
+		case err != nil && fetch.IsTemporary(err):
 			fail(err)
 		case err != nil:
 			w.lose(&LostError{Err: err})
 		}
 		for _, p := range paths {
-			src := StaticSource(p, 0)
+			src := fetch.StaticSource(p, 0)
 			if sec := secrets[p]; sec != nil {
 				w.noteSecret(src, sec)
-			} else if e := errs[p]; e != nil && transient(e) {
-				fail(fmt.Errorf("%s: %w", describe(src), e))
+			} else if e := errs[p]; e != nil && fetch.IsTemporary(e) {
+				fail(fmt.Errorf("%s: %w", src.Describe(), e))
 			} else if e != nil {
 				w.lost[src] = e
 				w.lose(&LostError{Source: src, Err: e})
@@ -89,7 +90,7 @@ func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source
 			return false, 0
 		case err == nil:
 			w.noteList(src, entries)
-		case transient(err):
+		case fetch.IsTemporary(err):
 			fail(err)
 		default:
 			w.lost[src] = err
@@ -106,7 +107,7 @@ func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []Source
 }
 
 // latestSecret is src's secret as the next Update would hold it.
-func (w *Watcher) latestSecret(src Source) *Secret {
+func (w *Watcher) latestSecret(src fetch.Source) *fetch.Secret {
 	if w.draft != nil {
 		if s, ok := w.draft.snap.Secrets[src]; ok {
 			return s
@@ -117,7 +118,7 @@ func (w *Watcher) latestSecret(src Source) *Secret {
 
 // noteSecret compares a secret read with the one the child runs on. A new
 // version with the same data is no change: the snapshot takes it silently.
-func (w *Watcher) noteSecret(src Source, sec *Secret) {
+func (w *Watcher) noteSecret(src fetch.Source, sec *fetch.Secret) {
 	if _, was := w.lost[src]; was {
 		delete(w.lost, src)
 		w.log.Info("secret readable again", "secret", src.Path, "version", sec.Version)
@@ -131,7 +132,7 @@ func (w *Watcher) noteSecret(src Source, sec *Secret) {
 		if w.draft != nil && w.draft.snap.Secrets[src] != nil {
 			w.draft.snap.Secrets[src] = sec
 		} else {
-			w.cur = w.cur.Merge(&Snapshot{Secrets: map[Source]*Secret{src: sec}})
+			w.cur = w.cur.Merge(&fetch.Snapshot{Secrets: map[fetch.Source]*fetch.Secret{src: sec}})
 		}
 		return
 	}
@@ -165,7 +166,7 @@ func changedKeys(a, b map[string]json.RawMessage) string {
 
 // noteList compares a list read with the one the child runs on: only the
 // set of paths counts.
-func (w *Watcher) noteList(src Source, entries []ListEntry) {
+func (w *Watcher) noteList(src fetch.Source, entries []fetch.ListEntry) {
 	if _, was := w.lost[src]; was {
 		delete(w.lost, src)
 		w.log.Info("list readable again", "list", src.Path)
@@ -183,7 +184,7 @@ func (w *Watcher) noteList(src Source, entries []ListEntry) {
 	w.change(src, listReason(src.Path, added, removed)).snap.Lists[src] = entries
 }
 
-func diffPaths(old, cur []ListEntry) (added, removed []string) {
+func diffPaths(old, cur []fetch.ListEntry) (added, removed []string) {
 	had := map[string]bool{}
 	for _, e := range old {
 		had[e.Path] = true

@@ -1,12 +1,15 @@
-package fetch_test
+package watch_test
 
 import (
 	"context"
+	"github.com/scailabs/scaivault-run/devserver"
+	"net/http/httptest"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/watch"
 )
 
 // Requests per hour of one idle launcher at the default settings.
@@ -30,7 +33,7 @@ func TestWatchIdleBudget(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				w := newWorld(t, watchSeed)
 				defer w.stop()
-				wr := w.watch(fetch.WatchConfig{NoEvents: tc.noEvents}, []fetch.Source{srcDB, srcAPI}, nil)
+				wr := w.watch(watch.WatchConfig{NoEvents: tc.noEvents}, []fetch.Source{srcDB, srcAPI}, nil)
 				defer wr.stop()
 				time.Sleep(time.Hour)
 				if n := w.srv.Requests(batchRoute); n < tc.lo || n > tc.hi {
@@ -50,8 +53,8 @@ func TestWatchIdleBudget(t *testing.T) {
 // down 1000 times (a 60ms poll, a 300ms safety poll, 3.6s).
 func BenchmarkIdleRequestsPerHour(b *testing.B) {
 	for range b.N {
-		b.ReportMetric(perHour(fetch.DefaultPollInterval), "computed-reads/h")
-		b.ReportMetric(perHour(fetch.DefaultSafetyPoll)+1, "computed-reads/h-events")
+		b.ReportMetric(perHour(watch.DefaultPollInterval), "computed-reads/h")
+		b.ReportMetric(perHour(watch.DefaultSafetyPoll)+1, "computed-reads/h-events")
 		b.ReportMetric(scaledReads(b, true), "measured-reads/h")
 		b.ReportMetric(scaledReads(b, false), "measured-reads/h-events")
 	}
@@ -62,7 +65,7 @@ func perHour(interval time.Duration) float64 {
 	var sum time.Duration
 	t0 := time.Unix(0, 0)
 	for i := range steps {
-		sum += fetch.NextPoll(t0, interval, (float64(i)+0.5)/steps).Sub(t0)
+		sum += watch.NextPoll(t0, interval, (float64(i)+0.5)/steps).Sub(t0)
 	}
 	return float64(time.Hour) / (float64(sum) / steps)
 }
@@ -74,13 +77,13 @@ func scaledReads(b *testing.B, noEvents bool) float64 {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := h.client(b, nil)
-	srcs := []fetch.Source{fetch.StaticSource("app/db", 0), fetch.StaticSource("app/api", 0)}
+	srcs := []fetch.Source{fetch.StaticSource("app/db", 0), fetch.StaticSource("app/api-key", 0)}
 	snap, err := (&fetch.Resolver{Client: c}).Resolve(ctx, srcs, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := fetch.NewWatcher(fetch.WatchConfig{Client: c, NoEvents: noEvents,
-		PollInterval: fetch.DefaultPollInterval / 1000, SafetyPoll: fetch.DefaultSafetyPoll / 1000}, snap, srcs)
+	w := watch.NewWatcher(watch.WatchConfig{Client: c, NoEvents: noEvents,
+		PollInterval: watch.DefaultPollInterval / 1000, SafetyPoll: watch.DefaultSafetyPoll / 1000}, snap, srcs)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -92,4 +95,33 @@ func scaledReads(b *testing.B, noEvents bool) float64 {
 	cancel()
 	<-done
 	return float64(n)
+}
+
+// benchHarness is the dev server with its demo data behind httptest.
+type benchHarness struct {
+	srv *devserver.Server
+	hs  *httptest.Server
+}
+
+func newHarness(b *testing.B, _ string) *benchHarness {
+	b.Helper()
+	srv, err := devserver.New(devserver.Options{Seed: devserver.DefaultSeed()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := &benchHarness{srv: srv, hs: httptest.NewServer(srv.Handler())}
+	b.Cleanup(func() {
+		srv.Close()
+		h.hs.Close()
+	})
+	return h
+}
+
+func (h *benchHarness) client(b *testing.B, _ func(*fetch.Config)) *fetch.Client {
+	c, err := fetch.New(fetch.Config{BaseURL: h.hs.URL, Token: h.srv.RootToken()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c
 }

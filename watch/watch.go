@@ -1,8 +1,9 @@
-package fetch
+package watch
 
 import (
 	"context"
 	"errors"
+	"github.com/scailabs/scaivault-run/fetch"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -37,7 +38,7 @@ const revokeUnusedTimeout = 10 * time.Second
 // WatchConfig configures a Watcher. The zero value of each field is its
 // documented default.
 type WatchConfig struct {
-	Client       *Client
+	Client       *fetch.Client
 	PollInterval time.Duration // static polls without events; 0: 60s
 	SafetyPoll   time.Duration // static polls while the events stream is up; 0: 5m
 	NoEvents     bool          // poll only, never follow /v1/events
@@ -56,25 +57,25 @@ type WatchConfig struct {
 // the child runs on the new ones. Every Update must be answered with one
 // Commit or Reject before the next comes.
 type Update struct {
-	Snapshot   *Snapshot
-	Changed    []Source
+	Snapshot   *fetch.Snapshot
+	Changed    []fetch.Source
 	Reasons    []string
-	Superseded []*Lease
+	Superseded []*fetch.Lease
 }
 
 // LostError is a watched source lost for good: the secret was deleted
 // (404), access to it was revoked (403, or a credential the server no
 // longer takes), or the server revoked or forgot a lease.
 type LostError struct {
-	Source  Source // zero: every watched secret (the whole batch read failed)
-	LeaseID string // the lease lost, for a dynamic source
+	Source  fetch.Source // zero: every watched secret (the whole batch read failed)
+	LeaseID string       // the lease lost, for a dynamic source
 	Err     error
 }
 
 func (e *LostError) Error() string {
 	what := "watched secrets"
 	if e.Source.Kind != 0 {
-		what = describe(e.Source)
+		what = e.Source.Describe()
 	}
 	if e.LeaseID != "" {
 		what = "lease " + e.LeaseID + " of " + what
@@ -86,13 +87,13 @@ func (e *LostError) Unwrap() error { return e.Err }
 
 // watchAPI is what the watcher needs of a Client (tests fake it).
 type watchAPI interface {
-	BatchRead(ctx context.Context, paths []string) (map[string]*Secret, map[string]error, error)
-	List(ctx context.Context, prefix string) ([]ListEntry, error)
-	Renew(ctx context.Context, leaseID, increment string) (*Lease, error)
-	Generate(ctx context.Context, engine, role, ttl string) (*Lease, error)
+	BatchRead(ctx context.Context, paths []string) (map[string]*fetch.Secret, map[string]error, error)
+	List(ctx context.Context, prefix string) ([]fetch.ListEntry, error)
+	Renew(ctx context.Context, leaseID, increment string) (*fetch.Lease, error)
+	Generate(ctx context.Context, engine, role, ttl string) (*fetch.Lease, error)
 	Revoke(ctx context.Context, leaseID string) error
-	Issue(ctx context.Context, role string, req IssueRequest) (*Cert, error)
-	Events(ctx context.Context, opt EventsOptions, handle func(Event)) error
+	Issue(ctx context.Context, role string, req fetch.IssueRequest) (*fetch.Cert, error)
+	Events(ctx context.Context, opt fetch.EventsOptions, handle func(fetch.Event)) error
 }
 
 // Watcher watches the sources of one snapshot. Create it with NewWatcher,
@@ -104,16 +105,16 @@ type Watcher struct {
 	rnd     func() float64
 	updates chan Update
 	replies chan reply
-	evCh    chan Event
+	evCh    chan fetch.Event
 	connCh  chan struct{}
 	endCh   chan error
 	started atomic.Bool
 
 	// Owned by Run's goroutine.
-	cur       *Snapshot
-	leases    map[Source]*leaseItem
-	certs     map[Source]*certItem
-	lost      map[Source]error // static sources and lists lost for good
+	cur       *fetch.Snapshot
+	leases    map[fetch.Source]*leaseItem
+	certs     map[fetch.Source]*certItem
+	lost      map[fetch.Source]error // static sources and lists lost for good
 	nextPoll  time.Time
 	pollFails int
 	evUp      bool // the events stream has connected and not ended
@@ -124,12 +125,12 @@ type Watcher struct {
 
 type reply struct {
 	taken bool
-	snap  *Snapshot
+	snap  *fetch.Snapshot
 }
 
 // NewWatcher returns a watcher of snap's entries for the sources in used
 // (those are what the child runs on; the rest of snap is ignored).
-func NewWatcher(cfg WatchConfig, snap *Snapshot, used []Source) *Watcher {
+func NewWatcher(cfg WatchConfig, snap *fetch.Snapshot, used []fetch.Source) *Watcher {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
 	}
@@ -147,9 +148,9 @@ func NewWatcher(cfg WatchConfig, snap *Snapshot, used []Source) *Watcher {
 	w := &Watcher{
 		cfg: cfg, log: log, rnd: rnd,
 		updates: make(chan Update), replies: make(chan reply, 1),
-		evCh: make(chan Event, 64), connCh: make(chan struct{}, 1), endCh: make(chan error, 1),
+		evCh: make(chan fetch.Event, 64), connCh: make(chan struct{}, 1), endCh: make(chan error, 1),
 		cur:    snap.Only(used),
-		leases: map[Source]*leaseItem{}, certs: map[Source]*certItem{}, lost: map[Source]error{},
+		leases: map[fetch.Source]*leaseItem{}, certs: map[fetch.Source]*certItem{}, lost: map[fetch.Source]error{},
 		out: outage{log: log},
 	}
 	if cfg.Client != nil {
@@ -165,7 +166,7 @@ func (w *Watcher) Updates() <-chan Update { return w.updates }
 // is what the child runs on from now on (or will, once the supervisor has
 // acted). It is the Update's snapshot plus whatever the receiver had to
 // resolve anew, less what is no longer used. It never blocks.
-func (w *Watcher) Commit(snap *Snapshot, used []Source) {
+func (w *Watcher) Commit(snap *fetch.Snapshot, used []fetch.Source) {
 	w.reply(reply{taken: true, snap: snap.Only(used)})
 }
 
@@ -265,25 +266,25 @@ func (w *Watcher) runDue(ctx context.Context) {
 	}
 }
 
-func sortedSources(seq func(func(Source) bool)) []Source {
-	return slices.SortedFunc(seq, func(a, b Source) int { return strings.Compare(a.String(), b.String()) })
+func sortedSources(seq func(func(fetch.Source) bool)) []fetch.Source {
+	return slices.SortedFunc(seq, func(a, b fetch.Source) int { return strings.Compare(a.String(), b.String()) })
 }
 
 // draft collects the changes of one round of the loop into one Update.
 type draft struct {
-	snap       *Snapshot // the changed entries
-	changed    []Source
+	snap       *fetch.Snapshot // the changed entries
+	changed    []fetch.Source
 	reasons    []string
-	superseded []*Lease
-	generated  []*Lease // new leases: revoked when the update is not taken
+	superseded []*fetch.Lease
+	generated  []*fetch.Lease // new leases: revoked when the update is not taken
 	accept     []func(now time.Time)
 	reject     []func(now time.Time)
 }
 
 // change records that src changed, for reason, and returns the draft.
-func (w *Watcher) change(src Source, reason string) *draft {
+func (w *Watcher) change(src fetch.Source, reason string) *draft {
 	if w.draft == nil {
-		w.draft = &draft{snap: (*Snapshot)(nil).clone()}
+		w.draft = &draft{snap: fetch.NewSnapshot()}
 	}
 	d := w.draft
 	if !slices.Contains(d.changed, src) {
@@ -340,7 +341,7 @@ func (w *Watcher) answered(d *draft, r reply) {
 
 // revokeUnused revokes the leases of generated that keep does not hold:
 // the watcher made them, nobody took them.
-func (w *Watcher) revokeUnused(generated []*Lease, keep *Snapshot) {
+func (w *Watcher) revokeUnused(generated []*fetch.Lease, keep *fetch.Snapshot) {
 	held := map[string]bool{}
 	if keep != nil {
 		for _, l := range keep.Leases {
@@ -363,7 +364,7 @@ func (w *Watcher) revokeUnused(generated []*Lease, keep *Snapshot) {
 
 // adopt makes snap the current snapshot: leases and certificates it holds
 // anew get a schedule, those it no longer holds are dropped.
-func (w *Watcher) adopt(snap *Snapshot, now time.Time) {
+func (w *Watcher) adopt(snap *fetch.Snapshot, now time.Time) {
 	w.cur = snap
 	for src, l := range snap.Leases {
 		if it := w.leases[src]; it == nil || it.lease.LeaseID != l.LeaseID {
@@ -390,28 +391,4 @@ func (w *Watcher) adopt(snap *Snapshot, now time.Time) {
 			delete(w.lost, src)
 		}
 	}
-}
-
-// Only returns a new snapshot holding s's entries for srcs alone. It never
-// returns nil.
-func (s *Snapshot) Only(srcs []Source) *Snapshot {
-	out := (*Snapshot)(nil).clone()
-	if s == nil {
-		return out
-	}
-	for _, src := range srcs {
-		if v, ok := s.Secrets[src]; ok {
-			out.Secrets[src] = v
-		}
-		if v, ok := s.Leases[src]; ok {
-			out.Leases[src] = v
-		}
-		if v, ok := s.Certs[src]; ok {
-			out.Certs[src] = v
-		}
-		if v, ok := s.Lists[src]; ok {
-			out.Lists[src] = v
-		}
-	}
-	return out
 }
