@@ -46,7 +46,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "poll-interval", Value: 60 * time.Second, Usage: "how often to poll static secrets (5m safety poll with events)", EnvVars: envName("poll-interval")},
 		&cli.StringFlag{Name: "wait", Value: "0", Usage: "debounce changes: `MIN[:MAX]`", EnvVars: envName("wait")},
 		&cli.StringFlag{Name: "kill-signal", Value: "SIGTERM", Usage: "signal that stops the child", EnvVars: envName("kill-signal")},
-		&cli.DurationFlag{Name: "kill-timeout", Value: 30 * time.Second, Usage: "wait this long after the kill signal before SIGKILL", EnvVars: envName("kill-timeout")},
+		&cli.DurationFlag{Name: "kill-timeout", Value: 7 * time.Second, Usage: "wait this long after the kill signal before SIGKILL", EnvVars: envName("kill-timeout")},
 		&cli.StringFlag{Name: "reload-signal", Usage: "signal sent when only files changed (default: restart)", EnvVars: envName("reload-signal")},
 		&cli.DurationFlag{Name: "restart-splay", Usage: "wait a random 0..`D` before acting on a change", EnvVars: envName("restart-splay")},
 		&cli.BoolFlag{Name: "exit-on-lost", Usage: "stop the child and exit 125 when a secret is lost for good", EnvVars: envName("exit-on-lost")},

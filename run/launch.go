@@ -133,6 +133,11 @@ func (st *startup) supervise(ctx context.Context) (int, error) {
 	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
 	cfg.Reap = signal.IsPID1()
+	// Before the first child: it must not read our credentials through
+	// /proc/<our pid>/environ or our memory.
+	if err := signal.SetNotDumpable(); err != nil {
+		st.log.Warn("the child may read scaivault-run's memory and environment", "err", err)
+	}
 	if st.opts.Subreaper {
 		if err := signal.SetSubreaper(); err != nil {
 			st.log.Warn("cannot become a subreaper; orphans are left to init", "err", err)

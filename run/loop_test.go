@@ -342,10 +342,13 @@ func TestLoopChangesDuringRestartWait(t *testing.T) {
 	})
 }
 
+// SIGTERM and SIGINT reach the child as received, each time; the first
+// arms the kill timeout, and only the timeout escalates. --kill-signal is
+// not used for them.
 func TestLoopStopSignals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGQUIT: true}}
-		sigs, changes, res := startLoop(context.Background(), Config{KillSignal: syscall.SIGQUIT, KillTimeout: time.Minute}, w)
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGINT: true, syscall.SIGTERM: true}}
+		sigs, changes, res := startLoop(context.Background(), Config{KillSignal: syscall.SIGQUIT, KillTimeout: 10 * time.Second}, w)
 		sigs <- syscall.SIGHUP
 		sigs <- syscall.SIGPIPE // dropped
 		time.Sleep(time.Second)
@@ -353,35 +356,53 @@ func TestLoopStopSignals(t *testing.T) {
 		time.Sleep(time.Second)
 		changes <- envChange("2", func() { t.Error("Applied called while stopping") })
 		time.Sleep(time.Second)
-		sigs <- syscall.SIGTERM // second: SIGKILL at once
+		sigs <- syscall.SIGTERM // second: forwarded too, no SIGKILL yet
+		time.Sleep(time.Minute) // the kill timeout passes
 		expectResult(t, res, 137)
 		expectEvents(t, w,
 			"0s start 100 V=1",
 			"0s signal 100 SIGHUP",
-			"1s signal 100 SIGQUIT",
-			"3s signal 100 SIGKILL")
+			"1s signal 100 SIGINT",
+			"3s signal 100 SIGTERM",
+			"11s signal 100 SIGKILL")
+	})
+}
+
+// A child that does not handle SIGINT dies of it: status 130, not 143.
+func TestLoopSIGINTAsReceived(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		sigs, _, res := startLoop(context.Background(), Config{KillTimeout: time.Minute}, w)
+		sigs <- syscall.SIGINT
+		expectResult(t, res, 130)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGINT")
 	})
 }
 
 // Cancellation during a restart stops instead of starting the next child.
-// It is not a signal: the first signal after it does not escalate (it may
-// be the signal that caused the cancellation), the second does.
+// Signals after it are forwarded as received; the kill timeout the restart
+// armed escalates.
 func TestLoopCancelDuringRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
 		ctx, cancel := context.WithCancel(context.Background())
-		sigs, changes, res := startLoop(ctx, Config{KillTimeout: time.Minute}, w)
+		sigs, changes, res := startLoop(ctx, Config{KillTimeout: 10 * time.Second}, w)
 		changes <- envChange("2", func() { t.Error("Applied called for a stopped restart") })
 		time.Sleep(time.Second)
 		cancel()
 		sigs <- syscall.SIGTERM
 		time.Sleep(time.Second)
 		sigs <- syscall.SIGTERM
+		time.Sleep(time.Minute) // the restart's kill timeout passes
 		expectResult(t, res, 137)
 		expectEvents(t, w,
 			"0s start 100 V=1",
 			"0s signal 100 SIGTERM",
-			"2s signal 100 SIGKILL")
+			"1s signal 100 SIGTERM",
+			"2s signal 100 SIGTERM",
+			"10s signal 100 SIGKILL")
 	})
 }
 

@@ -37,7 +37,7 @@ type Config struct {
 	// cancellation; 0 means SIGTERM.
 	KillSignal syscall.Signal
 	// KillTimeout is how long a child has to exit after KillSignal before
-	// SIGKILL; 0 means 30s.
+	// SIGKILL; 0 means 7s.
 	KillTimeout time.Duration
 	// ReloadSignal, when set, is sent instead of a restart when only files
 	// changed; 0 means none: file-only changes restart the child too.
@@ -78,21 +78,20 @@ type Supervisor struct {
 	randN func(n int64) int64
 
 	// Everything below is owned by Run's goroutine.
-	st          state
-	cur         child
-	env         []string // the env cur runs with
-	nextEnv     []string // the env of the restart in progress
-	changes     <-chan Change
-	pending     *batch // changes not acted on yet
-	inflight    *batch // the changes a restart in progress applies
-	due         bool   // pending is settled and waits for a running child
-	quiet       timer  // WaitMin since the last change
-	latest      timer  // WaitMax since the first pending change
-	splay       timer  // random delay before acting
-	kill        timer  // KillTimeout after the kill signal
-	stopSignals int    // SIGTERM/SIGINT received
-	code        int
-	err         error
+	st       state
+	cur      child
+	env      []string // the env cur runs with
+	nextEnv  []string // the env of the restart in progress
+	changes  <-chan Change
+	pending  *batch // changes not acted on yet
+	inflight *batch // the changes a restart in progress applies
+	due      bool   // pending is settled and waits for a running child
+	quiet    timer  // WaitMin since the last change
+	latest   timer  // WaitMax since the first pending change
+	splay    timer  // random delay before acting
+	kill     timer  // KillTimeout after the kill signal
+	code     int
+	err      error
 }
 
 // New returns a supervisor for cfg, with defaults filled in.
@@ -101,7 +100,7 @@ func New(cfg Config) *Supervisor {
 		cfg.KillSignal = syscall.SIGTERM
 	}
 	if cfg.KillTimeout <= 0 {
-		cfg.KillTimeout = 30 * time.Second
+		cfg.KillTimeout = 7 * time.Second
 	}
 	if cfg.Stdin == nil {
 		cfg.Stdin = os.Stdin
@@ -129,7 +128,8 @@ func New(cfg Config) *Supervisor {
 // be started for another reason 125, each with an error; a restart that
 // fails to start the new child ends Run the same way. A first SIGTERM or
 // SIGINT, or ctx's cancellation, sends KillSignal to the child's process
-// group and arms KillTimeout; a second signal or the timeout sends SIGKILL;
+// group and arms KillTimeout (a SIGTERM or SIGINT is forwarded as itself
+// instead, each time it comes); the timeout sends SIGKILL;
 // Run then returns the child's status. Run returns as soon as the child
 // has exited, whatever its descendants do with their stdio.
 func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {

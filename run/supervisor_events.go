@@ -100,14 +100,10 @@ func (s *Supervisor) onSignal(received os.Signal) {
 	sig, _ := received.(syscall.Signal)
 	switch signal.ActionFor(sig) {
 	case signal.Stop:
-		s.stopSignals++
-		s.log.Info("stop signal received", "signal", signal.Name(sig), "state", s.st)
-		switch {
-		case s.stopSignals > 1:
-			s.escalate("second signal")
-		case s.st != stateStopping:
-			s.beginStop()
-		}
+		// Forwarded as received (a SIGINT stays a SIGINT), every time;
+		// the first also arms the kill timeout, the only escalation.
+		s.log.Info("stop signal received; forwarding it", "signal", signal.Name(sig), "state", s.st)
+		s.beginStop(sig)
 	case signal.Forward:
 		s.log.Debug("forwarding signal", "signal", signal.Name(sig), "pid", s.cur.pid())
 		s.signalChild(sig)
@@ -116,28 +112,35 @@ func (s *Supervisor) onSignal(received os.Signal) {
 	}
 }
 
-// onCancel stops the child like a first SIGTERM would.
+// onCancel stops the child with the kill signal, unless it is stopping
+// already (a restart's kill signal went out: the kill timer runs).
 func (s *Supervisor) onCancel() {
 	s.log.Info("stopping child: context done", "state", s.st)
-	if s.st != stateStopping {
-		s.beginStop()
+	switch s.st {
+	case stateStopping:
+	case stateRestarting:
+		s.beginStop(0)
+	default:
+		s.beginStop(s.cfg.KillSignal)
 	}
 }
 
-// beginStop sends the kill signal (unless a restart already did) and arms
-// the kill timeout; pending changes are dropped.
-func (s *Supervisor) beginStop() {
+// beginStop sends sig (0: none) to the child's group and, unless a stop or
+// a restart armed it already, the kill timeout; pending changes are
+// dropped, and no child starts again.
+func (s *Supervisor) beginStop(sig syscall.Signal) {
 	prev := s.st
 	s.st = stateStopping
 	s.pending, s.inflight, s.due = nil, nil, false
 	s.quiet.stop()
 	s.latest.stop()
 	s.splay.stop()
-	if prev == stateRestarting {
-		return // the kill signal went out already; the kill timer runs
+	if prev != stateStopping && prev != stateRestarting {
+		s.kill.arm(s.cfg.KillTimeout)
 	}
-	s.signalChild(s.cfg.KillSignal)
-	s.kill.arm(s.cfg.KillTimeout)
+	if sig != 0 {
+		s.signalChild(sig)
+	}
 }
 
 func (s *Supervisor) onKillTimeout() {

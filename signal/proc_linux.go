@@ -21,3 +21,14 @@ func SetSubreaper() error {
 	}
 	return nil
 }
+
+// SetNotDumpable makes this process non-dumpable (prctl PR_SET_DUMPABLE
+// 0): no core dump, and /proc/<pid>/environ, mem and the rest are owned by
+// root, so that a child running as our own uid cannot read our credentials
+// through them. execve (--once) resets it for the new program.
+func SetNotDumpable() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make the process non-dumpable: %w", err)
+	}
+	return nil
+}

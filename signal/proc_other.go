@@ -18,3 +18,8 @@ func setParentDeathSignal(*syscall.SysProcAttr) {}
 func SetSubreaper() error {
 	return fmt.Errorf("become child subreaper: not supported on %s", runtime.GOOS)
 }
+
+// SetNotDumpable does nothing here: macOS has no PR_SET_DUMPABLE, and a
+// process's environment is not readable by others through a /proc there.
+// Core dumps are off unless the user enabled them.
+func SetNotDumpable() error { return nil }
