@@ -30,6 +30,9 @@ type EventsOptions struct {
 	// Events that happened while it was down and before any event id was
 	// seen are not replayed, so OnConnect is the moment to poll.
 	OnConnect func()
+	// OnDrop, when set, is called each time the stream drops and a
+	// reconnection is due: the caller's moment to fall back to polling.
+	OnDrop func(err error)
 	// IdleTimeout: when nothing arrives for this long, not even a keep-alive
 	// comment, the stream is dropped and reconnected. 0:
 	// DefaultEventsIdleTimeout.
@@ -73,6 +76,9 @@ func (c *Client) Events(ctx context.Context, opt EventsOptions, handle func(Even
 				failures = min(failures+1, maxEventsBackoffStep)
 			}
 			wait := retryBackoff(c.retry, failures, rand.Float64())
+			if opt.OnDrop != nil {
+				opt.OnDrop(err)
+			}
 			c.log.Info("scaivault events stream dropped; reconnecting",
 				"since", st.since, "wait", wait, "error", err)
 			err = sleepCtx(sctx, wait)

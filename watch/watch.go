@@ -107,6 +107,7 @@ type Watcher struct {
 	replies chan reply
 	evCh    chan fetch.Event
 	connCh  chan struct{}
+	dropCh  chan struct{}
 	endCh   chan error
 	started atomic.Bool
 
@@ -117,7 +118,7 @@ type Watcher struct {
 	lost      map[fetch.Source]error // static sources and lists lost for good
 	nextPoll  time.Time
 	pollFails int
-	evUp      bool // the events stream has connected and not ended
+	evUp      bool // the events stream is connected (not dropped, not ended)
 	evSeen    bool // it connected at least once
 	out       outage
 	draft     *draft
@@ -148,7 +149,7 @@ func NewWatcher(cfg WatchConfig, snap *fetch.Snapshot, used []fetch.Source) *Wat
 	w := &Watcher{
 		cfg: cfg, log: log, rnd: rnd,
 		updates: make(chan Update), replies: make(chan reply, 1),
-		evCh: make(chan fetch.Event, 64), connCh: make(chan struct{}, 1), endCh: make(chan error, 1),
+		evCh: make(chan fetch.Event, 64), connCh: make(chan struct{}, 1), dropCh: make(chan struct{}, 1), endCh: make(chan error, 1),
 		cur:    snap.Only(used),
 		leases: map[fetch.Source]*leaseItem{}, certs: map[fetch.Source]*certItem{}, lost: map[fetch.Source]error{},
 		out: outage{log: log},
@@ -215,6 +216,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.onEvents(ctx, ev)
 		case <-w.connCh:
 			w.onConnect(ctx)
+		case <-w.dropCh:
+			w.onDrop()
 		case err := <-w.endCh:
 			w.onEventsEnd(err)
 		}

@@ -15,12 +15,20 @@ import (
 // followEvents follows the events stream until ctx ends or the stream
 // ends for good; it runs on its own goroutine and only sends.
 func (w *Watcher) followEvents(ctx context.Context) {
-	opt := fetch.EventsOptions{OnConnect: func() {
-		select {
-		case w.connCh <- struct{}{}:
-		default:
-		}
-	}}
+	opt := fetch.EventsOptions{
+		OnConnect: func() {
+			select {
+			case w.connCh <- struct{}{}:
+			default:
+			}
+		},
+		OnDrop: func(error) {
+			select {
+			case w.dropCh <- struct{}{}:
+			default:
+			}
+		},
+	}
 	err := w.api.Events(ctx, opt, func(ev fetch.Event) {
 		select {
 		case w.evCh <- ev:
@@ -47,6 +55,21 @@ func (w *Watcher) onConnect(ctx context.Context) {
 	}
 	w.evUp, w.evSeen = true, true
 	w.poll(ctx)
+}
+
+// onDrop: the stream dropped and is reconnecting (a proxy that breaks
+// it, 503s on /v1/events). Until it is back, static secrets are polled at
+// the poll interval, the first poll one interval after the drop; a
+// reconnection polls at once.
+func (w *Watcher) onDrop() {
+	if !w.evUp {
+		return
+	}
+	w.evUp = false
+	w.log.Debug("events stream down; polling until it is back", "poll_interval", w.cfg.PollInterval)
+	if next := NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()); next.Before(w.nextPoll) {
+		w.nextPoll = next
+	}
 }
 
 func (w *Watcher) onEventsEnd(err error) {

@@ -47,7 +47,7 @@ func (w *Watcher) stepLease(ctx context.Context, it *leaseItem) {
 }
 
 // renew extends the lease; the answer has no data, so the credential
-// stays the same, and only the lease's times change.
+// stays the same, and only the lease's times change. No Update is sent.
 func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
 	id := it.lease.LeaseID
 	l, err := w.api.Renew(ctx, id, it.src.TTL)
@@ -62,10 +62,11 @@ func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
 	if !l.MaxExpiresAt.IsZero() {
 		renewed.MaxExpiresAt = l.MaxExpiresAt
 	}
+	// A renewal is not a change (DESIGN.md): the snapshot keeps the lease
+	// as issued, so that nothing re-renders and nothing restarts; only
+	// the item's schedule follows the renewed times.
 	it.lease, it.received, it.fails, it.lost = &renewed, now, 0, nil
 	it.plan = PlanLease(&renewed, now, it.inc, w.rnd())
-	w.cur = w.cur.Merge(&fetch.Snapshot{Leases: map[fetch.Source]*fetch.Lease{it.src: &renewed}})
-	w.change(it.src, "lease "+id+" renewed")
 	w.log.Info("lease renewed", "lease", id, "ttl", LeaseRemaining(&renewed, now).Round(time.Second),
 		"next", it.plan.Action.String(), "in", it.plan.At.Sub(now).Round(time.Millisecond), "why", it.plan.Why)
 }
