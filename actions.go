@@ -34,6 +34,13 @@ func actionRun(c *cli.Context, st *status) error {
 	if err := runOptions(c, &opts); err != nil {
 		return err
 	}
+	// Printed templates are render's: while supervising, every change
+	// would print rendered secrets onto the child's stdout.
+	for _, spec := range opts.Templates {
+		if spec.Dst == template.Stdout {
+			return fmt.Errorf("--template %s:-: writing a template to stdout is for the render subcommand only; give a file as destination", spec.Src)
+		}
+	}
 	code, err := run.Launch(c.Context, opts)
 	st.code = code
 	return err

@@ -181,3 +181,36 @@ func writeToken(t *testing.T, file, tok string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPhaseRenewalIsNoChange: a template that prints the lease's expiry
+// (the value at issue) is not re-rendered by renewals, and the child gets
+// neither a reload signal nor a restart: only a new credential is a change.
+func TestPhaseRenewalIsNoChange(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "lease.tmpl"), filepath.Join(dir, "lease")
+	os.WriteFile(src, []byte(`{{ with dynamic "db" "renew" }}{{ .LeaseID }} {{ .ExpiresAt }}{{ end }}`), 0o600)
+	p := startPhase(t, refRenew, func(_ *phase, o *Options) {
+		o.PollInterval = time.Hour
+		o.Templates = []template.Spec{{Src: src, Dst: dst}}
+		o.Supervisor.ReloadSignal = syscall.SIGHUP
+	})
+	p.expect(`^\d+ ready .* val=v-renew-`)
+	first := mustRead(t, dst)
+	st1, err := os.Stat(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.requests(renewRoute, 3)
+	p.quiet() // no "got SIGHUP", no "got SIGTERM", no second "ready"
+	if got := mustRead(t, dst); got != first {
+		t.Errorf("the template was rewritten by a renewal")
+	}
+	if st2, err := os.Stat(dst); err != nil || !st2.ModTime().Equal(st1.ModTime()) {
+		t.Errorf("the rendered file was touched by a renewal (%v)", err)
+	}
+	if strings.Contains(p.log.String(), `msg="reloading child"`) || strings.Contains(p.log.String(), `msg="restarting child"`) {
+		t.Error("a renewal reloaded or restarted the child")
+	}
+	p.cancel()
+	p.wait()
+}

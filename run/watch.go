@@ -261,7 +261,7 @@ func (r *refresher) commit(ctx context.Context, u watch.Update, out []template.R
 	envChanged := !slices.Equal(env, r.env)
 	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
 	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
-	gone := goneLeases(r.snap, snap)
+	gone := freshest(goneLeases(r.snap, snap), u.Superseded)
 	r.snap, r.env = snap, env
 	r.hold(gone)
 	if !envChanged && !filesChanged {
@@ -354,6 +354,21 @@ func goneLeases(before, after *fetch.Snapshot) []*fetch.Lease {
 	for _, l := range before.Leases {
 		if !keep[l.LeaseID] {
 			gone = append(gone, l)
+		}
+	}
+	return gone
+}
+
+// freshest replaces each lease of gone by the watcher's copy in
+// superseded when it has one: snapshots keep a lease as issued (a
+// renewal is no change), the watcher's copy has the renewed times that
+// the reload grace is measured from.
+func freshest(gone, superseded []*fetch.Lease) []*fetch.Lease {
+	for i, l := range gone {
+		for _, s := range superseded {
+			if s.LeaseID == l.LeaseID {
+				gone[i] = s
+			}
 		}
 	}
 	return gone

@@ -131,7 +131,8 @@ func (w *Watcher) noteEvent(ev fetch.Event, paths map[string]bool, lists map[fet
 	}
 	src := fetch.StaticSource(p, 0)
 	if old := w.latestSecret(src); old != nil {
-		if ev.Type == fetch.EventSecretDeleted || ev.Data.Version == 0 || ev.Data.Version != old.Version {
+		// secret.updated with the same version is a metadata patch.
+		if ev.Type == fetch.EventSecretDeleted || ev.Type == fetch.EventSecretUpdated || ev.Data.Version == 0 || ev.Data.Version != old.Version {
 			paths[p] = true
 		}
 	}

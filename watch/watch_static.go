@@ -125,6 +125,11 @@ func (w *Watcher) noteSecret(src fetch.Source, sec *fetch.Secret) {
 	}
 	old := w.latestSecret(src)
 	switch {
+	case old != nil && old.Version == sec.Version && sameData(old.Data, sec.Data) && !reflect.DeepEqual(old.Metadata, sec.Metadata):
+		// A metadata patch makes no version: a change for templates
+		// that use .Metadata, nothing else (the env holds data only).
+		w.change(src, fmt.Sprintf("secret %s v%d metadata", src.Path, sec.Version)).snap.Secrets[src] = sec
+		return
 	case old != nil && old.Version == sec.Version && sameData(old.Data, sec.Data):
 		return
 	case old != nil && sameData(old.Data, sec.Data):

@@ -142,15 +142,25 @@ func TestWatchEvents(t *testing.T) {
 		if n := w.srv.Requests("POST /v1/secrets/batch-read") - reads; n != 1 {
 			t.Errorf("%d batch reads for one event, want 1", n)
 		}
-		// Unwatched paths and metadata changes cause no read and no update.
+		// Unwatched paths cause no read and no update.
 		wwrite(t, w, "app/conf/a", map[string]any{"v": "conf-SECRET-b"})
+		wr.none(t, time.Minute)
+		if n := w.srv.Requests("POST /v1/secrets/batch-read") - reads; n != 1 {
+			t.Errorf("%d batch reads after an unrelated event, want 1", n)
+		}
+		// A metadata patch (same version) is read and is a change, for
+		// templates that use .Metadata.
 		if _, err := w.c.PatchMetadata(context.Background(), "app/db", map[string]any{"owner": "x"}); err != nil {
 			t.Fatal(err)
 		}
-		wr.none(t, time.Minute)
-		if n := w.srv.Requests("POST /v1/secrets/batch-read") - reads; n != 1 {
-			t.Errorf("%d batch reads after unrelated events, want 1", n)
+		u = wr.next(t, time.Minute)
+		if !slices.Equal(u.Reasons, []string{"secret app/db v2 metadata"}) {
+			t.Errorf("metadata patch: reasons %q", u.Reasons)
 		}
+		if md := u.Snapshot.Secrets[srcDB].Metadata; md["owner"] != "x" {
+			t.Errorf("metadata in the update: %v", md)
+		}
+		reads++
 		// The safety poll runs every 5 minutes while the stream is up.
 		time.Sleep(time.Hour - time.Minute)
 		if n := w.srv.Requests("POST /v1/secrets/batch-read") - reads; n < 11 || n > 14 {
@@ -482,5 +492,24 @@ func TestWatchEventsDownPolls(t *testing.T) {
 		if got := password(t, u); got != "pw-SECRET-watch-db-evdown" {
 			t.Errorf("update without the write: %q", u.Reasons)
 		}
+	})
+}
+
+// TestWatchMetadataPolled: without events, a metadata patch (same version,
+// same data) is seen by the next poll and is a change.
+func TestWatchMetadataPolled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, watchSeed)
+		defer w.stop()
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB}, nil)
+		defer wr.stop()
+		if _, err := w.c.PatchMetadata(context.Background(), "app/db", map[string]any{"team": "b"}); err != nil {
+			t.Fatal(err)
+		}
+		u := wr.next(t, 2*time.Minute)
+		if !slices.Equal(u.Reasons, []string{"secret app/db v1 metadata"}) {
+			t.Errorf("reasons %q", u.Reasons)
+		}
+		wr.none(t, 3*time.Minute) // seen once, not on every poll
 	})
 }
