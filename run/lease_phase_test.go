@@ -214,3 +214,46 @@ func TestPhaseRenewalIsNoChange(t *testing.T) {
 	p.cancel()
 	p.wait()
 }
+
+// TestPhaseFailedWriteKeepsLease: the template's directory disappears
+// while a lease is replaced. The write fails: the old lease, which the
+// child and the file on disk still use, is not revoked, and the child is
+// not restarted; the write is retried with backoff, and once the
+// directory is back the file is written, the child restarts on the new
+// credential and only then is the old lease revoked.
+func TestPhaseFailedWriteKeepsLease(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o700)
+	src, dst := filepath.Join(dir, "db.tmpl"), filepath.Join(out, "db")
+	os.WriteFile(src, []byte(`{{ with dynamic "db" "fixed" }}{{ .LeaseID }}{{ end }}`), 0o600)
+	p := startPhase(t, refFixed, func(_ *phase, o *Options) {
+		o.PollInterval = time.Hour
+		o.Templates = []template.Spec{{Src: src, Dst: dst}}
+	})
+	m := p.expect(`^(\d+) ready .* val=(\S+)$`)
+	pid := m[1]
+	old := mustRead(t, dst)
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	p.log.await(t, `msg="writing files after a change failed`, 2) // retried
+	p.quiet()
+	if _, err := p.root.LookupLease(context.Background(), old); err != nil {
+		t.Fatalf("the lease the child runs on was revoked after a failed write: %v", err)
+	}
+	if err := os.Mkdir(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p.expect(`^` + pid + ` got SIGTERM$`)
+	p.expect(`^\d+ ready `)
+	if got := mustRead(t, dst); got == old {
+		t.Error("the file still names the old lease")
+	}
+	p.log.await(t, `msg="superseded lease revoked" lease=`+old, 1)
+	p.cancel()
+	p.wait()
+	if n := p.srv.ActiveLeases(); n != 0 {
+		t.Errorf("%d leases left after exit", n)
+	}
+}

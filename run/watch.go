@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -134,9 +135,11 @@ type refresher struct {
 	stdout   io.Writer
 	changes  chan<- Change
 
-	snap    *fetch.Snapshot // what the child runs on, or will once pending changes are applied
-	env     []string        // the environment of snap
-	printed map[int][]byte  // the last output of each template written to stdout, by index
+	snap    *fetch.Snapshot  // what the child runs on, or will once pending changes are applied
+	env     []string         // the environment of snap
+	printed map[int][]byte   // the last output of each template written to stdout, by index
+	pending *pendingWrite    // an update whose files are not all written yet
+	retry   <-chan time.Time // the next attempt to write them; nil: none
 
 	mu      sync.Mutex
 	timers  []*time.Timer           // pending releaseAfter calls
@@ -216,6 +219,8 @@ func (r *refresher) run(ctx context.Context) {
 			r.apply(ctx, u)
 		case <-r.wake:
 			r.revokeReleased(ctx)
+		case <-r.retry:
+			r.flush(ctx)
 		case <-ctx.Done():
 			return
 		}
@@ -249,14 +254,61 @@ func (r *refresher) apply(ctx context.Context, u watch.Update) {
 	}
 }
 
-// commit writes the templates, answers the watcher and sends the change.
+// pendingWrite is an update the watcher was answered for whose files are
+// not all written yet: a write failed (full disk, read-only mount, a
+// removed directory), and it is retried with backoff. Until it succeeds
+// the child runs on what it has, and no lease it or a file uses is
+// released.
+type pendingWrite struct {
+	u     watch.Update
+	out   []template.Rendered
+	snap  *fetch.Snapshot
+	vars  []template.EnvVar
+	dsts  []string // written by earlier attempts
+	fails int
+}
+
+// maxWriteRetry bounds the backoff between attempts to write files.
+const maxWriteRetry = 30 * time.Second
+
+// commit answers the watcher and writes the files, then sends the change.
 func (r *refresher) commit(ctx context.Context, u watch.Update, out []template.Rendered, snap *fetch.Snapshot, used []fetch.Source, vars []template.EnvVar) {
-	dsts, err := template.WriteAll(r.toWrite(out), r.topts, r.stdout)
-	if err != nil {
-		// Files written before the failure stay; the next update retries.
-		r.log.Error("writing templates after a change", "error", err)
-	}
 	r.w.Commit(snap, used)
+	if p := r.pending; p != nil {
+		// A newer update replaces one whose files were never all
+		// written: what only it held may be in a file on disk; keep it
+		// until exit.
+		r.hold(goneLeases(p.snap, snap))
+	}
+	r.pending = &pendingWrite{u: u, out: out, snap: snap, vars: vars}
+	r.flush(ctx)
+}
+
+// flush writes the pending update's files; on success the child is told
+// (Change), on failure a retry is scheduled.
+func (r *refresher) flush(ctx context.Context) {
+	p := r.pending
+	dsts, err := template.WriteAll(r.toWrite(p.out), r.topts, r.stdout)
+	p.dsts = append(p.dsts, dsts...)
+	if err != nil {
+		p.fails++
+		wait := watch.RetryBackoff(p.fails, maxWriteRetry, rand.Float64())
+		r.log.Warn("writing files after a change failed; the child keeps running on what it has; retrying",
+			"reasons", p.u.Reasons, "error", err, "retry_in", wait.Round(time.Millisecond), "attempt", p.fails)
+		r.retry = time.After(wait)
+		return
+	}
+	if p.fails > 0 {
+		r.log.Info("files written after a change", "attempts", p.fails+1)
+	}
+	r.pending, r.retry = nil, nil
+	r.send(ctx, p.u, p.snap, p.vars, p.dsts)
+}
+
+// send compares what the child runs on with snap and, when the child sees
+// a difference, hands the supervisor a Change whose Applied releases the
+// superseded leases.
+func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapshot, vars []template.EnvVar, dsts []string) {
 	env := template.Environ(vars)
 	envChanged := !slices.Equal(env, r.env)
 	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
@@ -471,6 +523,9 @@ func (wt *watching) leftovers() (*fetch.Snapshot, []*fetch.Lease) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	held := slices.Collect(maps.Values(r.held))
+	if p := r.pending; p != nil { // files never all written: what they hold
+		held = append(held, goneLeases(p.snap, r.snap)...)
+	}
 	return r.snap, held
 }
 
