@@ -48,8 +48,9 @@ const testSeed = `{
 
 // The leak scan (internal/leakscan), under the names this package's tests use.
 var (
-	noteSecret = leakscan.Note
-	noteErr    = leakscan.NoteErr
+	noteSecret      = leakscan.Note
+	noteErr         = leakscan.NoteErr
+	noteSeedSecrets = leakscan.NoteSeed
 )
 
 type scanWriter = leakscan.Writer
@@ -88,19 +89,6 @@ func newHarness(t testing.TB, seedJSON string) *harness {
 		h.hs.Close()
 	})
 	return h
-}
-
-func noteSeedSecrets(seed *devserver.Seed) {
-	for _, c := range seed.Clients {
-		noteSecret(c.ClientSecret)
-	}
-	for _, s := range seed.Secrets {
-		for _, v := range s.Data {
-			if str, ok := v.(string); ok && strings.Contains(str, "SECRET") {
-				noteSecret(str)
-			}
-		}
-	}
 }
 
 func (h *harness) serve(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/scailabs/scaivault-run/devserver"
 )
 
 var scan = struct {
@@ -30,6 +32,21 @@ func Note(vs ...string) {
 			line = strings.TrimSpace(line)
 			if len(line) >= 6 && !strings.HasPrefix(line, "-----") {
 				scan.secrets[line] = true
+			}
+		}
+	}
+}
+
+// NoteSeed notes a dev server seed's client secrets and the secret values
+// marked as such (they hold "SECRET").
+func NoteSeed(seed *devserver.Seed) {
+	for _, c := range seed.Clients {
+		Note(c.ClientSecret)
+	}
+	for _, sec := range seed.Secrets {
+		for _, v := range sec.Data {
+			if str, ok := v.(string); ok && strings.Contains(str, "SECRET") {
+				Note(str)
 			}
 		}
 	}
