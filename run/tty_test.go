@@ -71,14 +71,26 @@ func TestTerminalForeground(t *testing.T) {
 // supervisor was started with signals ignored and ignores SIGTTIN/SIGTTOU.
 func TestChildSignalDispositions(t *testing.T) {
 	t.Parallel()
-	script := `grep -E "^Sig(Ign|Blk)" /proc/self/status; grep "^SigIgn" /proc/$PPID/status | sed s/^SigIgn/ParentIgn/`
+	// The child reads the supervisor's mask only when a forwarded SIGUSR1
+	// arrives: the supervisor forwards from the goroutine that started the
+	// child, so by then the start (which catches SIGTTIN/SIGTTOU for the
+	// moment of the fork) is over.
+	script := `grep -E "^Sig(Ign|Blk)" /proc/self/status
+trap 'grep "^SigIgn" /proc/$PPID/status | sed s/^SigIgn/ParentIgn/; kill $s 2>/dev/null; exit 0' USR1
+sleep 60 & s=$!
+echo ready
+wait $s`
 	wrap := []string{"/bin/sh", "-c", `trap "" HUP PIPE TTIN TTOU TSTP USR1 WINCH; exec "$0"`}
 	p := startSupervisor(t, svConfig{Argv: []string{"sh", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"}}, wrap, nil)
 	masks := map[string]uint64{}
-	for _, field := range []string{"SigBlk", "SigIgn", "ParentIgn"} {
+	for _, field := range []string{"SigBlk", "SigIgn"} {
 		m := p.expect(`^` + field + `:\s+([0-9a-f]+)$`)
 		masks[field], _ = strconv.ParseUint(m[1], 16, 64)
 	}
+	p.expect(`^ready$`)
+	p.signal(syscall.SIGUSR1)
+	m := p.expect(`^ParentIgn:\s+([0-9a-f]+)$`)
+	masks["ParentIgn"], _ = strconv.ParseUint(m[1], 16, 64)
 	// Signals the supervisor does not catch (32 and 33, reserved by libc
 	// and the Go runtime) keep the disposition they were started with:
 	// whatever ignores of those the test itself inherited pass through.
