@@ -74,6 +74,7 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 	opts := run.Options{
 		Client:         fetch.ConfigFromEnv(os.Getenv),
 		StartupTimeout: c.Duration("startup-timeout"),
+		CleanupTimeout: c.Duration("cleanup-timeout"),
 		Stdout:         c.App.Writer,
 		Logger:         logger,
 		Env: template.EnvSpec{

@@ -50,6 +50,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "reload-signal", Usage: "signal sent when only files changed (default: restart)", EnvVars: envName("reload-signal")},
 		&cli.DurationFlag{Name: "restart-splay", Usage: "wait a random 0..`D` before acting on a change", EnvVars: envName("restart-splay")},
 		&cli.BoolFlag{Name: "exit-on-lost", Usage: "stop the child and exit 125 when a secret is lost for good", EnvVars: envName("exit-on-lost")},
+		&cli.DurationFlag{Name: "cleanup-timeout", Value: 2 * time.Second, Usage: "bound the lease revocations on exit, all of them together", EnvVars: envName("cleanup-timeout")},
 		&cli.BoolFlag{Name: "no-revoke", Usage: "leave leases to their ttl on exit", EnvVars: envName("no-revoke")},
 		&cli.BoolFlag{Name: "subreaper", Usage: "reap orphaned descendants even when not PID 1 (Linux)", EnvVars: envName("subreaper")},
 	}

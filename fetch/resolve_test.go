@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +71,9 @@ type resolveEnv struct {
 	root *fetch.Client
 	logs *logBuffer
 	res  *fetch.Resolver
+
+	mu      sync.Mutex
+	onLease []string // lease ids OnLease saw
 }
 
 type logBuffer struct {
@@ -108,8 +112,13 @@ func newResolveEnv(t *testing.T) *resolveEnv {
 	t.Cleanup(func() { app.Close(); root.Close() })
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return &resolveEnv{srv: srv, app: app, root: root, logs: logs,
-		res: &fetch.Resolver{Client: app, Logger: logger, Concurrency: 4}}
+	e := &resolveEnv{srv: srv, app: app, root: root, logs: logs}
+	e.res = &fetch.Resolver{Client: app, Logger: logger, Concurrency: 4, OnLease: func(_ fetch.Source, l *fetch.Lease) {
+		e.mu.Lock()
+		e.onLease = append(e.onLease, l.LeaseID)
+		e.mu.Unlock()
+	}}
+	return e
 }
 
 func mustParseRef(t *testing.T, s string) fetch.Ref {
@@ -248,14 +257,7 @@ func TestResolveSharedLease(t *testing.T) {
 		t.Errorf("username %q is not the lease's %q: %v", u, leaseUser, err)
 	}
 
-	if err := e.res.RevokeAll(ctx, snap); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range snap.Leases {
-		if _, err := e.root.LookupLease(ctx, l.LeaseID); !errors.Is(err, fetch.ErrNotFound) {
-			t.Errorf("lease %s after RevokeAll: %v, want not found", l.LeaseID, err)
-		}
-	}
+	revokeAll(t, e.root, snap)
 }
 
 func TestResolveErrors(t *testing.T) {
@@ -270,8 +272,8 @@ func TestResolveErrors(t *testing.T) {
 		mustParseRef(t, "scaivault+dynamic://nope/readonly#username"),
 	}
 	snap, err := e.res.Resolve(ctx, sourcesOf(refs), nil)
-	if err == nil || snap != nil {
-		t.Fatalf("snapshot %v, error %v; want an error", snap, err)
+	if err == nil || snap == nil {
+		t.Fatalf("snapshot %v, error %v; want an error and what was fetched", snap, err)
 	}
 	msg := err.Error()
 	t.Logf("error:\n%s", msg)
@@ -292,24 +294,39 @@ func TestResolveErrors(t *testing.T) {
 		t.Errorf("%d errors, want 3:\n%s", lines, msg)
 	}
 
-	// The two leases generated are revoked.
+	// The two leases generated are handed back, each seen by OnLease, and
+	// none is revoked: their owner decides.
 	ids := generatedLeaseIDs(t, e.logs.String())
-	if len(ids) != 2 {
-		t.Fatalf("generated leases %v, want 2", ids)
+	if len(ids) != 2 || len(snap.Leases) != 2 {
+		t.Fatalf("generated leases %v, in the snapshot %d; want 2", ids, len(snap.Leases))
 	}
-	if n := e.srv.Requests(rtRevoke); n != 2 {
-		t.Errorf("%d revoke requests, want 2", n)
+	if n := e.srv.Requests(rtRevoke); n != 0 {
+		t.Errorf("%d revoke requests, want none", n)
 	}
-	for _, id := range ids {
-		if _, err := e.root.LookupLease(ctx, id); !errors.Is(err, fetch.ErrNotFound) {
-			t.Errorf("lease %s after a failed resolve: %v, want not found", id, err)
-		}
+	e.mu.Lock()
+	seen := slices.Clone(e.onLease)
+	e.mu.Unlock()
+	slices.Sort(seen)
+	slices.Sort(ids)
+	if !slices.Equal(seen, ids) {
+		t.Errorf("OnLease saw %v, generated %v", seen, ids)
 	}
+	revokeAll(t, e.root, snap)
 
 	// The same failure gives the same error.
 	_, err2 := e.res.Resolve(ctx, sourcesOf(refs), nil)
 	if err2 == nil || withoutRequestIDs(err2.Error()) != withoutRequestIDs(msg) {
 		t.Errorf("errors differ:\n%v\n%v", err2, msg)
+	}
+}
+
+// revokeAll revokes every lease of snap (the ledger's job in the product).
+func revokeAll(t *testing.T, c *fetch.Client, snap *fetch.Snapshot) {
+	t.Helper()
+	for _, l := range snap.Leases {
+		if err := c.Revoke(context.Background(), l.LeaseID); err != nil {
+			t.Errorf("revoke %s: %v", l.LeaseID, err)
+		}
 	}
 }
 
@@ -351,7 +368,7 @@ func TestResolveCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	snap, err := e.res.Resolve(ctx, []fetch.Source{fetch.StaticSource("app/db", 0), fetch.StaticSource("app/db", 1)}, nil)
-	if err == nil || snap != nil || !errors.Is(err, context.Canceled) {
+	if err == nil || !errors.Is(err, context.Canceled) || snap == nil || len(snap.Secrets) != 0 {
 		t.Errorf("cancelled resolve: %v, %v", snap, err)
 	}
 	if snap, err := e.res.Resolve(context.Background(), nil, nil); err != nil || snap == nil || len(snap.Secrets) != 0 {
@@ -359,14 +376,14 @@ func TestResolveCancelled(t *testing.T) {
 	}
 }
 
-// ResolvePartial keeps what it fetched when something else fails, revokes
+// Resolve keeps what it fetched when something else fails, revokes
 // nothing, and a second call with that snapshot fetches only what failed.
 func TestResolvePartial(t *testing.T) {
 	e := newResolveEnv(t)
 	ctx := context.Background()
 	user := mustParseRef(t, "scaivault+dynamic://support-db/readonly#username")
 	missing := fetch.StaticSource("app/not-there", 0)
-	snap, err := e.res.ResolvePartial(ctx, []fetch.Source{user.Source(), missing}, nil)
+	snap, err := e.res.Resolve(ctx, []fetch.Source{user.Source(), missing}, nil)
 	if !errors.Is(err, fetch.ErrNotFound) {
 		t.Fatalf("error %v, want not found", err)
 	}
@@ -378,14 +395,15 @@ func TestResolvePartial(t *testing.T) {
 		t.Errorf("%d active leases, want the one kept", n)
 	}
 	// Again, with what the first call fetched: no second credential.
-	snap, err = e.res.ResolvePartial(ctx, []fetch.Source{user.Source(), missing}, snap)
+	snap, err = e.res.Resolve(ctx, []fetch.Source{user.Source(), missing}, snap)
 	if !errors.Is(err, fetch.ErrNotFound) || snap.Leases[user.Source()] != lease {
 		t.Fatalf("second call: %v, lease kept: %v", err, snap.Leases[user.Source()] == lease)
 	}
 	if n := e.srv.Requests(rtGenerate); n != 1 {
 		t.Errorf("%d generate requests, want 1", n)
 	}
-	if err := e.res.RevokeAll(ctx, snap); err != nil || e.srv.ActiveLeases() != 0 {
-		t.Errorf("revoke: %v, %d left", err, e.srv.ActiveLeases())
+	revokeAll(t, e.root, snap)
+	if n := e.srv.ActiveLeases(); n != 0 {
+		t.Errorf("%d leases left after revoking", n)
 	}
 }

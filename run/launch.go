@@ -19,10 +19,12 @@ import (
 	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/signal"
 	"github.com/scailabs/scaivault-run/template"
+	"github.com/scailabs/scaivault-run/watch"
 )
 
-// revokeTimeout bounds the wait for lease revocation on exit.
-const revokeTimeout = 10 * time.Second
+// DefaultCleanupTimeout bounds the cleanup on exit (Options.CleanupTimeout):
+// with the default --kill-timeout of 7s a stop fits in Docker's 10s.
+const DefaultCleanupTimeout = 2 * time.Second
 
 // Options is everything the main job and render need, as plain values; the
 // zero value of each field is its documented default.
@@ -40,6 +42,7 @@ type Options struct {
 	ExitOnLost     bool          // stop and exit 125 when a secret is lost for good
 	Subreaper      bool          // reap orphans though not PID 1
 	StartupTimeout time.Duration // 0: 60s
+	CleanupTimeout time.Duration // the revocations on exit, all of them; 0: 2s
 	PollInterval   time.Duration // 0: 60s
 	// EventsSafetyPoll is the poll interval while the server's change
 	// events stream is up; 0: 5m.
@@ -71,6 +74,7 @@ type startup struct {
 	opts     Options
 	log      *slog.Logger
 	client   *fetch.Client
+	ledger   *watch.Ledger // every lease, from the first generated on
 	resolver *fetch.Resolver
 	plan     *template.Plan
 	set      *template.Set
@@ -160,29 +164,36 @@ func (st *startup) supervise(ctx context.Context) (int, error) {
 	if lost := wt.lostErr(); lost != nil {
 		code, err = ExitFailure, fmt.Errorf("child stopped (--exit-on-lost): %w", lost)
 	}
-	if wt != nil {
-		var held []*fetch.Lease
-		st.snap, held = wt.leftovers()
-		st.revokeLeftovers(held)
-	}
 	st.cleanup()
 	return code, err
 }
 
-// cleanup revokes leases (unless NoRevoke) and removes the as=file
-// directory. Rendered templates stay: they are the config the user asked for.
+// cleanup removes the as=file directory first (a SIGKILL during the
+// revocations leaves no secret on tmpfs), then has the ledger revoke every
+// lease (unless NoRevoke), concurrently, the whole of it bounded by
+// CleanupTimeout. Rendered templates stay: they are the config the user
+// asked for.
 func (st *startup) cleanup() {
-	if !st.opts.NoRevoke && st.snap != nil && len(st.snap.Leases) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
-		if err := st.resolver.RevokeAll(ctx, st.snap); err != nil {
-			st.log.Error("revoking leases on exit", "err", err)
-		}
-		cancel()
-	}
 	if st.files != nil {
 		if err := st.files.Remove(); err != nil {
 			st.log.Error("removing secret files", "dir", st.files.Path(), "err", err)
 		}
+	}
+	if st.ledger == nil {
+		return
+	}
+	timeout := st.opts.CleanupTimeout
+	if timeout <= 0 {
+		timeout = DefaultCleanupTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
+	switch {
+	case err != nil:
+		st.log.Error("revoking leases on exit; those left run out on their ttl", "left", left, "err", err)
+	case left > 0:
+		st.log.Info("leases left to their ttl (--no-revoke)", "leases", left)
 	}
 }
 
@@ -215,7 +226,8 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	if st.client, err = fetch.New(st.opts.Client); err != nil {
 		return st, err
 	}
-	st.resolver = &fetch.Resolver{Client: st.client, Logger: log}
+	st.ledger = watch.NewLedger(st.client, log)
+	st.resolver = &fetch.Resolver{Client: st.client, Logger: log, OnLease: st.ledger.Add}
 	return st, st.resolveAll(ctx)
 }
 
@@ -269,9 +281,8 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 	for {
 		// What an attempt did fetch is kept: the next one fetches only
 		// what failed, so no lease is generated twice; on failure the
-		// partial snapshot goes back to the caller, whose cleanup revokes
-		// its leases.
-		snap, err := st.resolver.ResolvePartial(ctx, srcs, have)
+		// ledger, which saw every lease generated, revokes them.
+		snap, err := st.resolver.Resolve(ctx, srcs, have)
 		if err == nil {
 			return snap, nil
 		}

@@ -2,7 +2,6 @@ package run
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -21,9 +20,10 @@ import (
 // fresh; the refresher turns each of its Updates into files and an
 // environment and, when the child sees a difference, into a Change for the
 // Supervisor. It answers every Update (Commit or Reject) so that watcher
-// and refresher agree on what the child runs on, and it revokes the leases
-// an update superseded once the child runs on their replacements
-// (Change.Applied), or at once when the child never saw them.
+// and refresher agree on what the child runs on, and it releases the
+// leases an update superseded to the watch.Ledger once the child runs on
+// their replacements (Change.Applied), or at once when the child never saw
+// them. The ledger alone revokes.
 
 // watching is the watcher, the refresher and the token-file watch of one
 // supervised run; stop joins them.
@@ -48,13 +48,14 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 		return nil
 	}
 	client := st.runningClient()
-	r.resolver = &fetch.Resolver{Client: client, Logger: st.log}
+	r.resolver = &fetch.Resolver{Client: client, Logger: st.log, OnLease: st.ledger.Add}
 	ctx, cancel := context.WithCancel(ctx)
 	wt := &watching{r: r, client: client, own: client != st.client, cancel: cancel}
 	cfg := watch.WatchConfig{
 		Client:       client,
 		PollInterval: st.opts.PollInterval,
 		SafetyPoll:   st.opts.EventsSafetyPoll,
+		Ledger:       st.ledger,
 		Logger:       st.log,
 	}
 	if st.opts.ExitOnLost {
@@ -72,6 +73,7 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 		}
 	}
 	r.w = watch.NewWatcher(cfg, r.snap, used)
+	wt.wg.Go(func() { st.ledger.Run(ctx) })
 	wt.wg.Go(func() { r.w.Run(ctx) })
 	wt.wg.Go(func() { r.run(ctx) })
 	wt.wg.Go(func() {
@@ -121,12 +123,12 @@ func (wt *watching) lostErr() *watch.LostError {
 	return wt.lost
 }
 
-// refresher renders, writes and compares on each Update. Everything but
-// the revocation queue is owned by its run goroutine (and, before that,
-// by the goroutine that made it).
+// refresher renders, writes and compares on each Update. It is owned by
+// its run goroutine (and, before that, by the goroutine that made it).
 type refresher struct {
 	log      *slog.Logger
 	w        *watch.Watcher
+	ledger   *watch.Ledger
 	resolver *fetch.Resolver
 	plan     *template.Plan
 	set      *template.Set
@@ -140,20 +142,13 @@ type refresher struct {
 	printed map[int][]byte   // the last output of each template written to stdout, by index
 	pending *pendingWrite    // an update whose files are not all written yet
 	retry   <-chan time.Time // the next attempt to write them; nil: none
-
-	mu      sync.Mutex
-	timers  []*time.Timer           // pending releaseAfter calls
-	held    map[string]*fetch.Lease // superseded leases not revoked yet, by id
-	release []string                // ids of held leases the child no longer uses
-	wake    chan struct{}
 }
 
 func (st *startup) newRefresher(changes chan<- Change) *refresher {
 	return &refresher{
-		log: st.log, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions,
+		log: st.log, ledger: st.ledger, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions,
 		files: st.files, stdout: st.opts.stdout(), changes: changes,
 		snap: st.snap, env: template.Environ(st.vars), printed: map[int][]byte{},
-		held: map[string]*fetch.Lease{}, wake: make(chan struct{}, 1),
 	}
 }
 
@@ -176,7 +171,7 @@ func (r *refresher) initial() []fetch.Source {
 	trimmed := r.snap.Only(used)
 	// A lease that only a placeholder pass of the start-up render asked
 	// for (a branch the final render did not take) is used by nothing.
-	r.revokeNow(goneLeases(r.snap, trimmed))
+	r.ledger.Release(goneLeases(r.snap, trimmed), watch.Unused, 0)
 	r.snap = trimmed
 	return used
 }
@@ -205,10 +200,8 @@ func snapshotSources(s *fetch.Snapshot) []fetch.Source {
 	return slices.AppendSeq(out, maps.Keys(s.Lists))
 }
 
-// run applies updates until the watcher stops, and revokes released
-// leases as the supervisor releases them.
+// run applies updates until the watcher stops.
 func (r *refresher) run(ctx context.Context) {
-	defer r.stopTimers()
 	updates := r.w.Updates()
 	for {
 		select {
@@ -217,8 +210,6 @@ func (r *refresher) run(ctx context.Context) {
 				return
 			}
 			r.apply(ctx, u)
-		case <-r.wake:
-			r.revokeReleased(ctx)
 		case <-r.retry:
 			r.flush(ctx)
 		case <-ctx.Done():
@@ -240,13 +231,13 @@ func (r *refresher) apply(ctx context.Context, u watch.Update) {
 		if vars, err = r.plan.Build(snap, r.files); err == nil {
 			r.commit(ctx, u, out, snap, used, vars)
 			// Leases this render resolved for a branch the final render
-			// did not take: nothing uses them (the watcher revokes what
+			// did not take: nothing uses them (the watcher releases what
 			// it generated itself).
-			r.revokeNow(goneLeases(full, u.Snapshot.Merge(snap)))
+			r.ledger.Release(goneLeases(full, u.Snapshot.Merge(snap)), watch.Unused, 0)
 			return
 		}
 	}
-	r.revokeNow(goneLeases(full, u.Snapshot))
+	r.ledger.Release(goneLeases(full, u.Snapshot), watch.Unused, 0)
 	r.w.Reject()
 	if ctx.Err() == nil {
 		r.log.Error("cannot apply a change; the child keeps running on what it has",
@@ -273,13 +264,10 @@ const maxWriteRetry = 30 * time.Second
 
 // commit answers the watcher and writes the files, then sends the change.
 func (r *refresher) commit(ctx context.Context, u watch.Update, out []template.Rendered, snap *fetch.Snapshot, used []fetch.Source, vars []template.EnvVar) {
+	// A newer update may replace one whose files were never all written:
+	// what only that one held may be in a file on disk, so it is never
+	// released; the ledger keeps it in use until exit.
 	r.w.Commit(snap, used)
-	if p := r.pending; p != nil {
-		// A newer update replaces one whose files were never all
-		// written: what only it held may be in a file on disk; keep it
-		// until exit.
-		r.hold(goneLeases(p.snap, snap))
-	}
 	r.pending = &pendingWrite{u: u, out: out, snap: snap, vars: vars}
 	r.flush(ctx)
 }
@@ -315,11 +303,9 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
 	gone := freshest(goneLeases(r.snap, snap), u.Superseded)
 	r.snap, r.env = snap, env
-	r.hold(gone)
 	if !envChanged && !filesChanged {
 		r.log.Debug("the change does not touch the child", "reasons", u.Reasons)
-		r.releaseIDs(gone)
-		r.revokeReleased(ctx)
+		r.ledger.Release(gone, watch.Superseded, 0)
 		return
 	}
 	c := Change{FilesChanged: filesChanged, Reasons: reasons}
@@ -327,11 +313,11 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 		c.Env, c.EnvChanged = env, true
 	}
 	if len(gone) > 0 {
-		c.Applied = func() { r.releaseIDs(gone) }
+		c.Applied = func() { r.ledger.Release(gone, watch.Superseded, 0) }
 		if !envChanged {
 			// Files only: a reload signal, and the child re-reads its files
 			// in its own time; the old credentials stay valid a while.
-			c.Applied = func() { r.releaseAfter(gone, reloadGrace(gone, time.Now())) }
+			c.Applied = func() { r.ledger.Release(gone, watch.Superseded, reloadGrace(gone, time.Now())) }
 		}
 	}
 	select {
@@ -426,44 +412,6 @@ func freshest(gone, superseded []*fetch.Lease) []*fetch.Lease {
 	return gone
 }
 
-// revokeNow revokes leases that nothing uses: those a failed apply
-// resolved itself, or a render resolved but did not use.
-func (r *refresher) revokeNow(gone []*fetch.Lease) {
-	if len(gone) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
-	defer cancel()
-	for _, l := range gone {
-		if err := r.resolver.Client.Revoke(ctx, l.LeaseID); err != nil {
-			r.log.Warn("revoking an unused lease failed; it runs out on its ttl", "lease", l.LeaseID, "error", err)
-		}
-	}
-}
-
-// hold keeps superseded leases until the child no longer uses them.
-func (r *refresher) hold(leases []*fetch.Lease) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range leases {
-		r.held[l.LeaseID] = l
-	}
-}
-
-// releaseIDs marks held leases as no longer used and wakes the refresher
-// to revoke them. It never blocks: the supervisor calls it.
-func (r *refresher) releaseIDs(leases []*fetch.Lease) {
-	r.mu.Lock()
-	for _, l := range leases {
-		r.release = append(r.release, l.LeaseID)
-	}
-	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
 // maxReloadGrace bounds how long superseded leases outlive a reload signal.
 const maxReloadGrace = 30 * time.Second
 
@@ -475,71 +423,4 @@ func reloadGrace(leases []*fetch.Lease, now time.Time) time.Duration {
 		grace = min(grace, max(l.ExpiresAt.Sub(now)/2, 0))
 	}
 	return grace
-}
-
-// releaseAfter releases leases after d. It never blocks; the timers stop
-// with the refresher, and what is still held then is revoked on exit.
-func (r *refresher) releaseAfter(leases []*fetch.Lease, d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.timers = append(r.timers, time.AfterFunc(d, func() { r.releaseIDs(leases) }))
-}
-
-func (r *refresher) stopTimers() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, t := range r.timers {
-		t.Stop()
-	}
-	r.timers = nil
-}
-
-// revokeReleased revokes the released leases; a failure leaves the lease
-// held, for the revocation on exit.
-func (r *refresher) revokeReleased(ctx context.Context) {
-	r.mu.Lock()
-	ids := r.release
-	r.release = nil
-	r.mu.Unlock()
-	for _, id := range ids {
-		if ctx.Err() != nil {
-			return
-		}
-		if err := r.resolver.Client.Revoke(ctx, id); err != nil {
-			r.log.Warn("revoking a superseded lease failed; retried on exit", "lease", id, "error", err)
-			continue
-		}
-		r.log.Info("superseded lease revoked", "lease", id)
-		r.mu.Lock()
-		delete(r.held, id)
-		r.mu.Unlock()
-	}
-}
-
-// leftovers are the leases to revoke on exit: those the child ran on last
-// and the superseded ones not revoked yet. Call after stop.
-func (wt *watching) leftovers() (*fetch.Snapshot, []*fetch.Lease) {
-	r := wt.r
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	held := slices.Collect(maps.Values(r.held))
-	if p := r.pending; p != nil { // files never all written: what they hold
-		held = append(held, goneLeases(p.snap, r.snap)...)
-	}
-	return r.snap, held
-}
-
-// revokeLeftovers revokes, on exit, the superseded leases not revoked
-// yet; cleanup revokes those of the last snapshot.
-func (st *startup) revokeLeftovers(leases []*fetch.Lease) {
-	if st.opts.NoRevoke || len(leases) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)
-	defer cancel()
-	for _, l := range leases {
-		if err := st.client.Revoke(ctx, l.LeaseID); err != nil {
-			st.log.Error("revoking leases on exit", "err", fmt.Errorf("revoke lease %s: %w", l.LeaseID, err))
-		}
-	}
 }

@@ -42,7 +42,7 @@ func TestLeaseSharedBetweenTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.resolver.RevokeAll(context.Background(), snap)
+	defer env.revokeAll(snap)
 	if n := env.srv.Requests(generateRoute); n != 1 {
 		t.Errorf("%d Generate requests, want 1 lease for both templates", n)
 	}

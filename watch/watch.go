@@ -31,10 +31,6 @@ const (
 	DefaultSafetyPoll   = 5 * time.Minute
 )
 
-// revokeUnusedTimeout bounds the revocation of a lease the watcher
-// generated but nobody took.
-const revokeUnusedTimeout = 10 * time.Second
-
 // WatchConfig configures a Watcher. The zero value of each field is its
 // documented default.
 type WatchConfig struct {
@@ -46,19 +42,24 @@ type WatchConfig struct {
 	// a source is lost for good (deleted, access revoked, lease revoked);
 	// it must not block. The watcher has logged the loss at error level.
 	OnLost func(*LostError)
+	// Ledger owns the leases the watcher generates; the caller runs it
+	// (Ledger.Run) and closes it. nil: the watcher makes one of Client's
+	// and runs it, and what is still held when Run returns is left to its
+	// ttl.
+	Ledger *Ledger
 	Logger *slog.Logger   // nil: discard
 	Rand   func() float64 // in [0,1); nil: math/rand/v2
 }
 
 // Update is a change of what the child runs on. Snapshot is complete (every
-// watched source, changed or not); Changed names the sources that changed,
-// Reasons says how, for the log (paths, versions, lease ids, serials, never
-// values). Superseded are leases that Snapshot replaces: revoke them once
-// the child runs on the new ones. Every Update must be answered with one
+// watched source, changed or not); Reasons says what changed, for the log
+// (paths, versions, lease ids, serials, never values). Superseded are the
+// leases Snapshot replaces, with their renewed times (a snapshot keeps a
+// lease as issued): the receiver releases them to the Ledger once the
+// child runs on the new ones. Every Update must be answered with one
 // Commit or Reject before the next comes.
 type Update struct {
 	Snapshot   *fetch.Snapshot
-	Changed    []fetch.Source
 	Reasons    []string
 	Superseded []*fetch.Lease
 }
@@ -101,6 +102,8 @@ type watchAPI interface {
 type Watcher struct {
 	cfg     WatchConfig
 	api     watchAPI
+	ledger  *Ledger
+	ownLedg bool // made by the watcher, run by Run
 	log     *slog.Logger
 	rnd     func() float64
 	updates chan Update
@@ -157,6 +160,10 @@ func NewWatcher(cfg WatchConfig, snap *fetch.Snapshot, used []fetch.Source) *Wat
 	if cfg.Client != nil {
 		w.api = cfg.Client
 	}
+	w.ledger = cfg.Ledger
+	if w.ledger == nil {
+		w.ledger, w.ownLedg = NewLedger(cfg.Client, log), true
+	}
 	return w
 }
 
@@ -198,6 +205,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer cancel()
 	if !w.cfg.NoEvents {
 		wg.Go(func() { w.followEvents(ctx) })
+	}
+	if w.ownLedg {
+		wg.Go(func() { w.ledger.Run(ctx) })
 	}
 	now := time.Now()
 	w.adopt(w.cur, now)
@@ -276,7 +286,6 @@ func sortedSources(seq func(func(fetch.Source) bool)) []fetch.Source {
 // draft collects the changes of one round of the loop into one Update.
 type draft struct {
 	snap       *fetch.Snapshot // the changed entries
-	changed    []fetch.Source
 	reasons    []string
 	superseded []*fetch.Lease
 	generated  []*fetch.Lease // new leases: revoked when the update is not taken
@@ -290,9 +299,6 @@ func (w *Watcher) change(src fetch.Source, reason string) *draft {
 		w.draft = &draft{snap: fetch.NewSnapshot()}
 	}
 	d := w.draft
-	if !slices.Contains(d.changed, src) {
-		d.changed = append(d.changed, src)
-	}
 	d.reasons = append(d.reasons, reason)
 	return d
 }
@@ -304,7 +310,7 @@ func (w *Watcher) flush(ctx context.Context) {
 		return
 	}
 	w.draft = nil
-	u := Update{Snapshot: w.cur.Merge(d.snap), Changed: d.changed, Reasons: d.reasons, Superseded: d.superseded}
+	u := Update{Snapshot: w.cur.Merge(d.snap), Reasons: d.reasons, Superseded: d.superseded}
 	select {
 	case w.updates <- u:
 	case <-ctx.Done():
@@ -342,27 +348,29 @@ func (w *Watcher) answered(d *draft, r reply) {
 	w.revokeUnused(d.generated, r.snap)
 }
 
-// revokeUnused revokes the leases of generated that keep does not hold:
+// revokeUnused releases the leases of generated that keep does not hold:
 // the watcher made them, nobody took them.
 func (w *Watcher) revokeUnused(generated []*fetch.Lease, keep *fetch.Snapshot) {
-	held := map[string]bool{}
-	if keep != nil {
-		for _, l := range keep.Leases {
-			held[l.LeaseID] = true
-		}
-	}
+	var unused []*fetch.Lease
 	for _, l := range generated {
-		if held[l.LeaseID] {
-			continue
+		if !holdsLease(keep, l.LeaseID) {
+			unused = append(unused, l)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), revokeUnusedTimeout)
-		if err := w.api.Revoke(ctx, l.LeaseID); err != nil {
-			w.log.Warn("revoking an unused lease failed; it runs out on its ttl", "lease", l.LeaseID, "error", err)
-		} else {
-			w.log.Debug("unused lease revoked", "lease", l.LeaseID)
-		}
-		cancel()
 	}
+	w.ledger.Release(unused, Unused, 0)
+}
+
+// holdsLease reports whether snap holds the lease id.
+func holdsLease(snap *fetch.Snapshot, id string) bool {
+	if snap == nil {
+		return false
+	}
+	for _, l := range snap.Leases {
+		if l.LeaseID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // adopt makes snap the current snapshot: leases and certificates it holds

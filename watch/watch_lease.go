@@ -82,6 +82,7 @@ func (w *Watcher) replace(ctx context.Context, it *leaseItem) {
 		w.leaseFailed(ctx, it, false, err, now)
 		return
 	}
+	w.ledger.Add(src, nl)
 	w.out.ok(now)
 	w.log.Info("lease replaced", "lease", old.LeaseID, "new_lease", nl.LeaseID, "why", it.plan.Why)
 	it.pending = true
