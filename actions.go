@@ -41,6 +41,12 @@ func actionRun(c *cli.Context, st *status) error {
 			return fmt.Errorf("--template %s:-: writing a template to stdout is for the render subcommand only; give a file as destination", spec.Src)
 		}
 	}
+	closeDev, err := startDev(c, &opts)
+	if err != nil {
+		st.code = run.ExitFailure
+		return err
+	}
+	defer closeDev()
 	code, err := run.Launch(c.Context, opts)
 	st.code = code
 	return err
@@ -58,6 +64,12 @@ func actionRender(c *cli.Context, st *status) error {
 	if ro.Format != "env" && ro.Format != "json" {
 		return fmt.Errorf("--format %q: want env or json", ro.Format)
 	}
+	closeDev, err := startDev(c, &opts)
+	if err != nil {
+		st.code = run.ExitFailure
+		return err
+	}
+	defer closeDev()
 	err = run.Render(c.Context, opts, ro)
 	if err != nil {
 		st.code = run.ExitFailure
@@ -94,9 +106,6 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 	if f := c.String("token-file"); f != "" {
 		// The flag (or its variable) names the credential to use.
 		opts.Client.TokenFile, opts.Client.Token = f, ""
-	}
-	if d, _ := c.Generic("dev").(*devFlag); d != nil && d.on {
-		opts.Dev, opts.DevSeed = true, d.seed
 	}
 	for _, s := range repeated(c, "template") {
 		spec, err := template.ParseSpec(s)
@@ -207,4 +216,45 @@ func actionDevServer(c *cli.Context, st *status) error {
 		return fmt.Errorf("dev server: %w", err)
 	}
 	return nil
+}
+
+// startDev starts the embedded dev server for --dev[=SEED] on a loopback
+// port and points opts' client at it with its root token; it returns the
+// function that stops it (a no-op without --dev). The dev server lives
+// here, not in run: the product packages never import devserver.
+func startDev(c *cli.Context, opts *run.Options) (stop func(), err error) {
+	d, _ := c.Generic("dev").(*devFlag)
+	if d == nil || !d.on {
+		return func() {}, nil
+	}
+	log := opts.Logger
+	// The dev server logs a line per request: only wanted when debugging.
+	var dopts devserver.Options
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		dopts.Logger = log.With("component", "dev-server")
+	}
+	if d.seed != "" {
+		if dopts.Seed, err = devserver.LoadSeed(d.seed); err != nil {
+			return nil, err
+		}
+	}
+	srv, err := devserver.New(dopts)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("dev server: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	opts.Client.BaseURL = "http://" + ln.Addr().String()
+	opts.Client.Token = srv.RootToken()
+	opts.Client.TokenFile, opts.Client.ClientID, opts.Client.ClientSecret = "", "", ""
+	log.Info("dev server started", "url", opts.Client.BaseURL)
+	return func() {
+		srv.Close() // first: it ends the event streams hs.Close would wait for
+		hs.Close()
+	}, nil
 }

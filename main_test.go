@@ -67,6 +67,7 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 			"devserver": cmdDevserver,
 			"svctl":     cmdSvctl,
 			"sig":       cmdSig,
+			"fifowrite": cmdFifoWrite,
 		},
 	}
 }
@@ -183,6 +184,27 @@ func cmdSig(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	for _, cmd := range ts.BackgroundCmds() {
 		ts.Check(cmd.Process.Signal(s))
+	}
+}
+
+// cmdFifoWrite waits (bounded) until a process has the FIFO open for
+// reading, then holds it open for writing, writing nothing, until the
+// script ends: the reader is then blocked in read, for sure.
+func cmdFifoWrite(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: fifowrite FIFO")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fd, err := syscall.Open(ts.MkAbs(args[0]), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+		if err == nil {
+			ts.Defer(func() { syscall.Close(fd) })
+			return
+		}
+		if err != syscall.ENXIO || time.Now().After(deadline) {
+			ts.Fatalf("fifowrite %s: no reader: %v", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond) // no event for "a reader opened it"; poll, bounded
 	}
 }
 

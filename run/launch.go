@@ -7,15 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	ossignal "os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/signal"
 	"github.com/scailabs/scaivault-run/template"
@@ -30,8 +27,6 @@ const DefaultCleanupTimeout = 2 * time.Second
 // zero value of each field is its documented default.
 type Options struct {
 	Client          fetch.Config
-	Dev             bool   // run against an embedded dev server
-	DevSeed         string // its seed file; "" the built-in demo data
 	Env             template.EnvSpec
 	Templates       []template.Spec
 	TemplateOptions template.Options
@@ -81,33 +76,70 @@ type startup struct {
 	snap     *fetch.Snapshot
 	files    *template.FileDir
 	vars     []template.EnvVar
-	closeDev func()
 }
 
 // Launch runs the main job: resolve everything, start the child (or exec it
 // with Once), supervise it, clean up, and return the exit status.
 func Launch(ctx context.Context, opts Options) (int, error) {
-	// Keep every signal the supervisor handles caught for the whole run:
-	// during start-up (no child to forward to yet: SIGINT and SIGTERM stop
-	// the start-up, the others are dropped), between the start-up handler
-	// and the supervisor's, and during the cleanup after it, so that no
-	// default action kills us with a lease or a secret file left behind.
-	// Caught signals are reset to their defaults by execve (--once).
-	hold := make(chan os.Signal, 1)
-	ossignal.Notify(hold, signal.Forwarded()...)
-	defer ossignal.Stop(hold)
+	// One signal channel for the whole run: every signal the supervisor
+	// handles is caught from here on, through start-up (no child to
+	// forward to yet: SIGINT and SIGTERM end the start-up, the others are
+	// dropped), the hand-over to the supervisor (what arrives then waits
+	// in the channel, and the supervisor looks before it starts the
+	// child) and the cleanup after it, so that no default action kills us
+	// with a lease or a secret file left behind. Caught signals are reset
+	// to their defaults by execve (--once).
+	sigs := make(chan os.Signal, 64)
+	ossignal.Notify(sigs, signal.Forwarded()...)
+	defer ossignal.Stop(sigs)
 
-	startCtx, stop := ossignal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	startCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var got os.Signal // SIGINT or SIGTERM during start-up
+	stopWatch, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case sig := <-sigs:
+				if sig == syscall.SIGINT || sig == syscall.SIGTERM {
+					got = sig
+					cancel()
+					return
+				}
+			case <-stopWatch:
+				return
+			}
+		}
+	}()
+	opts.TemplateOptions.Interrupt = startCtx.Done()
 	st, err := prepare(startCtx, opts)
-	stop()
+	close(stopWatch)
+	<-watched
+	if got != nil {
+		if err == nil {
+			st.cleanup()
+		}
+		return ExitFailure, startupInterrupted(got, err)
+	}
 	if err != nil {
 		return ExitFailure, err
 	}
-	defer st.closeDev()
+	// Start-up is over: a template read is no longer interrupted.
+	st.opts.TemplateOptions.Interrupt = nil
 	if opts.Once {
 		return st.exec()
 	}
-	return st.supervise(ctx)
+	return st.supervise(ctx, sigs)
+}
+
+// startupInterrupted is the error of a start-up that sig ended; err is
+// what the start-up was doing, when it failed of it.
+func startupInterrupted(sig os.Signal, err error) error {
+	if err == nil {
+		return fmt.Errorf("start-up interrupted by %s; no child started", signal.Name(sig.(syscall.Signal)))
+	}
+	return fmt.Errorf("start-up interrupted by %s; no child started: %w", signal.Name(sig.(syscall.Signal)), err)
 }
 
 // Render resolves and renders once and prints the resulting environment.
@@ -118,7 +150,6 @@ func Render(ctx context.Context, opts Options, ro RenderOptions) error {
 	if err != nil {
 		return err
 	}
-	defer st.closeDev()
 	if st.files != nil {
 		st.log.Info("as=file values written; remove the directory when done", "dir", st.files.Path())
 	}
@@ -131,8 +162,9 @@ func (st *startup) exec() (int, error) {
 	return ExitCodeForExecError(err), err
 }
 
-func (st *startup) supervise(ctx context.Context) (int, error) {
+func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, error) {
 	cfg := st.opts.Supervisor
+	cfg.Signals = sigs
 	cfg.Argv = st.opts.Argv
 	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
@@ -204,11 +236,10 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st = &startup{opts: opts, log: log, closeDev: func() {}}
+	st = &startup{opts: opts, log: log}
 	defer func() {
 		if err != nil {
 			st.cleanup()
-			st.closeDev()
 		}
 	}()
 	// Everything that needs no network first: bad input fails fast.
@@ -217,11 +248,6 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	}
 	if st.set, err = template.Parse(opts.Templates, opts.TemplateOptions); err != nil {
 		return st, err
-	}
-	if opts.Dev {
-		if err = st.startDev(); err != nil {
-			return st, err
-		}
 	}
 	if st.client, err = fetch.New(st.opts.Client); err != nil {
 		return st, err
@@ -267,7 +293,14 @@ func (st *startup) resolveAll(ctx context.Context) error {
 			st.log.Warn("no tmpfs for secret files; using the temp directory", "dir", st.files.Path())
 		}
 	}
+	// Nothing is written once a signal has ended the start-up.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if st.vars, err = st.plan.Build(st.snap, st.files); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	_, err = template.WriteAll(out, st.opts.TemplateOptions, st.opts.stdout())
@@ -329,41 +362,4 @@ func nameUsers(err error, plan *template.Plan) error {
 		out = append(out, e)
 	}
 	return errors.Join(out...)
-}
-
-// startDev starts the embedded dev server on a loopback port and points the
-// client at it with its root token.
-func (st *startup) startDev() error {
-	// The dev server logs a line per request: only wanted when debugging.
-	var opts devserver.Options
-	if st.log.Enabled(context.Background(), slog.LevelDebug) {
-		opts.Logger = st.log.With("component", "dev-server")
-	}
-	if st.opts.DevSeed != "" {
-		seed, err := devserver.LoadSeed(st.opts.DevSeed)
-		if err != nil {
-			return err
-		}
-		opts.Seed = seed
-	}
-	srv, err := devserver.New(opts)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.Close()
-		return fmt.Errorf("dev server: %w", err)
-	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	st.closeDev = func() {
-		srv.Close() // first: it ends the event streams hs.Close would wait for
-		hs.Close()
-	}
-	st.opts.Client.BaseURL = "http://" + ln.Addr().String()
-	st.opts.Client.Token = srv.RootToken()
-	st.opts.Client.TokenFile, st.opts.Client.ClientID, st.opts.Client.ClientSecret = "", "", ""
-	st.log.Info("dev server started", "url", st.opts.Client.BaseURL)
-	return nil
 }

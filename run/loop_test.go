@@ -433,3 +433,32 @@ func TestLoopChangesClosed(t *testing.T) {
 		expectEvents(t, w, "0s start 100 V=1", "1s signal 100 SIGTERM")
 	})
 }
+
+// --wait and --restart-splay give way to a change's ActBy: the act starts
+// at ActBy less the kill timeout and actMargin, so that the child runs on
+// the new credential before the old one ends; with no time left, at once.
+func TestLoopActByCapsWaitAndSplay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := Config{WaitMin: time.Minute, WaitMax: 10 * time.Minute, RestartSplay: time.Hour, KillTimeout: 2 * time.Second}
+		_, changes, res := startLoop(ctx, cfg, w)
+		c := envChange("2", nil)
+		c.ActBy = time.Now().Add(10 * time.Second) // act by 10s - 2s - 1s = 7s
+		changes <- c
+		time.Sleep(20 * time.Second)
+		c = envChange("3", nil)
+		c.ActBy = time.Now().Add(time.Second) // no time left: at once
+		changes <- c
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"7s signal 100 SIGTERM",
+			"7s start 101 V=2",
+			"20s signal 101 SIGTERM",
+			"20s start 102 V=3",
+			"21s signal 102 SIGTERM")
+	})
+}

@@ -3,7 +3,10 @@
 package run
 
 import (
+	"context"
+	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,4 +105,32 @@ func TestParentDeath(t *testing.T) {
 	p.signal(syscall.SIGKILL)
 	p.wait()
 	pidGone(t, child)
+}
+
+// A SIGINT or SIGTERM that arrived during the hand-over from start-up (it
+// waits in the one signal channel) ends Run before the child starts, with
+// ExitFailure; other signals waiting there are dropped.
+func TestSignalAtHandOver(t *testing.T) {
+	marker := t.TempDir() + "/started"
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		sigs := make(chan os.Signal, 4)
+		sigs <- syscall.SIGHUP
+		sigs <- sig
+		code, err := New(Config{Argv: []string{"/bin/sh", "-c", "touch " + marker}, Signals: sigs}).Run(context.Background())
+		if code != ExitFailure || err == nil || !strings.Contains(err.Error(), "interrupted by "+signalName(sig)) {
+			t.Errorf("%s waiting: exit %d, %v; want %d, interrupted", signalName(sig), code, err, ExitFailure)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("%s waiting: the child was started", signalName(sig))
+		}
+	}
+	// Only a SIGHUP waiting: dropped, the child runs.
+	sigs := make(chan os.Signal, 4)
+	sigs <- syscall.SIGHUP
+	if code, err := New(Config{Argv: []string{"/bin/sh", "-c", "touch " + marker}, Signals: sigs}).Run(context.Background()); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v", code, err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Error("the child did not run")
+	}
 }

@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -53,6 +54,11 @@ type Config struct {
 	RestartSplay time.Duration
 	// Changes delivers changes to act on; nil means no watching.
 	Changes <-chan Change
+	// Signals, when set, delivers the signals to handle, caught by the
+	// caller (signal.Forwarded) since before start-up; a SIGINT or SIGTERM
+	// waiting in it when Run begins ends Run before the child starts
+	// (ExitFailure). nil: Run catches them itself.
+	Signals <-chan os.Signal
 	// Logger receives the supervisor's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -63,6 +69,11 @@ type Change struct {
 	EnvChanged   bool     // restart needed
 	FilesChanged bool     // reload signal, or restart without one
 	Reasons      []string // what changed, for the log (never values)
+	// ActBy, when set, is when the child must run on this change at the
+	// latest: the end of the credential or certificate it replaces. --wait
+	// and --restart-splay give way to it: the act starts no later than
+	// ActBy less the kill timeout and actMargin.
+	ActBy time.Time
 	// Applied, when set, is called on Run's goroutine once the child runs
 	// on this change (after the restart or the reload signal). It must not
 	// block. It is not called when the change is dropped because the child
@@ -89,6 +100,7 @@ type Supervisor struct {
 	quiet    timer  // WaitMin since the last change
 	latest   timer  // WaitMax since the first pending change
 	splay    timer  // random delay before acting
+	deadline timer  // the latest moment to act on pending (its ActBy)
 	kill     timer  // KillTimeout after the kill signal
 	code     int
 	err      error
@@ -138,13 +150,36 @@ func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
 	}
 	runtime.LockOSThread() // the parent-death signal follows the forking thread
 	defer runtime.UnlockOSThread()
-	sigs := make(chan os.Signal, 64)
-	ossignal.Notify(sigs, signal.Forwarded()...)
-	defer ossignal.Stop(sigs)
+	sigs := s.cfg.Signals
+	if sigs == nil {
+		own := make(chan os.Signal, 64)
+		ossignal.Notify(own, signal.Forwarded()...)
+		defer ossignal.Stop(own)
+		sigs = own
+	}
+	if sig := pendingStop(sigs); sig != nil {
+		return ExitFailure, fmt.Errorf("start-up interrupted by %s; no child started", signal.Name(sig.(syscall.Signal)))
+	}
 	sp := newSpawner(&s.cfg, s.log)
 	defer sp.close()
 	s.spawn = sp.spawn
 	return s.loop(ctx, sigs)
+}
+
+// pendingStop drains the signals that came before the child: the first
+// SIGINT or SIGTERM among them, or nil; the others are dropped (there was
+// no child to forward them to).
+func pendingStop(sigs <-chan os.Signal) os.Signal {
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGINT || sig == syscall.SIGTERM {
+				return sig
+			}
+		default:
+			return nil
+		}
+	}
 }
 
 // loop is the supervisor's event loop; each arm calls one method.
@@ -166,6 +201,8 @@ func (s *Supervisor) loop(ctx context.Context, sigs <-chan os.Signal) (int, erro
 			s.onSettled()
 		case <-s.splay.C:
 			s.onSplayed()
+		case <-s.deadline.C:
+			s.onDeadline()
 		case <-s.kill.C:
 			s.onKillTimeout()
 		case <-done:

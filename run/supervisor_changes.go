@@ -30,7 +30,33 @@ func (s *Supervisor) merge(c Change) {
 	if s.pending == nil {
 		s.pending = &batch{}
 	}
+	before := s.pending.actBy
 	s.pending.add(c)
+	if b := s.pending.actBy; !b.IsZero() && !b.Equal(before) {
+		// The act must start in time for the new child (or the reload) to
+		// be on the new credential before the old one ends.
+		s.deadline.arm(max(time.Until(b)-s.cfg.KillTimeout-actMargin, 0))
+	}
+}
+
+// actMargin is the time a restart or reload is given, beyond the kill
+// timeout, to have the child on the new credential before the old one ends.
+const actMargin = time.Second
+
+// onDeadline acts on the pending batch now, whatever the debounce or the
+// splay: its ActBy leaves no more time.
+func (s *Supervisor) onDeadline() {
+	s.deadline.stop()
+	if s.pending == nil {
+		return
+	}
+	if s.quiet.armed() || s.latest.armed() || s.splay.armed() {
+		s.log.Info("acting before --wait/--restart-splay end: a credential the child runs on ends soon", "reasons", s.pending.reasons)
+	}
+	s.quiet.stop()
+	s.latest.stop()
+	s.splay.stop()
+	s.act()
 }
 
 // debounce arms the quiet timer anew on every change, and the latest timer
@@ -81,6 +107,7 @@ func (s *Supervisor) act() {
 	}
 	b := s.pending
 	s.pending, s.due = nil, false
+	s.deadline.stop()
 	switch {
 	case !b.envSet && !b.files:
 		s.applied(b) // nothing the child sees changed

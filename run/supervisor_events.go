@@ -48,6 +48,7 @@ func (s *Supervisor) stopTimers() {
 	s.quiet.stop()
 	s.latest.stop()
 	s.splay.stop()
+	s.deadline.stop()
 	s.kill.stop()
 }
 
@@ -58,6 +59,7 @@ type batch struct {
 	files   bool
 	reasons []string
 	applied []func()
+	actBy   time.Time // the earliest ActBy of its changes; zero: none
 }
 
 func (b *batch) add(c Change) {
@@ -69,6 +71,9 @@ func (b *batch) add(c Change) {
 	}
 	b.files = b.files || c.FilesChanged
 	b.reasons = append(b.reasons, c.Reasons...)
+	if !c.ActBy.IsZero() && (b.actBy.IsZero() || c.ActBy.Before(b.actBy)) {
+		b.actBy = c.ActBy
+	}
 	if c.Applied != nil {
 		b.applied = append(b.applied, c.Applied)
 	}

@@ -308,7 +308,7 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 		r.ledger.Release(gone, watch.Superseded, 0)
 		return
 	}
-	c := Change{FilesChanged: filesChanged, Reasons: reasons}
+	c := Change{FilesChanged: filesChanged, Reasons: reasons, ActBy: u.ActBy}
 	if envChanged {
 		c.Env, c.EnvChanged = env, true
 	}

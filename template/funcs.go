@@ -105,8 +105,9 @@ var laxPureFuncs = sync.OnceValue(func() texttemplate.FuncMap {
 // used and found missing, and the views it handed out. Only the goroutine
 // executing the template touches it.
 type renderState struct {
-	snap   *fetch.Snapshot
-	getenv func(string) string
+	snap      *fetch.Snapshot
+	getenv    func(string) string
+	interrupt <-chan struct{} // Options.Interrupt
 	// lax is the discovery run after a strict run stopped at a
 	// placeholder: missingkey=zero and no function fails.
 	lax  bool
@@ -150,7 +151,7 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 		"secret": st.secret, "secrets": st.secretList,
 		"dynamic": st.dynamic, "pkiCert": st.pkiCert,
 		"env": st.env, "envOrDefault": st.envOrDefault, "mustEnv": st.mustEnv,
-		"file": fnReadFile, "index": st.index,
+		"file": st.readFile, "index": st.index,
 		"executeTemplate": st.executeTemplate, "scratch": st.scratchFunc,
 	}
 	pure := pureFuncs

@@ -292,13 +292,29 @@ func (st *renderState) mustEnv(name string) (string, error) {
 	return "", fmt.Errorf("environment variable %s is unset or empty", name)
 }
 
-// fnReadFile implements {{ file PATH }}: a local file's content, read on
+// readFile implements {{ file PATH }}: a local file's content, read on
 // every render (relative paths from the working directory). The error
-// names the file.
-func fnReadFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
+// names the file. A read that blocks (a FIFO, a hung mount) ends with an
+// error when st.interrupt is closed; the blocked read is abandoned (the
+// process is stopping).
+func (st *renderState) readFile(path string) (string, error) {
+	if st.interrupt == nil {
+		b, err := os.ReadFile(path)
+		return string(b), err
 	}
-	return string(b), nil
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := os.ReadFile(path)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		return string(r.b), r.err
+	case <-st.interrupt:
+		return "", fmt.Errorf("read %s: interrupted", path)
+	}
 }

@@ -47,6 +47,10 @@ type Options struct {
 	// lookup in the child's final environment instead, so that a template
 	// sees exactly what the child sees (and no removed credential).
 	Getenv func(string) string
+	// Interrupt, when closed, ends a {{ file }} read that blocks (a FIFO
+	// without a writer, a hung network mount) with an error, so that a
+	// signal during start-up is not held up by a template; nil: never.
+	Interrupt <-chan struct{}
 }
 
 // Set is a parsed set of templates. It is immutable after Parse; Render
@@ -246,7 +250,7 @@ func (s *Set) renderPass(snap *fetch.Snapshot) ([]passResult, error) {
 	res := make([]passResult, 0, len(s.entries))
 	getenv := s.opt.getenv()
 	for _, e := range s.entries {
-		r, err := e.render(snap, getenv)
+		r, err := e.render(snap, getenv, s.opt.Interrupt)
 		if err != nil {
 			return nil, err
 		}
@@ -259,8 +263,9 @@ func (s *Set) renderPass(snap *fetch.Snapshot) ([]passResult, error) {
 // missing and the strict run stopped early (a placeholder has no keys), a
 // lenient run (missingkey=zero, failing functions return zero values)
 // carries on to find the rest, so that one pass finds what it can.
-func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string) (passResult, error) {
+func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, interrupt <-chan struct{}) (passResult, error) {
 	st := newRenderState(snap, getenv, false)
+	st.interrupt = interrupt
 	var buf bytes.Buffer
 	err := e.execute(st, &buf)
 	if len(st.missing) == 0 {
@@ -271,6 +276,7 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string) (pa
 	}
 	if err != nil {
 		lax := newRenderState(snap, getenv, true)
+		lax.interrupt = interrupt
 		lax.missing, lax.missingSet = st.missing, st.missingSet
 		_ = e.execute(lax, io.Discard)
 		st.missing = lax.missing

@@ -58,10 +58,14 @@ type WatchConfig struct {
 // lease as issued): the receiver releases them to the Ledger once the
 // child runs on the new ones. Every Update must be answered with one
 // Commit or Reject before the next comes.
+//
+// ActBy, when set, is when the child must run on Snapshot at the latest:
+// the earliest end, by our clock, of a lease or certificate it replaces.
 type Update struct {
 	Snapshot   *fetch.Snapshot
 	Reasons    []string
 	Superseded []*fetch.Lease
+	ActBy      time.Time
 }
 
 // LostError is a watched source lost for good: the secret was deleted
@@ -288,9 +292,17 @@ type draft struct {
 	snap       *fetch.Snapshot // the changed entries
 	reasons    []string
 	superseded []*fetch.Lease
+	actBy      time.Time // the earliest end of what it replaces
 	generated  []*fetch.Lease // new leases: revoked when the update is not taken
 	accept     []func(now time.Time)
 	reject     []func(now time.Time)
+}
+
+// endsAt notes that what the draft replaces ends at t.
+func (d *draft) endsAt(t time.Time) {
+	if d.actBy.IsZero() || t.Before(d.actBy) {
+		d.actBy = t
+	}
 }
 
 // change records that src changed, for reason, and returns the draft.
@@ -310,7 +322,7 @@ func (w *Watcher) flush(ctx context.Context) {
 		return
 	}
 	w.draft = nil
-	u := Update{Snapshot: w.cur.Merge(d.snap), Reasons: d.reasons, Superseded: d.superseded}
+	u := Update{Snapshot: w.cur.Merge(d.snap), Reasons: d.reasons, Superseded: d.superseded, ActBy: d.actBy}
 	select {
 	case w.updates <- u:
 	case <-ctx.Done():

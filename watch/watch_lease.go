@@ -89,6 +89,7 @@ func (w *Watcher) replace(ctx context.Context, it *leaseItem) {
 	d := w.change(src, fmt.Sprintf("lease %s replaced by %s", old.LeaseID, nl.LeaseID))
 	d.snap.Leases[src] = nl
 	d.superseded = append(d.superseded, old)
+	d.endsAt(now.Add(it.remaining(now)))
 	d.generated = append(d.generated, nl)
 	d.accept = append(d.accept, func(time.Time) {
 		if it.lost != nil {
@@ -192,6 +193,7 @@ func (w *Watcher) reissue(ctx context.Context, it *certItem) {
 	it.pending = true
 	d := w.change(it.src, fmt.Sprintf("certificate %s serial %s→%s", it.src.PKIRole, old, c.SerialNumber))
 	d.snap.Certs[it.src] = c
+	d.endsAt(now.Add(CertRemaining(it.cert, it.received) - now.Sub(it.received)))
 	d.accept = append(d.accept, func(time.Time) {
 		it.pending, it.cert, it.received, it.fails = false, c, now, 0
 		it.at = CertRefreshAt(c, now, w.rnd())

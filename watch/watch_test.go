@@ -303,6 +303,14 @@ func TestWatchLeaseReplacement(t *testing.T) {
 				if _, err := w.c.LookupLease(context.Background(), old.LeaseID); err != nil {
 					t.Errorf("old lease already gone when the new one came: %v", err)
 				}
+				// The child must be on the new credential by the old one's end.
+				end := old.ExpiresAt
+				if role == "capped" {
+					end = old.MaxExpiresAt
+				}
+				if !u.ActBy.After(time.Now()) || u.ActBy.After(end) || end.Sub(u.ActBy) > time.Second {
+					t.Errorf("act by %v; the old lease ends %v (now %v)", u.ActBy, end, time.Now())
+				}
 				if left := old.MaxExpiresAt.Sub(time.Now()); role == "capped" && left < 600*time.Millisecond {
 					t.Errorf("replaced only %v before max_expires_at", left)
 				}
