@@ -292,7 +292,7 @@ type draft struct {
 	snap       *fetch.Snapshot // the changed entries
 	reasons    []string
 	superseded []*fetch.Lease
-	actBy      time.Time // the earliest end of what it replaces
+	actBy      time.Time      // the earliest end of what it replaces
 	generated  []*fetch.Lease // new leases: revoked when the update is not taken
 	accept     []func(now time.Time)
 	reject     []func(now time.Time)
