@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -54,15 +53,7 @@ func (p RetryPolicy) validate() error {
 // Initial·Multiplier^n, with ±20% jitter from rnd in [0,1), never above Max.
 // p must have its defaults filled in.
 func retryBackoff(p RetryPolicy, n int, rnd float64) time.Duration {
-	base := float64(p.Initial) * math.Pow(p.Multiplier, float64(n))
-	if base > float64(p.Max) || math.IsInf(base, 0) || math.IsNaN(base) {
-		base = float64(p.Max)
-	}
-	d := time.Duration(base * (0.8 + 0.4*rnd))
-	if d > p.Max {
-		d = p.Max
-	}
-	return d
+	return Backoff(n+1, p.Initial, p.Multiplier, p.Max, rnd)
 }
 
 // retryWait is the wait before retry number n after err: the server's

@@ -310,8 +310,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 // resolveRetry resolves srcs, retrying temporary failures (server down,
 // 5xx, 429) with backoff until ctx ends; permanent failures return at once.
 func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *fetch.Snapshot, timeout time.Duration) (*fetch.Snapshot, error) {
-	wait := 500 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		// What an attempt did fetch is kept: the next one fetches only
 		// what failed, so no lease is generated twice; on failure the
 		// ledger, which saw every lease generated, revokes them.
@@ -324,14 +323,14 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 			return have, err
 		}
 		if ctx.Err() == nil {
-			st.log.Warn("server not reachable yet; retrying", "err", err, "in", wait)
-			t := time.NewTimer(wait + rand.N(wait/2))
+			wait := fetch.Backoff(attempt, 500*time.Millisecond, 2, 10*time.Second, rand.Float64())
+			st.log.Warn("server not reachable yet; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 			case <-t.C:
 			}
 			t.Stop()
-			wait = min(wait*2, 10*time.Second)
 		}
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -37,8 +37,6 @@ const (
 	retryFirst = time.Second
 	// retryFloor is the least wait between two attempts of one item.
 	retryFloor = 100 * time.Millisecond
-	// retryJitter spreads retries by ± this share.
-	retryJitter = 0.2
 )
 
 // NextPoll is when to poll static secrets next: interval after now, ± 10%.
@@ -152,9 +150,7 @@ func CertRemaining(c *fetch.Cert, received time.Time) time.Duration {
 // come before it ends.
 func RetryBackoff(n int, limit time.Duration, rnd float64) time.Duration {
 	limit = max(limit, retryFloor)
-	base := float64(retryFirst) * math.Pow(2, float64(max(n, 1)-1))
-	d := time.Duration(min(base, float64(limit)) * (1 + retryJitter*(2*rnd-1)))
-	return clamp(d, retryFloor, limit)
+	return clamp(fetch.Backoff(n, retryFirst, 2, limit, rnd), retryFloor, limit)
 }
 
 // RetryLimit is the longest wait between attempts for an item that ends
