@@ -340,5 +340,16 @@ func (l *phaseLog) await(t testing.TB, re string, n int) []string {
 	}
 }
 
+// timeOf is the time= of the first log line matching re (awaited).
+func (l *phaseLog) timeOf(t testing.TB, re string) time.Time {
+	t.Helper()
+	m := l.await(t, `time=(\S+) .*`+re, 1)
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatalf("log time %q: %v", m[1], err)
+	}
+	return at
+}
+
 // isNotFound matches a look-up of a revoked lease.
 func isNotFound(err error) bool { return errors.Is(err, fetch.ErrNotFound) }
