@@ -113,6 +113,7 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl latency D PATH_PREFIX       answers under the prefix take D
 //	svctl failnext N STATUS PATH_PREFIX   the next N requests under the prefix answer STATUS
 //	svctl requests ROUTE              print how many requests ROUTE had ("" all)
+//	svctl waitrequests ROUTE N        wait (bounded) until ROUTE had N requests
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")
@@ -156,6 +157,15 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 		n, _ := strconv.Atoi(args[1])
 		status, _ := strconv.Atoi(args[2])
 		scriptServer(ts).SetFaults(devserver.Faults{Next: n, Status: status, PathPrefix: args[3]})
+	case "waitrequests":
+		want, _ := strconv.ParseInt(args[2], 10, 64)
+		srv := scriptServer(ts)
+		for srv.Requests(args[1]) < want {
+			if ctx.Err() != nil {
+				ts.Fatalf("svctl waitrequests: %d requests, want %d", srv.Requests(args[1]), want)
+			}
+			time.Sleep(20 * time.Millisecond) // the server has no event for this; poll its state
+		}
 	case "requests":
 		fmt.Fprintf(ts.Stdout(), "%d\n", scriptServer(ts).Requests(args[1]))
 	case "latency":

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -310,7 +311,7 @@ func (l *Ledger) Close(ctx context.Context, revoke bool) (left int, err error) {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				mu.Lock()
-				errs = append(errs, &RevokeError{LeaseID: e.lease.LeaseID, Err: ctx.Err()})
+				errs = append(errs, &RevokeError{LeaseID: e.lease.LeaseID, Err: fmt.Errorf("revoke lease %q: %w", e.lease.LeaseID, ctx.Err())})
 				mu.Unlock()
 				return
 			}
@@ -331,11 +332,12 @@ func (l *Ledger) Close(ctx context.Context, revoke bool) (left int, err error) {
 	return len(errs), errors.Join(errs...)
 }
 
-// RevokeError is a lease that could not be revoked on exit.
+// RevokeError is a lease that could not be revoked on exit; its message
+// is its cause's, which names the lease.
 type RevokeError struct {
 	LeaseID string
 	Err     error
 }
 
-func (e *RevokeError) Error() string { return "revoke lease " + e.LeaseID + ": " + e.Err.Error() }
+func (e *RevokeError) Error() string { return e.Err.Error() }
 func (e *RevokeError) Unwrap() error { return e.Err }
