@@ -190,8 +190,11 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := readBounded(resp.Body, maxResponseBody)
 	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, tok, &tooLargeError{what: "answer to " + cl.method + " " + cl.route, limit: maxResponseBody}
+		}
 		return nil, tok, &transportError{err: fmt.Errorf("read answer: %w", err), wrote: true}
 	}
 	return &response{status: resp.StatusCode, body: data}, tok, nil
