@@ -25,7 +25,9 @@
 // request that finds them due (one exchange at a time), BatchRead runs its
 // chunks on goroutines it joins before returning, and Events runs on the
 // caller's goroutine and calls its handler there. A 429's Retry-After holds
-// back every request of the Client until it has passed. Every call takes a
+// back every request of the Client and of the clients derived from it
+// (WithRetry: one HTTP client, one credential, one gate) until it has
+// passed. Every call takes a
 // context; no call outlives it, and no wait between retries reaches past its
 // deadline. Close ends event streams and makes later calls fail.
 package fetch
