@@ -277,18 +277,19 @@ func readAPIError(resp *http.Response) *APIError {
 }
 
 // retryAfter reads the Retry-After header (seconds or an HTTP date), else
-// details.retry_after.
+// details.retry_after. A wait past what a time.Duration holds is capped
+// there rather than wrapped around.
 func retryAfter(h string, details map[string]any) time.Duration {
 	if h != "" {
-		if n, err := strconv.ParseInt(h, 10, 64); err == nil && n >= 0 {
-			return time.Duration(n) * time.Second
+		if n, err := strconv.ParseInt(h, 10, 64); (err == nil || isRangeErr(err)) && n >= 0 {
+			return time.Duration(min(n, maxDurationSeconds)) * time.Second
 		}
 		if t, err := http.ParseTime(h); err == nil {
 			return max(time.Until(t), 0)
 		}
 	}
 	if n, ok := details["retry_after"].(float64); ok && n > 0 {
-		return time.Duration(n * float64(time.Second))
+		return time.Duration(min(n, float64(maxDurationSeconds)) * float64(time.Second))
 	}
 	return 0
 }
