@@ -78,9 +78,9 @@ func (f *tokenFile) load() error {
 	if err != nil {
 		return fmt.Errorf("token file: %w", err)
 	}
-	data, err := os.ReadFile(f.path)
+	data, err := readTokenFile(f.path)
 	if err != nil {
-		return fmt.Errorf("token file: %w", err)
+		return err
 	}
 	tok := strings.TrimSpace(string(data))
 	if err := checkToken(tok); err != nil {
@@ -88,6 +88,25 @@ func (f *tokenFile) load() error {
 	}
 	f.tok, f.info = tok, fi
 	return nil
+}
+
+// readTokenFile reads the file at path, at most maxTokenFile bytes: a
+// token file that is really a device or a pipe that never ends fails
+// instead of growing memory.
+func readTokenFile(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	defer fh.Close()
+	data, err := readBounded(fh, maxTokenFile)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, &tooLargeError{what: fmt.Sprintf("token file %q", path), limit: maxTokenFile}
+	case err != nil:
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	return data, nil
 }
 
 func (f *tokenFile) token(context.Context) (string, error) {

@@ -83,16 +83,21 @@ func ConfigFromEnv(getenv func(string) string) Config {
 }
 
 // Client talks to one ScaiVault server. It is safe for concurrent use.
+// Clients derived from it (WithRetry) share its HTTP client, its
+// credential and its 429 gate.
 type Client struct {
 	baseURL    string // scheme://host[/path], no trailing slash
 	hc         *http.Client
-	ownHC      bool
+	ownHC      bool // hc was made by New (not handed in, not derived)
 	auth       authSource
 	retry      RetryPolicy // defaults filled in
 	reqTimeout time.Duration
 	log        *slog.Logger
 	userAgent  string
-	gate       rateGate
+	// gate is shared by every client derived from the one New made: a
+	// 429's Retry-After holds back the whole process (DESIGN.md), the
+	// start-up, the watcher and the revocations on exit alike.
+	gate *rateGate
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -122,6 +127,7 @@ func New(cfg Config) (*Client, error) {
 		reqTimeout: cfg.RequestTimeout,
 		log:        cfg.Logger,
 		userAgent:  cfg.UserAgent,
+		gate:       &rateGate{},
 	}
 	if c.reqTimeout == 0 {
 		c.reqTimeout = DefaultRequestTimeout
@@ -141,6 +147,28 @@ func New(cfg Config) (*Client, error) {
 	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
 	c.log.Debug("scaivault client ready", "base_url", c.baseURL, "auth", c.auth.describe())
 	return c, nil
+}
+
+// WithRetry returns a client that is c with another retry policy (zero
+// fields take the defaults, as in Config). It shares c's HTTP client and
+// connections, its credential (one token, refreshed once for both) and its
+// 429 gate, so a Retry-After seen by either holds back both. It has its own
+// Close: closing it ends its event streams and its later calls, and leaves
+// what it shares to c; closing c leaves it working (c's Close only drops
+// idle connections). A client derived from a closed client is closed.
+func (c *Client) WithRetry(p RetryPolicy) (*Client, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	d := &Client{
+		baseURL: c.baseURL, hc: c.hc, auth: c.auth, gate: c.gate,
+		retry: p.withDefaults(), reqTimeout: c.reqTimeout, log: c.log, userAgent: c.userAgent,
+	}
+	d.closeCtx, d.closeFn = context.WithCancel(context.Background())
+	if c.isClosed() {
+		d.Close()
+	}
+	return d, nil
 }
 
 func (c *Client) newAuth(cfg Config) (authSource, error) {

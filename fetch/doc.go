@@ -14,12 +14,20 @@
 // retry (callers log outcomes), naming methods, routes, paths, versions, lease ids and
 // request ids.
 //
+// Every read from the server and the token file is bounded (limits.go): an
+// answer's body (32 MiB), one event of the stream (1 MiB), a List walk
+// (10,000 pages, a million entries, no repeated cursor) and the token file
+// (64 KiB). Past a limit the call fails with a permanent error that names
+// the request or file and the limit, never the content.
+//
 // Concurrency: a Client is safe for concurrent use by many goroutines. It
 // starts no goroutine of its own: tokens are refreshed on demand by the
 // request that finds them due (one exchange at a time), BatchRead runs its
 // chunks on goroutines it joins before returning, and Events runs on the
 // caller's goroutine and calls its handler there. A 429's Retry-After holds
-// back every request of the Client until it has passed. Every call takes a
+// back every request of the Client and of the clients derived from it
+// (WithRetry: one HTTP client, one credential, one gate) until it has
+// passed. Every call takes a
 // context; no call outlives it, and no wait between retries reaches past its
 // deadline. Close ends event streams and makes later calls fail.
 package fetch

@@ -3,30 +3,43 @@ package fetch
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 )
 
+// maxDurationSeconds is the most whole seconds a time.Duration holds (about
+// 292 years).
+const maxDurationSeconds = math.MaxInt64 / int64(time.Second)
+
 // ParseDuration parses a request duration of scaivault-api.md: a Go duration
 // ("90s", "1h30m"), one with a day unit ("90d", "1d12h"), or a bare number of
-// seconds ("3600"). A negative duration is an error.
+// seconds ("3600"). A negative duration is an error, and so is one past
+// what a time.Duration holds (about 292 years): it would wrap around.
 func ParseDuration(s string) (time.Duration, error) {
+	orig := s
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, errors.New("empty duration")
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("negative duration %q", s)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil || isRangeErr(err) {
+		switch {
+		case err == nil && n < 0:
+			return 0, fmt.Errorf("negative duration %q", orig)
+		case err != nil || n > maxDurationSeconds:
+			return 0, fmt.Errorf("duration %q out of range (at most %d seconds)", orig, maxDurationSeconds)
 		}
 		return time.Duration(n) * time.Second, nil
 	}
 	var days time.Duration
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
 		n, err := strconv.ParseInt(s[:i], 10, 64)
-		if err != nil || n < 0 || n > 106751 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+		switch {
+		case isRangeErr(err) || err == nil && n > maxDurationSeconds/(24*60*60):
+			return 0, fmt.Errorf("duration %q out of range (at most %d days)", orig, maxDurationSeconds/(24*60*60))
+		case err != nil || n < 0:
+			return 0, fmt.Errorf("invalid duration %q", orig)
 		}
 		days = time.Duration(n) * 24 * time.Hour
 		s = s[i+1:]
@@ -35,11 +48,15 @@ func ParseDuration(s string) (time.Duration, error) {
 		}
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q", s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("negative duration %q", s)
+	switch {
+	case err != nil: // also past what a time.Duration holds
+		return 0, fmt.Errorf("invalid duration %q", orig)
+	case d < 0:
+		return 0, fmt.Errorf("negative duration %q", orig)
+	case d > math.MaxInt64-days:
+		return 0, fmt.Errorf("duration %q out of range", orig)
 	}
 	return days + d, nil
 }
+
+func isRangeErr(err error) bool { return errors.Is(err, strconv.ErrRange) }

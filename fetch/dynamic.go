@@ -39,6 +39,14 @@ func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease
 	if err := c.getJSON(ctx, cl, &l); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if err := checkLease(&l, true); err != nil {
+		// The server may hold a lease this answer does not let us manage;
+		// the id, when there is one, is the only way to revoke it.
+		if l.LeaseID != "" {
+			return nil, fmt.Errorf("%s: lease %q: %w", op, l.LeaseID, err)
+		}
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	return &l, nil
 }
 
@@ -54,6 +62,9 @@ func (c *Client) Renew(ctx context.Context, leaseID, increment string) (*Lease, 
 	if err := c.getJSON(ctx, cl, &l); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if err := checkLease(&l, false); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	return &l, nil
 }
 
@@ -66,6 +77,9 @@ func (c *Client) LookupLease(ctx context.Context, leaseID string) (*Lease, error
 	}
 	var l Lease
 	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: leaseRoute(leaseID)}, &l); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := checkLease(&l, false); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return &l, nil

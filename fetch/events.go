@@ -163,6 +163,12 @@ func (s *eventStream) follow(ctx context.Context) (healthy bool, err error) {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("events stream ended")
 			}
+			if errors.Is(err, errTooLarge) {
+				// Not healthy: a server that sends the same event again
+				// on resuming is followed again with a growing backoff,
+				// not at once.
+				return false, err
+			}
 			return healthy, err
 		}
 		watchdog.Stop() // a slow handler is not a dead stream
@@ -182,9 +188,6 @@ func (s *eventStream) dispatch(raw sseEvent) {
 	s.handle(ev)
 }
 
-// maxSSELine bounds one line of the stream.
-const maxSSELine = 1 << 20
-
 // sseEvent is one dispatched server-sent event.
 type sseEvent struct {
 	typ, id, data string
@@ -195,21 +198,26 @@ type sseEvent struct {
 // are comments; "data" lines join with LF; "id" sets the last event id
 // (unless it holds NUL); an event without data is not dispatched; an
 // unfinished event at the end of the stream is dropped. onLine is called
-// for every line, comments included.
+// for every line, comments included. An event longer than maxEventBytes,
+// or any longer line, is an error (see maxEventBytes); the stream is then
+// dropped and followed again after a backoff.
 type sseReader struct {
 	r      *bufio.Reader
 	onLine func()
 	lastID string
 }
 
+// readLine reads one line without its end; a line of more than
+// maxEventBytes bytes (its LF included, a CR before it not) is a
+// *tooLargeError, read no further.
 func (p *sseReader) readLine() (string, error) {
 	var buf []byte
 	for {
 		chunk, err := p.r.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if len(buf) > maxSSELine {
-			return "", fmt.Errorf("events stream line longer than %d bytes", maxSSELine)
+		if len(buf)+len(chunk) > maxEventBytes+1 {
+			return "", eventTooLarge()
 		}
+		buf = append(buf, chunk...)
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
@@ -221,12 +229,18 @@ func (p *sseReader) readLine() (string, error) {
 	}
 }
 
+// eventTooLarge names the limit as it is now (tests lower it).
+func eventTooLarge() error {
+	return &tooLargeError{what: "an event of GET /v1/events", limit: int64(maxEventBytes)}
+}
+
 // next returns the next dispatched event.
 func (p *sseReader) next() (sseEvent, error) {
 	var (
 		typ     string
 		data    strings.Builder
 		hasData bool
+		used    int // bytes of this event's field lines so far
 	)
 	for {
 		line, err := p.readLine()
@@ -237,6 +251,7 @@ func (p *sseReader) next() (sseEvent, error) {
 			p.onLine()
 		}
 		if line == "" {
+			used = 0
 			if !hasData {
 				typ = ""
 				continue
@@ -248,6 +263,9 @@ func (p *sseReader) next() (sseEvent, error) {
 		}
 		if line[0] == ':' {
 			continue
+		}
+		if used += len(line) + 1; used > maxEventBytes {
+			return sseEvent{}, eventTooLarge()
 		}
 		field, value, _ := strings.Cut(line, ":")
 		value = strings.TrimPrefix(value, " ")

@@ -98,13 +98,6 @@ func TestSSEReaderCountsEveryLine(t *testing.T) {
 	}
 }
 
-func TestSSEReaderLineLimit(t *testing.T) {
-	_, _, _, err := parseAll(t, "data: "+strings.Repeat("x", maxSSELine+1)+"\n\n")
-	if err == nil || errors.Is(err, io.EOF) {
-		t.Errorf("err = %v, want a line-length error", err)
-	}
-}
-
 func TestPermanentEventsError(t *testing.T) {
 	api := func(s int) error { return &APIError{StatusCode: s} }
 	for s, want := range map[int]bool{400: true, 401: true, 403: true, 404: true, 429: false, 500: false, 503: false} {

@@ -190,8 +190,11 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := readBounded(resp.Body, maxResponseBody)
 	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, tok, &tooLargeError{what: "answer to " + cl.method + " " + cl.route, limit: maxResponseBody}
+		}
 		return nil, tok, &transportError{err: fmt.Errorf("read answer: %w", err), wrote: true}
 	}
 	return &response{status: resp.StatusCode, body: data}, tok, nil
@@ -274,18 +277,19 @@ func readAPIError(resp *http.Response) *APIError {
 }
 
 // retryAfter reads the Retry-After header (seconds or an HTTP date), else
-// details.retry_after.
+// details.retry_after. A wait past what a time.Duration holds is capped
+// there rather than wrapped around.
 func retryAfter(h string, details map[string]any) time.Duration {
 	if h != "" {
-		if n, err := strconv.ParseInt(h, 10, 64); err == nil && n >= 0 {
-			return time.Duration(n) * time.Second
+		if n, err := strconv.ParseInt(h, 10, 64); (err == nil || isRangeErr(err)) && n >= 0 {
+			return time.Duration(min(n, maxDurationSeconds)) * time.Second
 		}
 		if t, err := http.ParseTime(h); err == nil {
 			return max(time.Until(t), 0)
 		}
 	}
 	if n, ok := details["retry_after"].(float64); ok && n > 0 {
-		return time.Duration(n * float64(time.Second))
+		return time.Duration(min(n, float64(maxDurationSeconds)) * float64(time.Second))
 	}
 	return 0
 }

@@ -23,6 +23,9 @@ func (c *Client) Issue(ctx context.Context, role string, req IssueRequest) (*Cer
 	if err := c.getJSON(ctx, cl, &cert); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if err := checkCert(&cert); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	return &cert, nil
 }
 

@@ -104,8 +104,8 @@ type transportError struct {
 func (e *transportError) Error() string { return e.err.Error() }
 func (e *transportError) Unwrap() error { return e.err }
 
-// rateGate holds back every request of a client until a 429's Retry-After
-// has passed.
+// rateGate holds back every request of a client, and of the clients
+// derived from it, until a 429's Retry-After has passed.
 type rateGate struct {
 	mu    sync.Mutex
 	until time.Time

@@ -135,6 +135,17 @@ func TestRetryAfterParsing(t *testing.T) {
 	if got := retryAfter(date, nil); got < 59*time.Minute || got > time.Hour {
 		t.Errorf("date: %v", got)
 	}
+	// Past what a time.Duration holds: capped, never wrapped around to a
+	// negative or short wait (found by FuzzDecodeAnswers).
+	capped := time.Duration(maxDurationSeconds) * time.Second
+	for _, h := range []string{"9223372037", "99999999999999999999"} {
+		if got := retryAfter(h, nil); got != capped {
+			t.Errorf("header %s: %v, want %v", h, got, capped)
+		}
+	}
+	if got := retryAfter("", map[string]any{"retry_after": 1e300}); got != capped {
+		t.Errorf("details 1e300: %v, want %v", got, capped)
+	}
 }
 
 func TestReadAPIError(t *testing.T) {

@@ -150,22 +150,32 @@ func runBounded(ctx context.Context, n, limit int, fn func(context.Context, int)
 	return ctx.Err()
 }
 
-// List returns every entry under prefix, following all pages.
+// List returns every entry under prefix, following all pages. The walk is
+// bounded: a server that says has_more without a cursor, repeats a cursor,
+// or goes on past maxListPages pages or maxListEntries entries ends it with
+// an error (none of these walks would end by itself).
 func (c *Client) List(ctx context.Context, prefix string) ([]ListEntry, error) {
 	var all []ListEntry
 	cursor := ""
 	seen := make(map[string]bool)
-	for {
+	for n := 1; ; n++ {
 		page, err := c.ListPage(ctx, prefix, listPageMax, cursor)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, page.Data...)
-		if !page.HasMore {
-			return all, nil
+		if len(page.Data) > maxListEntries-len(all) {
+			return nil, fmt.Errorf("%s: more than %d entries (a limit of the client)", listOp(prefix), maxListEntries)
 		}
-		if page.Cursor == nil || *page.Cursor == "" || seen[*page.Cursor] {
-			return nil, fmt.Errorf("%s: server said has_more without a new cursor", listOp(prefix))
+		all = append(all, page.Data...)
+		switch {
+		case !page.HasMore:
+			return all, nil
+		case page.Cursor == nil || *page.Cursor == "":
+			return nil, fmt.Errorf("%s: page %d of GET /v1/secrets says has_more without a cursor", listOp(prefix), n)
+		case seen[*page.Cursor]:
+			return nil, fmt.Errorf("%s: page %d of GET /v1/secrets repeats a cursor of an earlier page", listOp(prefix), n)
+		case n >= maxListPages:
+			return nil, fmt.Errorf("%s: more than %d pages of GET /v1/secrets (a limit of the client)", listOp(prefix), maxListPages)
 		}
 		cursor = *page.Cursor
 		seen[cursor] = true

@@ -1,0 +1,227 @@
+package fetch
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// formatRef writes a parsed reference back as a reference string, escaping
+// what the parser decodes (query values, the key), so that
+// ParseRef(formatRef(r)) must give r again.
+func formatRef(r Ref) string {
+	esc := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
+	var b strings.Builder
+	var q []string
+	switch r.Kind {
+	case Static:
+		b.WriteString(SchemeStatic + "://" + EscapePath(r.Path))
+		if r.Version > 0 {
+			q = append(q, "version="+strconv.Itoa(r.Version))
+		}
+	case Dynamic:
+		b.WriteString(SchemeDynamic + "://" + EscapePath(r.Engine+"/"+r.Role))
+		if r.TTL != "" {
+			q = append(q, "ttl="+esc(r.TTL))
+		}
+	case PKI:
+		b.WriteString(SchemePKI + "://" + EscapePath(r.PKIRole))
+		q = append(q, "common_name="+esc(r.Issue.CommonName))
+		if len(r.Issue.AltNames) > 0 {
+			q = append(q, "alt_names="+esc(strings.Join(r.Issue.AltNames, ",")))
+		}
+		if len(r.Issue.IPSANs) > 0 {
+			q = append(q, "ip_sans="+esc(strings.Join(r.Issue.IPSANs, ",")))
+		}
+		if r.Issue.TTL != "" {
+			q = append(q, "ttl="+esc(r.Issue.TTL))
+		}
+	}
+	if r.AsFile {
+		q = append(q, "as=file")
+	}
+	if len(q) > 0 {
+		b.WriteString("?" + strings.Join(q, "&"))
+	}
+	if r.Key != "" {
+		b.WriteString("#" + esc(r.Key))
+	}
+	return b.String()
+}
+
+// FuzzParseRef: no panic; a string that is not a reference gives no error;
+// a parsed reference survives its round trip through formatRef, to the
+// same Ref and the same Source; the Source is also what the Source
+// constructors make of the parts.
+func FuzzParseRef(f *testing.F) {
+	for _, s := range []string{
+		"plain", "scaivault://app/db", "scaivault://app/db?version=3#password",
+		"scaivault://app/tls?as=file#key", "scaivault://app/db#my%20key%23x", "scaivault://app/d%62",
+		"scaivault+dynamic://support-db/readonly?ttl=2h#username", "scaivault+dynamic://pg/app?ttl=1d&as=file#password",
+		"scaivault+pki://svc-mtls?common_name=billing.svc&alt_names=b.svc,a.svc,b.svc&ip_sans=127.0.0.1,::1&ttl=72h#certificate_pem",
+		"scaivault+pki://svc?as=file&common_name=x%2Esvc&ttl=3d#ca_chain", "scaivault+other://x", "scaivault://a%zz",
+		"scaivault+pki://r?common_name=a%26b%3Dc%23d&alt_names=x%2Cy", "scaivault+dynamic://e/r?ttl=106751d24h",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ref, isRef, err := ParseRef(s)
+		if !isRef {
+			if err != nil || !reflect.DeepEqual(ref, Ref{}) {
+				t.Fatalf("ParseRef(%q): not a reference, but %+v, %v", s, ref, err)
+			}
+			return
+		}
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "reference ") {
+				t.Errorf("ParseRef(%q): error %q does not name the reference", s, err)
+			}
+			return
+		}
+		if ref.Raw != s {
+			t.Errorf("Raw = %q, want %q", ref.Raw, s)
+		}
+		out := formatRef(ref)
+		back, isRef, err := ParseRef(out)
+		if !isRef || err != nil {
+			t.Fatalf("ParseRef(%q) = %+v, but its formatted form %q gives %v (reference %v)", s, ref, out, err, isRef)
+		}
+		ref.Raw, back.Raw = "", ""
+		if !reflect.DeepEqual(ref, back) {
+			t.Fatalf("round trip of %q through %q:\n got %+v\nwant %+v", s, out, back, ref)
+		}
+		src := ref.Source()
+		if src != back.Source() {
+			t.Fatalf("round trip of %q changed its source: %v, %v", s, src, back.Source())
+		}
+		var made Source
+		switch ref.Kind {
+		case Static:
+			made = StaticSource(ref.Path, ref.Version)
+		case Dynamic:
+			made, err = DynamicSource(ref.Engine, ref.Role, ref.TTL)
+		case PKI:
+			made, err = PKISource(ref.PKIRole, ref.Issue)
+		}
+		if err != nil || made != src {
+			t.Fatalf("source of %q: %v, but the constructor gives %v, %v", s, src, made, err)
+		}
+	})
+}
+
+// FuzzSSE: no panic; every error is the end of the input or the event
+// bound; no event holds more than the bound; how the input is split into
+// reads (the buffer size) changes nothing.
+func FuzzSSE(f *testing.F) {
+	for _, s := range []string{
+		"event: secret.updated\nid: 7\ndata: {\"path\":\"app/db\",\"version\":4}\n\n",
+		": keep-alive\r\nevent:secret.rotated\r\ndata: {\"path\":\r\n: inside\r\ndata:\"a\"}\r\nid:c2\r\n\r\n",
+		"id: 1\ndata:  x\n\ndata: y\n\n", "id: 9\nretry: 100\nid: a\x00b\ndata: d\n\n", "data: a\n\nid: 3\ndata: b\n",
+		"event: ping\ndata\n\n", "data: " + strings.Repeat("x", 300) + "\n\n", strings.Repeat("data: x\n", 40) + "\n",
+		"\r\n\r\n:\n", "data:\rdata:\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		setLimit(t, &maxEventBytes, 128)
+		parse := func(size int) ([]sseEvent, string, error) {
+			rd := &sseReader{r: bufio.NewReaderSize(strings.NewReader(string(stream)), size)}
+			var evs []sseEvent
+			for {
+				ev, err := rd.next()
+				if err != nil {
+					return evs, rd.lastID, err
+				}
+				if len(ev.data)+len(ev.typ) > maxEventBytes {
+					t.Fatalf("event of %d bytes past the bound of %d", len(ev.data)+len(ev.typ), maxEventBytes)
+				}
+				evs = append(evs, ev)
+			}
+		}
+		evs, id, err := parse(16)
+		if !errors.Is(err, io.EOF) && !errors.Is(err, errTooLarge) {
+			t.Fatalf("error %v: want EOF or the event bound", err)
+		}
+		evs2, id2, err2 := parse(4096)
+		if !reflect.DeepEqual(evs, evs2) || id != id2 || errors.Is(err, io.EOF) != errors.Is(err2, io.EOF) {
+			t.Fatalf("the buffer size changes the result: %q %q %v / %q %q %v", evs, id, err, evs2, id2, err2)
+		}
+	})
+}
+
+// FuzzDecodeAnswers decodes one body as each kind of answer the client
+// reads, with the checks the client applies: no panic; a decode error
+// quotes no byte of the body beyond the field it names; an accepted lease
+// has a duration that fits a time.Duration, an accepted certificate has a
+// certificate, a key and an expiry.
+func FuzzDecodeAnswers(f *testing.F) {
+	for _, s := range []string{
+		`{"path":"app/db","version":3,"secret_type":"json","data":{"password":"s3cr3t"},"metadata":{},"created_at":"2026-11-25T10:00:00Z","rotation":null}`,
+		`{"lease_id":"dyn_1","engine":"e","role":"r","lease_duration":7200,"renewable":true,"issued_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T12:00:00Z","max_expires_at":"2026-11-26T10:00:00Z","data":{"username":"u","password":"p"}}`,
+		`{"lease_id":"dyn_1","lease_duration":-5}`, `{"lease_id":"dyn_1","lease_duration":1e300}`,
+		`{"lease_id":"dyn_1","lease_duration":9223372037}`, `{"lease_duration":60}`,
+		`{"serial_number":"3a","certificate_pem":"C","private_key_pem":"K","ca_chain":["A"],"expires_at":"2026-11-25T12:00:00Z"}`,
+		`{"certificate_pem":"C"}`, `{"data":[{"path":"a","version":1}],"has_more":true,"cursor":"c"}`,
+		`{"data":[],"has_more":false,"cursor":null}`, `{"secrets":{"a":null},"errors":{"b":{"code":"not_found"}}}`,
+		`{"path":"a","version":"SECRET"}`, `{"version":99999999999999999999}`, `[1,2]`, `null`, `"x"`, `{`, ``,
+		`{"identity_id":"x","expires_at":null}`, `{"error":{"code":"rate_limited","details":{"retry_after":1e300}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		check := func(what string, err error) {
+			if err == nil {
+				return
+			}
+			msg := err.Error()
+			if len(msg) > 300 {
+				t.Errorf("%s: error of %d bytes", what, len(msg))
+			}
+			var te *json.UnmarshalTypeError
+			if len(body) >= 12 && !errors.As(err, &te) && strings.Contains(msg, string(body)) {
+				t.Errorf("%s: error %q quotes the body", what, msg)
+			}
+		}
+		var s Secret
+		check("secret", decodeJSON(body, &s))
+		var l Lease
+		if err := decodeJSON(body, &l); err == nil {
+			err = checkLease(&l, true)
+			check("lease", err)
+			if err == nil {
+				if d := time.Duration(l.LeaseDuration) * time.Second; d < 0 || d/time.Second != time.Duration(l.LeaseDuration) {
+					t.Errorf("lease_duration %d accepted but wraps around", l.LeaseDuration)
+				}
+				if l.LeaseID == "" {
+					t.Error("lease without an id accepted")
+				}
+			}
+		}
+		var c Cert
+		if err := decodeJSON(body, &c); err == nil {
+			if err = checkCert(&c); err == nil && (c.CertificatePEM == "" || c.PrivateKeyPEM == "" || c.ExpiresAt.IsZero()) {
+				t.Error("incomplete certificate accepted")
+			}
+			check("cert", err)
+		}
+		var page ListPage
+		check("list page", decodeJSON(body, &page))
+		var batch BatchReadResult
+		check("batch read", decodeJSON(body, &batch))
+		var ev EventData
+		check("event", decodeJSON(body, &ev))
+		var eb ErrorBody
+		if json.Unmarshal(body, &eb) == nil {
+			if ra := retryAfter("", eb.Error.Details); ra < 0 {
+				t.Errorf("retry_after gives a negative wait %v", ra)
+			}
+		}
+	})
+}
