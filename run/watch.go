@@ -97,16 +97,14 @@ func (wt *watching) stop() {
 }
 
 // runningClient is the client of the watching goroutines: the start-up
-// client's configuration without the client's own retries. The watcher
-// retries on its own schedule and logs an outage once a minute at most;
-// the client would retry within each call and warn on every retry. Its
-// 429 gate holds back every request made while running (the start-up
-// client is idle then, until the revocations on exit).
+// client without its retries within a call (the watcher retries on its
+// own schedule and logs an outage once a minute at most; the client would
+// retry within each call and warn on every retry). It shares the start-up
+// client's connections, credential and 429 gate: a Retry-After seen while
+// running holds back the revocations on exit too.
 func (st *startup) runningClient() *fetch.Client {
-	cfg := st.opts.Client
-	cfg.Retry = fetch.RetryPolicy{MaxRetries: -1}
-	c, err := fetch.New(cfg)
-	if err != nil { // not expected: the same configuration worked at start
+	c, err := st.client.WithRetry(fetch.RetryPolicy{MaxRetries: -1})
+	if err != nil { // not expected: the policy is valid
 		st.log.Debug("no separate client for watching", "error", err)
 		return st.client
 	}
