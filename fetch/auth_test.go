@@ -187,13 +187,12 @@ func TestTokenFileReReadOn401(t *testing.T) {
 func TestEventsSurviveTokenExpiry(t *testing.T) {
 	h := newHarness(t, "")
 	c := h.client(t, asClient("short", "short-SECRET-0003")) // token_ttl 2s
-	root := h.client(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	events, connects, _ := follow(t, ctx, c, fetch.EventsOptions{Prefix: "app/"})
 	recv(t, connects, "first connection")
 	recv(t, connects, "reconnection after the token expired")
-	write(t, root, "app/db")
+	write(t, h, "app/db")
 	if ev := recv(t, events, "event after reconnecting"); ev.Data.Path != "app/db" {
 		t.Errorf("event %+v", ev)
 	}

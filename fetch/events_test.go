@@ -38,9 +38,9 @@ func follow(t *testing.T, ctx context.Context, c *fetch.Client, opt fetch.Events
 	return events, connects, done
 }
 
-func write(t *testing.T, c *fetch.Client, path string) int {
+func write(t *testing.T, h *harness, path string) int {
 	t.Helper()
-	res, err := c.Write(context.Background(), path, fetch.WriteRequest{Data: map[string]any{"v": "x"}})
+	res, err := h.admin().Write(context.Background(), path, fetch.WriteRequest{Data: map[string]any{"v": "x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +78,13 @@ func TestEventsStreamAndResume(t *testing.T) {
 		t.Errorf("first connection since=%q, want none", s)
 	}
 
-	v := write(t, c, "app/db")
+	v := write(t, h, "app/db")
 	ev := recv(t, events, "secret.updated")
 	if ev.Type != fetch.EventSecretUpdated || ev.Data.Path != "app/db" || ev.Data.Version != v || ev.ID == "" || ev.Data.At.IsZero() {
 		t.Fatalf("event %+v", ev)
 	}
-	write(t, c, "other/x") // outside the prefix
-	write(t, c, "app/other")
+	write(t, h, "other/x") // outside the prefix
+	write(t, h, "app/other")
 	ev = recv(t, events, "second event")
 	if ev.Data.Path != "app/other" {
 		t.Fatalf("event %+v, want app/other (other/x is outside the prefix)", ev)
@@ -94,14 +94,14 @@ func TestEventsStreamAndResume(t *testing.T) {
 	if s := recv(t, sinces, "reconnection"); s != ev.ID {
 		t.Errorf("reconnected with since=%q, want the last id %q", s, ev.ID)
 	}
-	v = write(t, c, "app/db") // while the client is away
+	v = write(t, h, "app/db") // while the client is away
 	close(proceed)
 	recv(t, connects, "second connection")
 	ev = recv(t, events, "event written while away")
 	if ev.Data.Path != "app/db" || ev.Data.Version != v {
 		t.Fatalf("replayed event %+v, want app/db v%d", ev, v)
 	}
-	if _, err := c.Rotate(ctx, "app/db", fetch.RotateRequest{}); err != nil {
+	if _, err := h.admin().Rotate(ctx, "app/db", fetch.RotateRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if ev := recv(t, events, "secret.rotated"); ev.Type != fetch.EventSecretRotated {
@@ -131,7 +131,7 @@ func TestEventsLeaseRevokedAndDelete(t *testing.T) {
 	if ev.Type != fetch.EventLeaseRevoked || ev.Data.LeaseID != l.LeaseID || ev.Data.Engine != "support-db" || ev.Data.Role != "readonly" {
 		t.Fatalf("event %+v", ev)
 	}
-	if err := c.Delete(ctx, "app/db", true); err != nil {
+	if err := h.admin().Delete(ctx, "app/db", true); err != nil {
 		t.Fatal(err)
 	}
 	ev = recv(t, events, "secret.deleted")
@@ -186,7 +186,7 @@ func TestEventsDeadStreamReconnects(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("reconnected after %v, before the idle timeout", d)
 	}
-	write(t, c, "app/db")
+	write(t, h, "app/db")
 	if ev := recv(t, events, "event on the new stream"); ev.Data.Path != "app/db" {
 		t.Errorf("event %+v", ev)
 	}

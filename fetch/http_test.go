@@ -246,7 +246,7 @@ func TestErrorsIsEverySentinel(t *testing.T) {
 			return err
 		}},
 		{fetch.ErrNotFound, func() error { _, err := c.Read(ctx, "app/none", fetch.ReadOptions{}); return err }},
-		{fetch.ErrConflict, func() error { _, err := c.Write(ctx, "app/db", fetch.WriteRequest{CAS: &zero}); return err }},
+		{fetch.ErrConflict, func() error { _, err := h.admin().Write(ctx, "app/db", fetch.WriteRequest{CAS: &zero}); return err }},
 		{fetch.ErrRateLimited, func() error {
 			h.srv.SetFaults(devserver.Faults{Next: 1, Status: http.StatusTooManyRequests})
 			_, err := noRetry.Read(ctx, "app/db", fetch.ReadOptions{})

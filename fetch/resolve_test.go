@@ -69,6 +69,7 @@ type resolveEnv struct {
 	srv  *devserver.Server
 	app  *fetch.Client // the "app" client, through its policies
 	root *fetch.Client
+	adm  *devserver.Admin
 	logs *logBuffer
 	res  *fetch.Resolver
 
@@ -112,7 +113,7 @@ func newResolveEnv(t *testing.T) *resolveEnv {
 	t.Cleanup(func() { app.Close(); root.Close() })
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e := &resolveEnv{srv: srv, app: app, root: root, logs: logs}
+	e := &resolveEnv{srv: srv, app: app, root: root, logs: logs, adm: &devserver.Admin{BaseURL: hs.URL, Token: srv.RootToken()}}
 	e.res = &fetch.Resolver{Client: app, Logger: logger, Concurrency: 4, OnLease: func(_ fetch.Source, l *fetch.Lease) {
 		e.mu.Lock()
 		e.onLease = append(e.onLease, l.LeaseID)
@@ -192,7 +193,7 @@ func TestResolveBatch(t *testing.T) {
 func TestResolveVersionsListsCerts(t *testing.T) {
 	e := newResolveEnv(t)
 	ctx := context.Background()
-	if _, err := e.app.Write(ctx, "app/db", fetch.WriteRequest{Data: map[string]any{"username": "app", "password": "pw-db-2"}}); err != nil {
+	if _, err := e.adm.Write(ctx, "app/db", fetch.WriteRequest{Data: map[string]any{"username": "app", "password": "pw-db-2"}}); err != nil {
 		t.Fatal(err)
 	}
 	cert := "scaivault+pki://svc-mtls?common_name=billing.svc.cluster.local&alt_names=b.svc.cluster.local,a.svc.cluster.local&ttl=72h"

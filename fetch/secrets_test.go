@@ -12,8 +12,7 @@ import (
 func TestBatchReadPerPathErrors(t *testing.T) {
 	h := newHarness(t, "")
 	ctx := ctxT(t)
-	root := h.client(t, nil)
-	if err := root.Delete(ctx, "app/api", false); err != nil {
+	if err := h.admin().Delete(ctx, "app/api", false); err != nil {
 		t.Fatal(err)
 	}
 	c := h.client(t, asClient("app", "app-SECRET-0002"))
@@ -110,9 +109,8 @@ func TestWhoami(t *testing.T) {
 
 func TestRotationDue(t *testing.T) {
 	h := newHarness(t, "")
-	c := h.client(t, nil)
 	ctx := ctxT(t)
-	due, err := c.RotationDue(ctx, 168)
+	due, err := h.admin().RotationDue(ctx, 168)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +120,10 @@ func TestRotationDue(t *testing.T) {
 	if d := time.Until(due[0].NextRotationAt); d < 71*time.Hour || d > 72*time.Hour {
 		t.Errorf("next rotation in %v, want 72h", d)
 	}
-	if due, err := c.RotationDue(ctx, 24); err != nil || len(due) != 0 {
+	if due, err := h.admin().RotationDue(ctx, 24); err != nil || len(due) != 0 {
 		t.Errorf("due within a day: %+v, %v", due, err)
 	}
-	if due, err := c.RotationDue(ctx, 0); err != nil || len(due) != 1 {
+	if due, err := h.admin().RotationDue(ctx, 0); err != nil || len(due) != 1 {
 		t.Errorf("server default window: %+v, %v", due, err)
 	}
 }

@@ -213,7 +213,7 @@ func (p *phase) write(path string, data map[string]any) {
 			p.note(s)
 		}
 	}
-	if _, err := p.root.Write(context.Background(), path, fetch.WriteRequest{Data: data}); err != nil {
+	if _, err := p.admin().Write(context.Background(), path, fetch.WriteRequest{Data: data}); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -349,6 +349,11 @@ func (l *phaseLog) timeOf(t testing.TB, re string) time.Time {
 		t.Fatalf("log time %q: %v", m[1], err)
 	}
 	return at
+}
+
+// admin changes the server as an operator would.
+func (p *phase) admin() *devserver.Admin {
+	return &devserver.Admin{BaseURL: p.url, Token: p.srv.RootToken()}
 }
 
 // isNotFound matches a look-up of a revoked lease.

@@ -109,6 +109,7 @@ func watchedRotations(b *testing.B) func(i int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	adm := &devserver.Admin{BaseURL: hs.URL, Token: srv.RootToken()}
 	changes := make(chan Change, 1)
 	wt := st.startWatching(ctx, changes, func() {})
 	b.Cleanup(func() {
@@ -120,7 +121,7 @@ func watchedRotations(b *testing.B) func(i int) {
 	})
 	return func(i int) {
 		want := fmt.Sprintf("V=pw-%d", i)
-		if _, err := st.client.Write(ctx, "app/db", fetch.WriteRequest{Data: map[string]any{"password": want[2:]}}); err != nil {
+		if _, err := adm.Write(ctx, "app/db", fetch.WriteRequest{Data: map[string]any{"password": want[2:]}}); err != nil {
 			b.Fatal(err)
 		}
 		for {

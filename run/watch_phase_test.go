@@ -134,7 +134,7 @@ func TestPhaseLost(t *testing.T) {
 	p.pollOnly()
 	p.ready("pw-SECRET-1")
 	p.awaitPolling()
-	if err := p.root.Delete(context.Background(), "app/db", false); err != nil {
+	if err := p.admin().Delete(context.Background(), "app/db", false); err != nil {
 		t.Fatal(err)
 	}
 	p.log.await(t, `level=ERROR msg="lost for good; the child keeps running on what it has".*secret=app/db`, 3)
@@ -150,7 +150,7 @@ func TestPhaseLost(t *testing.T) {
 func TestPhaseExitOnLost(t *testing.T) {
 	p := startPhase(t, refDBPassword, func(_ *phase, o *Options) { o.ExitOnLost = true })
 	pid := p.ready("pw-SECRET-1")
-	if err := p.root.Delete(context.Background(), "app/db", false); err != nil {
+	if err := p.admin().Delete(context.Background(), "app/db", false); err != nil {
 		t.Fatal(err)
 	}
 	p.expect(`^` + pid + ` got SIGTERM$`)

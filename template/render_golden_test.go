@@ -133,7 +133,7 @@ func writeVersions(t *testing.T, env *devEnv) {
 	t.Helper()
 	for _, v := range []string{"first", "second"} {
 		req := fetch.WriteRequest{Data: map[string]any{"value": v}}
-		if _, err := env.client.Write(context.Background(), "app/versioned", req); err != nil {
+		if _, err := (&devserver.Admin{BaseURL: env.url, Token: env.srv.RootToken()}).Write(context.Background(), "app/versioned", req); err != nil {
 			t.Fatal(err)
 		}
 	}

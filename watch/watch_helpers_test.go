@@ -144,6 +144,12 @@ func (w *world) client(cfg fetch.Config) *fetch.Client {
 	return c
 }
 
+// admin changes the world's server as an operator would.
+func (w *world) admin() *devserver.Admin {
+	return &devserver.Admin{BaseURL: "http://127.0.0.1:8200", Token: w.srv.RootToken(),
+		HTTP: &http.Client{Transport: memTransport{w.srv.Handler()}}}
+}
+
 func (w *world) stop() {
 	w.c.Close()
 	w.srv.Close()

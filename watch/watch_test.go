@@ -64,7 +64,7 @@ func wwrite(t testing.TB, w *world, path string, data map[string]any) {
 			noteSecret(s)
 		}
 	}
-	if _, err := w.c.Write(context.Background(), path, fetch.WriteRequest{Data: data}); err != nil {
+	if _, err := w.admin().Write(context.Background(), path, fetch.WriteRequest{Data: data}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -147,7 +147,7 @@ func TestWatchEvents(t *testing.T) {
 		}
 		// A metadata patch (same version) is read and is a change, for
 		// templates that use .Metadata.
-		if _, err := w.c.PatchMetadata(context.Background(), "app/db", map[string]any{"owner": "x"}); err != nil {
+		if _, err := w.admin().PatchMetadata(context.Background(), "app/db", map[string]any{"owner": "x"}); err != nil {
 			t.Fatal(err)
 		}
 		u = wr.next(t, time.Minute)
@@ -218,7 +218,7 @@ func TestWatchSecretLost(t *testing.T) {
 		defer w.stop()
 		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB, srcAPI}, nil)
 		defer wr.stop()
-		if err := w.c.Delete(context.Background(), "app/db", false); err != nil {
+		if err := w.admin().Delete(context.Background(), "app/db", false); err != nil {
 			t.Fatal(err)
 		}
 		wr.none(t, 3*time.Minute+30*time.Second)
@@ -411,7 +411,7 @@ func TestWatchList(t *testing.T) {
 		if n := len(u.Snapshot.Lists[src]); n != 2 {
 			t.Errorf("%d entries", n)
 		}
-		if err := w.c.Delete(context.Background(), "app/conf/a", false); err != nil {
+		if err := w.admin().Delete(context.Background(), "app/conf/a", false); err != nil {
 			t.Fatal(err)
 		}
 		if u := wr.next(t, time.Second); !slices.Equal(u.Reasons, []string{"list app/conf/: removed app/conf/a"}) {
@@ -508,7 +508,7 @@ func TestWatchMetadataPolled(t *testing.T) {
 		defer w.stop()
 		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{srcDB}, nil)
 		defer wr.stop()
-		if _, err := w.c.PatchMetadata(context.Background(), "app/db", map[string]any{"team": "b"}); err != nil {
+		if _, err := w.admin().PatchMetadata(context.Background(), "app/db", map[string]any{"team": "b"}); err != nil {
 			t.Fatal(err)
 		}
 		u := wr.next(t, 2*time.Minute)
