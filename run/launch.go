@@ -193,6 +193,9 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.TemplateOptions.Logger == nil {
+		opts.TemplateOptions.Logger = log
+	}
 	st = &startup{opts: opts, log: log, closeDev: func() {}}
 	defer func() {
 		if err != nil {

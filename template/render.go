@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -47,6 +48,9 @@ type Options struct {
 	// lookup in the child's final environment instead, so that a template
 	// sees exactly what the child sees (and no removed credential).
 	Getenv func(string) string
+	// Logger gets WriteAll's warnings (a replaced file that cannot keep its
+	// owner); nil: discarded.
+	Logger *slog.Logger
 }
 
 // Set is a parsed set of templates. It is immutable after Parse; Render
@@ -83,9 +87,6 @@ func Parse(specs []Spec, opt Options) (*Set, error) {
 	for _, sp := range specs {
 		if sp.Src == "" || sp.Dst == "" {
 			return nil, fmt.Errorf("template %q: empty SRC or DST", sp.Src+":"+sp.Dst)
-		}
-		if sp.Mode == 0 {
-			sp.Mode = DefaultMode
 		}
 		if sp.Dst != Stdout {
 			key := filepath.Clean(sp.Dst)
