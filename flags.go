@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -154,6 +155,9 @@ func parseWait(s string) (min, max time.Duration, err error) {
 		return 0, 0, fmt.Errorf("--wait %q: %v", s, err)
 	}
 	max = 4 * min // consul-template's default when MAX is not given
+	if min > math.MaxInt64/4 {
+		max = math.MaxInt64 // 4*MIN would wrap around to a negative MAX
+	}
 	if two {
 		if max, err = parseDur(hi); err != nil {
 			return 0, 0, fmt.Errorf("--wait %q: %v", s, err)
