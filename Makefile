@@ -4,10 +4,11 @@ BIN       ?= bin/scaivault-run
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+FUZZTIME  ?= 30s
 
 export CGO_ENABLED = 0
 
-.PHONY: build test bench lint cross clean
+.PHONY: build test bench fuzz lint cross clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -19,6 +20,18 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
+
+# Every Fuzz target of every package, one after the other, each for
+# FUZZTIME (make fuzz FUZZTIME=2m); fails if any fails. A crasher is kept
+# in the package's testdata/fuzz/ and becomes a seed of the plain tests.
+fuzz:
+	@fail=0; for pkg in $$($(GO) list ./...); do \
+		names=$$($(GO) test -list '^Fuzz' $$pkg) || { echo "$$names"; exit 1; }; \
+		for name in $$(echo "$$names" | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || fail=1; \
+		done; \
+	done; exit $$fail
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi

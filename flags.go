@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -21,14 +22,14 @@ var repeatable = []string{"env", "env-file", "secret", "template"}
 // from and how they are delivered.
 func sourceFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "env", Usage: "set `NAME=VALUE` in the child; VALUE may be a secret reference (repeatable)"},
-		&cli.StringSliceFlag{Name: "env-file", Usage: "read variables from a .env `FILE` (repeatable, later files win)"},
-		&cli.StringSliceFlag{Name: "secret", Usage: "import every key of the secret at `PATH` as a variable (repeatable)"},
+		&cli.GenericFlag{Name: "env", Value: &rawList{}, Usage: "set `NAME=VALUE` in the child; VALUE may be a secret reference (repeatable)"},
+		&cli.GenericFlag{Name: "env-file", Value: &rawList{}, Usage: "read variables from a .env `FILE` (repeatable, later files win)"},
+		&cli.GenericFlag{Name: "secret", Value: &rawList{}, Usage: "import every key of the secret at `PATH` as a variable (repeatable)"},
 		&cli.StringFlag{Name: "prefix", Usage: "prefix for the names of --secret imports", EnvVars: envName("prefix")},
 		&cli.BoolFlag{Name: "upcase", Usage: "upper-case the names of --secret imports", EnvVars: envName("upcase")},
 		&cli.BoolFlag{Name: "pristine", Usage: "start the child from an empty environment instead of the inherited one", EnvVars: envName("pristine")},
 		&cli.BoolFlag{Name: "keep-credentials", Usage: "pass SCAIVAULT_TOKEN and SCAIKEY_CLIENT_* on to the child", EnvVars: envName("keep-credentials")},
-		&cli.StringSliceFlag{Name: "template", Usage: "render template `SRC:DST[:MODE]` (repeatable; MODE default 0600)"},
+		&cli.GenericFlag{Name: "template", Value: &rawList{}, Usage: "render template `SRC:DST[:MODE]` (repeatable; without MODE an existing DST keeps its mode and owner, a new one is 0600)"},
 		&cli.BoolFlag{Name: "template-create-dirs", Usage: "create missing parent directories of template destinations", EnvVars: envName("template-create-dirs")},
 		&cli.StringFlag{Name: "template-delims", Usage: "template delimiters as `LEFT:RIGHT`, e.g. '[[:]]'", EnvVars: envName("template-delims")},
 		&cli.StringFlag{Name: "token-file", Usage: "read the ScaiVault token from `FILE` (re-read when it changes)", EnvVars: envName("token-file")},
@@ -105,18 +106,47 @@ func (d *devFlag) String() string {
 	return d.seed
 }
 
+// rawList is a repeatable flag that keeps every value exactly as given.
+// urfave/cli's StringSliceFlag trims blanks around each value (and splits
+// at commas unless told not to): `--env 'A=x  '` must give the child "x  ".
+type rawList struct{ vals []string }
+
+func (l *rawList) Set(s string) error {
+	l.vals = append(l.vals, s)
+	return nil
+}
+
+func (l *rawList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.vals, ", ")
+}
+
 // repeated returns a repeatable flag's values: its variable's lines first,
-// then the flag's values.
+// then the flag's values, each as given. Blank lines of the variable are
+// skipped and a line's CR (a CRLF file) dropped; other lines are trimmed
+// of blanks, except --env's, whose values keep them (a NAME has none).
 func repeated(c *cli.Context, name string) []string {
 	var out []string
 	if v, ok := os.LookupEnv(envName(name)[0]); ok {
 		for _, line := range strings.Split(v, "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				out = append(out, line)
+			line = strings.TrimSuffix(line, "\r")
+			if strings.TrimSpace(line) == "" {
+				continue
 			}
+			if name == "env" {
+				line = strings.TrimLeft(line, " \t")
+			} else {
+				line = strings.TrimSpace(line)
+			}
+			out = append(out, line)
 		}
 	}
-	return append(out, c.StringSlice(name)...)
+	if l, ok := c.Generic(name).(*rawList); ok && l != nil {
+		out = append(out, l.vals...)
+	}
+	return out
 }
 
 // parseWait parses --wait MIN[:MAX].
@@ -126,6 +156,9 @@ func parseWait(s string) (min, max time.Duration, err error) {
 		return 0, 0, fmt.Errorf("--wait %q: %v", s, err)
 	}
 	max = 4 * min // consul-template's default when MAX is not given
+	if min > math.MaxInt64/4 {
+		max = math.MaxInt64 // 4*MIN would wrap around to a negative MAX
+	}
 	if two {
 		if max, err = parseDur(hi); err != nil {
 			return 0, 0, fmt.Errorf("--wait %q: %v", s, err)

@@ -236,6 +236,9 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.TemplateOptions.Logger == nil {
+		opts.TemplateOptions.Logger = log
+	}
 	st = &startup{opts: opts, log: log}
 	defer func() {
 		if err != nil {

@@ -45,26 +45,9 @@ func writeDotenv(w io.Writer, kvs [][2]string) error {
 	for _, kv := range kvs {
 		b.WriteString(kv[0])
 		b.WriteByte('=')
-		b.WriteString(quoteDotenv(kv[1]))
+		b.WriteString(template.QuoteDotenv(kv[1]))
 		b.WriteByte('\n')
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// quoteDotenv leaves simple values bare and writes the rest as a
-// double-quoted JSON string, whose escapes are exactly what go-envparse
-// reads inside double quotes.
-func quoteDotenv(s string) string {
-	bare := s != "" && !strings.ContainsFunc(s, func(r rune) bool {
-		return r < 0x21 || r == 0x7f || strings.ContainsRune("\"'\\#$`=<>", r)
-	})
-	if bare {
-		return s
-	}
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	enc.Encode(s) // a string always encodes
-	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -13,6 +13,7 @@ func TestQuoteDotenvRoundTrip(t *testing.T) {
 		"plain", "", "with space", "multi\nline\r\n", `back\slash`, `"quoted"`, "it's",
 		"$HOME and ${X}", "`tick`", "#hash", "a=b", "<scaivault://app/db#password v3>",
 		"tab\there", "ünï 😀", "ctl\x01\x1f",
+		"\xff\xfe bytes", "bare\xff", "\xc3 half", "del\x7f", "nul\x00", "  both  ",
 	}
 	var kvs [][2]string
 	for i, v := range values {

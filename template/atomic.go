@@ -7,89 +7,168 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // WriteFileAtomic writes data to path through a temp file in the same
 // directory (write, chmod mode, fsync, rename, fsync dir), so that a reader
 // sees the old content or the new, never a part. If path is a regular file
-// with identical content and mode, it is left alone (mtime kept) and changed
-// is false. On any error the temp file is removed and the old file is left
-// untouched. A symlink at path is replaced by the new file, not followed.
-// The parent directory must exist.
+// with identical content and mode, it is left alone (nothing is created,
+// mtime kept) and changed is false. On any error the temp file is removed
+// and the old file is left untouched. A symlink at path is replaced by the
+// new file, not followed. The parent directory must exist. Mode 0 keeps
+// the mode and owner of the file at path (DefaultMode for a new file), as
+// WriteAll does for a template without MODE.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) (changed bool, err error) {
-	mode = mode.Perm()
-	if same, err := sameFile(path, data, mode); err != nil {
+	st, err := stageFile(path, data, mode.Perm())
+	if err != nil || st == nil {
 		return false, err
-	} else if same {
-		return false, nil
+	}
+	if err := st.commit(); err != nil {
+		return st.renamed, err
+	}
+	return true, nil
+}
+
+// staged is a temp file holding the new content of path, written, synced
+// and closed, waiting to be renamed over path.
+type staged struct {
+	path, tmp, dir string
+	renamed        bool
+	// chownErr is why the temp file could not take the old file's owner
+	// (nil when it did, or had nothing to take).
+	chownErr error
+}
+
+// stageFile writes data to a temp file beside path, with permission bits
+// mode; mode 0 keeps those (and the owner) of the regular file at path, or
+// is DefaultMode for a new file. It returns nil, creating nothing, when
+// path already holds data with the right mode. On error nothing is left.
+func stageFile(path string, data []byte, mode os.FileMode) (st *staged, err error) {
+	old, err := existingFile(path)
+	if err != nil {
+		return nil, err
+	}
+	want := mode
+	if want == 0 {
+		want = DefaultMode
+		if old != nil {
+			want = old.Mode().Perm()
+		}
+	}
+	if old != nil && old.Mode().Perm() == want && sameContent(path, old, data) {
+		return nil, nil
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	tmp, err := createTemp(dir, "."+base+".tmp-*")
 	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	tmpName := tmp.Name()
+	st = &staged{path: path, tmp: tmp.Name(), dir: dir}
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmpName)
+			os.Remove(st.tmp)
 		}
 	}()
 	if _, err = tmp.Write(data); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = tmp.Chmod(mode); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+	if mode == 0 && old != nil {
+		st.chownErr = keepOwner(tmp, old)
+	}
+	if err = tmp.Chmod(want); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {
-		return false, fmt.Errorf("write %s: sync: %w", path, err)
+		return nil, fmt.Errorf("write %s: sync: %w", path, err)
 	}
 	if err = tmp.Close(); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = renameFile(tmpName, path); err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	// The rename is done: the new file is in place whatever syncing the
-	// directory says, so a failure there must not remove anything.
-	if serr := syncDir(dir); serr != nil {
-		return true, fmt.Errorf("write %s: sync directory: %w", path, serr)
-	}
-	return true, nil
+	return st, nil
 }
 
-// sameFile reports whether path is a regular file holding exactly data with
-// permission bits mode.
-func sameFile(path string, data []byte, mode os.FileMode) (bool, error) {
+// commit renames the temp file over path and syncs the directory.
+func (st *staged) commit() error {
+	if err := renameFile(st.tmp, st.path); err != nil {
+		os.Remove(st.tmp)
+		return fmt.Errorf("write %s: %w", st.path, err)
+	}
+	st.renamed = true
+	// The rename is done: the new file is in place whatever syncing the
+	// directory says, so a failure there must not remove anything.
+	if err := syncDir(st.dir); err != nil {
+		return fmt.Errorf("write %s: sync directory: %w", st.path, err)
+	}
+	return nil
+}
+
+// discard removes the temp file of a staged write that is not committed.
+func (st *staged) discard() {
+	if !st.renamed {
+		os.Remove(st.tmp)
+	}
+}
+
+// existingFile returns the regular file at path, nil when there is none
+// (or a symlink or other non-directory, which the write replaces).
+func existingFile(path string) (os.FileInfo, error) {
 	fi, err := os.Lstat(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return false, fmt.Errorf("write %s: %w", path, err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	case fi.IsDir():
+		return nil, fmt.Errorf("write %s: is a directory", path)
+	case !fi.Mode().IsRegular():
+		return nil, nil
 	}
-	if !fi.Mode().IsRegular() {
-		if fi.IsDir() {
-			return false, fmt.Errorf("write %s: is a directory", path)
-		}
-		return false, nil
-	}
-	if fi.Mode().Perm() != mode || fi.Size() != int64(len(data)) {
-		return false, nil
+	return fi, nil
+}
+
+// sameContent reports whether the file at path (described by fi) holds
+// exactly data.
+func sameContent(path string, fi os.FileInfo, data []byte) bool {
+	if fi.Size() != int64(len(data)) {
+		return false
 	}
 	old, err := os.ReadFile(path)
 	if err != nil {
 		// Unreadable (e.g. mode 0200): write it anew rather than fail.
-		return false, nil
+		return false
 	}
-	return bytes.Equal(old, data), nil
+	return bytes.Equal(old, data)
 }
 
-// renameFile is os.Rename; tests replace it to make the rename fail.
-var renameFile = os.Rename
+// keepOwner gives tmp the owner and group of the file old describes, when
+// they differ from tmp's. Only root (or CAP_CHOWN) may give a file away, and
+// a user may only pick a group they are in: the error says why it could not.
+func keepOwner(tmp *os.File, old os.FileInfo) error {
+	want, ok := old.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	fi, err := tmp.Stat()
+	if err != nil {
+		return err
+	}
+	if have, ok := fi.Sys().(*syscall.Stat_t); ok && have.Uid == want.Uid && have.Gid == want.Gid {
+		return nil
+	}
+	return tmp.Chown(int(want.Uid), int(want.Gid))
+}
+
+// renameFile and createTemp are os.Rename and os.CreateTemp; tests replace
+// them to make a write fail.
+var (
+	renameFile = os.Rename
+	createTemp = os.CreateTemp
+)
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -158,6 +158,11 @@ func readEnvFile(file string) ([]*envEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("env file: %w", err)
 	}
+	return parseEnvFile(file, data)
+}
+
+// parseEnvFile parses the content of env file file.
+func parseEnvFile(file string, data []byte) ([]*envEntry, error) {
 	var out []*envEntry
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	line := 0

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -51,6 +52,9 @@ type Options struct {
 	// without a writer, a hung network mount) with an error, so that a
 	// signal during start-up is not held up by a template; nil: never.
 	Interrupt <-chan struct{}
+	// Logger gets WriteAll's warnings (a replaced file that cannot keep its
+	// owner); nil: discarded.
+	Logger *slog.Logger
 }
 
 // Set is a parsed set of templates. It is immutable after Parse; Render
@@ -87,9 +91,6 @@ func Parse(specs []Spec, opt Options) (*Set, error) {
 	for _, sp := range specs {
 		if sp.Src == "" || sp.Dst == "" {
 			return nil, fmt.Errorf("template %q: empty SRC or DST", sp.Src+":"+sp.Dst)
-		}
-		if sp.Mode == 0 {
-			sp.Mode = DefaultMode
 		}
 		if sp.Dst != Stdout {
 			key := filepath.Clean(sp.Dst)

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -158,9 +158,31 @@ func (st *renderState) describe(context, rest string, cause error) (string, erro
 		return mk.Error(), nil
 	}
 	if c := callRE.FindStringSubmatch(rest); c != nil && trustedFunc(c[1]) {
+		// Our messages name the arguments (a key, an option, required's
+		// message), and a template may take those from a secret: they are
+		// redacted like any other, and the cause, whose text is not, is
+		// kept only when there was nothing to redact.
+		// Literals of the failing action are the template's own text, not
+		// values ({{ required "app/db needs a host" .x }} with a secret
+		// "app"): they stay.
+		if red := st.redact(rest, literals(context)...); red != rest {
+			return red, nil
+		}
 		return rest, cause
 	}
 	return st.redact(withoutValues(rest)), nil
+}
+
+// literals returns the double-quoted string literals of a template action,
+// unquoted and in their Go-quoted form (as %q prints them).
+func literals(action string) []string {
+	var out []string
+	for _, q := range quotedRE.FindAllString(action, -1) {
+		if s, err := strconv.Unquote(q); err == nil && s != "" {
+			out = append(out, s, q[1:len(q)-1])
+		}
+	}
+	return out
 }
 
 // trustedFunc reports whether the errors of function name are ours, which
@@ -193,16 +215,60 @@ func withoutValues(msg string) string {
 	return msg
 }
 
-// redact replaces, in a message we did not write, every value the
-// template read that is at least 3 bytes long (shorter ones would only
-// mangle the message), in its plain and JSON-escaped forms.
-func (st *renderState) redact(msg string) string {
+// redact replaces, in a message, every value the template read that is at
+// least 3 bytes long (shorter ones would only mangle the message), in its
+// plain, JSON-escaped and Go-quoted (%q) forms, except where it lies within
+// one of keep (text of the template itself). Overlapping values are
+// replaced as one.
+func (st *renderState) redact(msg string, keep ...string) string {
 	vals := st.secretStrings()
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	for _, v := range vals {
-		msg = strings.ReplaceAll(msg, v, "<redacted>")
+	if len(vals) == 0 {
+		return msg
 	}
-	return msg
+	kept := occurrences(msg, keep)
+	var cut [][2]int
+	for _, span := range occurrences(msg, vals) {
+		if !slices.ContainsFunc(kept, func(k [2]int) bool { return k[0] <= span[0] && span[1] <= k[1] }) {
+			cut = append(cut, span)
+		}
+	}
+	if len(cut) == 0 {
+		return msg
+	}
+	slices.SortFunc(cut, func(a, b [2]int) int { return a[0] - b[0] })
+	var b strings.Builder
+	at := 0
+	for i := 0; i < len(cut); {
+		start, end := cut[i][0], cut[i][1]
+		for i++; i < len(cut) && cut[i][0] < end; i++ {
+			end = max(end, cut[i][1])
+		}
+		b.WriteString(msg[at:start])
+		b.WriteString("<redacted>")
+		at = end
+	}
+	b.WriteString(msg[at:])
+	return b.String()
+}
+
+// occurrences returns the [start, end) spans of every occurrence of each
+// of subs in s, overlapping ones included.
+func occurrences(s string, subs []string) [][2]int {
+	var out [][2]int
+	for _, sub := range subs {
+		if sub == "" {
+			continue
+		}
+		for i := 0; ; {
+			j := strings.Index(s[i:], sub)
+			if j < 0 {
+				break
+			}
+			out = append(out, [2]int{i + j, i + j + len(sub)})
+			i += j + 1
+		}
+	}
+	return out
 }
 
 // secretStrings lists the values the template read.
@@ -212,10 +278,10 @@ func (st *renderState) secretStrings() []string {
 		if len(s) >= 3 {
 			seen[s] = true
 			if b, err := json.Marshal(s); err == nil {
-				if esc := string(b[1 : len(b)-1]); esc != s && len(esc) >= 3 {
-					seen[esc] = true
-				}
+				seen[string(b[1:len(b)-1])] = true
 			}
+			q := strconv.Quote(s)
+			seen[q[1:len(q)-1]] = true
 		}
 	}
 	for _, v := range st.secrets {

@@ -16,21 +16,22 @@ const Stdout = "-"
 
 // Spec is one --template flag: render the Go text/template file Src into
 // Dst with permission bits Mode. Dst "-" (Stdout) means standard output.
-// Mode 0 is DefaultMode (0600).
+// Mode 0 (no MODE given) keeps the mode and owner of an existing Dst, and
+// is DefaultMode (0600) for a new one.
 type Spec struct {
 	Src, Dst string
 	Mode     os.FileMode
 }
 
 // ParseSpec parses a --template value, "SRC:DST[:MODE]", MODE being octal
-// permission bits (0640, 640 or 0o640; at most 0777) and 0600 when left
-// out. The error quotes the whole value.
+// permission bits (0640, 640 or 0o640; at most 0777); left out, Mode is 0
+// (see Spec). The error quotes the whole value.
 func ParseSpec(s string) (Spec, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		return Spec{}, fmt.Errorf("template %q: want SRC:DST[:MODE]", s)
 	}
-	sp := Spec{Src: parts[0], Dst: parts[1], Mode: DefaultMode}
+	sp := Spec{Src: parts[0], Dst: parts[1]}
 	if sp.Src == "" || sp.Dst == "" {
 		return Spec{}, fmt.Errorf("template %q: want SRC:DST[:MODE] with SRC and DST not empty", s)
 	}

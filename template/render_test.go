@@ -122,10 +122,10 @@ func TestDelims(t *testing.T) {
 
 func TestParseSpec(t *testing.T) {
 	good := map[string]Spec{
-		"a.tmpl:/etc/a.conf":      {"a.tmpl", "/etc/a.conf", 0o600},
+		"a.tmpl:/etc/a.conf":      {"a.tmpl", "/etc/a.conf", 0}, // keep DST's, or 0600
 		"a.tmpl:/etc/a.conf:0644": {"a.tmpl", "/etc/a.conf", 0o644},
 		"a.tmpl:out:640":          {"a.tmpl", "out", 0o640},
-		"a.tmpl:-":                {"a.tmpl", "-", 0o600},
+		"a.tmpl:-":                {"a.tmpl", "-", 0},
 		"a:b:0o400":               {"a", "b", 0o400},
 	}
 	for in, want := range good {

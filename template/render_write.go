@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 )
@@ -12,36 +13,60 @@ import (
 // DirMode is the mode of the parent directories Options.CreateDirs creates.
 const DirMode os.FileMode = 0o755
 
-// WriteAll writes rendered templates: each file atomically with
-// WriteFileAtomic (temp file in DST's directory, fsync, chmod, rename) and
-// its spec's mode, a file whose content and mode are already right left
-// alone (mtime kept); DST "-" goes to stdout, after the files. It returns
-// the DSTs whose files changed, in spec order (stdout never counts).
+// WriteAll writes rendered templates: each file atomically (temp file in
+// DST's directory, fsync, chmod, rename) with its spec's mode, or, for a
+// spec without one, the mode and owner of the file it replaces (DefaultMode
+// for a new file); DST "-" goes to stdout, after the files. A file whose
+// content and mode are already right is not touched at all: no temp file,
+// no rename, mtime kept, so that a program watching the directory sees
+// nothing. It returns the DSTs whose files changed, in spec order (stdout
+// never counts).
 //
 // All or nothing, as far as a file system allows: out comes only from a
-// render in which every template succeeded, and before writing any file
-// WriteAll checks every destination: its directory exists (or is created,
-// mode DirMode, with opt.CreateDirs) and takes a new file, and DST is not
-// a directory. A write that fails after these checks (a full disk) leaves
-// the files written before it in place, each whole.
+// render in which every template succeeded, and every changed file is
+// first written whole to its temp file; only when all of them are written
+// are they renamed into place. A destination that cannot be written (its
+// directory missing, read-only, full) thus fails before any DST changes,
+// and leaves no temp file. A rename that fails after that leaves the files
+// renamed before it in place, each whole.
+//
+// Replacing a file owned by someone else needs root (or CAP_CHOWN) to keep
+// its owner; without it the new file is ours and WriteAll logs a warning
+// on opt.Logger rather than fail.
 func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, err error) {
 	if err := checkDestinations(out, opt); err != nil {
 		return nil, err
 	}
+	var todo []*staged
+	var srcs []string
+	defer func() {
+		for _, st := range todo {
+			st.discard()
+		}
+	}()
 	for _, r := range out {
 		if r.Spec.Dst == Stdout {
 			continue
 		}
-		mode := r.Spec.Mode
-		if mode == 0 {
-			mode = DefaultMode
+		st, err := stageFile(r.Spec.Dst, r.Data, r.Spec.Mode.Perm())
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", r.Spec.Src, err)
 		}
-		ch, err := WriteFileAtomic(r.Spec.Dst, r.Data, mode)
-		if ch {
-			changed = append(changed, r.Spec.Dst)
+		if st != nil {
+			todo, srcs = append(todo, st), append(srcs, r.Spec.Src)
+		}
+	}
+	for i, st := range todo {
+		if st.chownErr != nil {
+			opt.logger().Warn("template destination changes owner: cannot keep the old file's",
+				"template", srcs[i], "file", st.path, "err", st.chownErr)
+		}
+		err := st.commit()
+		if st.renamed {
+			changed = append(changed, st.path)
 		}
 		if err != nil {
-			return changed, fmt.Errorf("template %s: %w", r.Spec.Src, err)
+			return changed, fmt.Errorf("template %s: %w", srcs[i], err)
 		}
 	}
 	for _, r := range out {
@@ -58,8 +83,18 @@ func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, 
 	return changed, nil
 }
 
-// checkDestinations checks, before anything is written, that every DST
-// can be written.
+// logger is opt.Logger, or one that discards.
+func (opt Options) logger() *slog.Logger {
+	if opt.Logger != nil {
+		return opt.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// checkDestinations checks, before anything is written, that every DST's
+// directory exists (creating it with opt.CreateDirs) and that DST is not a
+// directory. Whether the directory takes a new file is found out by writing
+// the temp file itself.
 func checkDestinations(out []Rendered, opt Options) error {
 	checked := map[string]error{}
 	for _, r := range out {
@@ -83,9 +118,7 @@ func checkDestinations(out []Rendered, opt Options) error {
 	return nil
 }
 
-// checkDestDir makes sure dir exists (creating it when create is set) and
-// takes a new file: it creates and removes a probe file, which tests what
-// permission bits cannot (root, read-only mounts).
+// checkDestDir makes sure dir exists, creating it when create is set.
 func checkDestDir(dir string, create bool) error {
 	fi, err := os.Stat(dir)
 	switch {
@@ -99,15 +132,6 @@ func checkDestDir(dir string, create bool) error {
 		return err
 	case !fi.IsDir():
 		return fmt.Errorf("%s is not a directory", dir)
-	}
-	probe, err := os.CreateTemp(dir, ".scaivault-run-probe-*")
-	if err != nil {
-		return fmt.Errorf("directory %s is not writable: %w", dir, err)
-	}
-	name := probe.Name()
-	probe.Close()
-	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("directory %s: remove probe file: %w", dir, err)
 	}
 	return nil
 }

@@ -123,13 +123,22 @@ func TestWriteUnchangedKeepsFile(t *testing.T) {
 	if fi, _ := os.Stat(specs[0].Dst); !fi.ModTime().Equal(old) {
 		t.Errorf("mtime %v: the unchanged file was rewritten", fi.ModTime())
 	}
-	// Only the mode differs: that is a change.
+	// Without MODE, a chmod is the operator's and is kept; with MODE, a
+	// mode that differs from it is a change.
 	if err := os.Chmod(specs[0].Dst, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := renderAndWrite(t, set, Options{}, nil); err != nil || len(changed) != 1 {
-		t.Errorf("changed %v, %v after a chmod", changed, err)
+	if changed, err := renderAndWrite(t, set, Options{}, nil); err != nil || len(changed) != 0 {
+		t.Errorf("changed %v, %v after a chmod, without MODE", changed, err)
 	}
+	specs[0].Mode = 0o600
+	if set, err = Parse(specs, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := renderAndWrite(t, set, Options{}, nil); err != nil || len(changed) != 1 {
+		t.Errorf("changed %v, %v after a chmod, with MODE 0600", changed, err)
+	}
+	checkFileMode(t, specs[0].Dst, 0o600)
 }
 
 func TestWriteStdout(t *testing.T) {
