@@ -255,8 +255,9 @@ func TestPhaseFailedWriteKeepsLease(t *testing.T) {
 	}
 	p.log.await(t, `msg="writing files after a change failed`, 2) // retried
 	p.quiet()
-	if _, err := p.root.LookupLease(context.Background(), old); err != nil {
-		t.Fatalf("the lease the child runs on was revoked after a failed write: %v", err)
+	// Not revoked (it may run out on its own: the role's leases last 6s).
+	if n := p.srv.Requests("DELETE /v1/dynamic/leases/{lease_id}"); n != 0 {
+		t.Fatalf("%d revocations after a failed write; the lease the child runs on must stay", n)
 	}
 	if err := os.Mkdir(out, 0o700); err != nil {
 		t.Fatal(err)
