@@ -128,6 +128,12 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 	// Start-up is over: a template read is no longer interrupted.
 	st.opts.TemplateOptions.Interrupt = nil
 	if opts.Once {
+		// A stop signal that came after start-up ended still stops it:
+		// execve would reset the disposition and drop it.
+		if sig := pendingStop(sigs); sig != nil {
+			st.cleanup()
+			return ExitFailure, startupInterrupted(sig, nil)
+		}
 		return st.exec()
 	}
 	return st.supervise(ctx, sigs)

@@ -155,6 +155,11 @@ func (l *Ledger) Release(leases []*fetch.Lease, phase Phase, after time.Duration
 		if e == nil {
 			e = &entry{lease: lease, added: now}
 			l.table[lease.LeaseID] = e
+		} else if lease.ExpiresAt.After(e.lease.ExpiresAt) && !e.revoking {
+			// A renewed copy: its remaining life, measured from now (at
+			// most a little longer than it is), decides how long a failed
+			// revocation is retried.
+			e.lease, e.added = lease, now
 		}
 		if e.phase == InUse || now.Add(after).Before(e.due) {
 			e.phase, e.due = phase, now.Add(after)
@@ -201,6 +206,9 @@ func (l *Ledger) Run(ctx context.Context) {
 		due, next := l.dueNow(time.Now())
 		if len(due) > 0 {
 			l.revokeRunning(ctx, due)
+			if ctx.Err() != nil {
+				return // Close revokes what is left
+			}
 			continue
 		}
 		if next.IsZero() {

@@ -180,3 +180,30 @@ func TestLedgerCloseNoRevoke(t *testing.T) {
 		}
 	})
 }
+
+// Run returns once its context ends, also while a revocation fails and is
+// due again at once (it used to spin, and the exit never came).
+func TestLedgerRunStopsOnCancel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, watchSeed)
+		defer w.stop()
+		l := watch.NewLedger(w.c, w.log)
+		lease := generate(t, w, l, 1)[0]
+		w.srv.SetFaults(devserver.Faults{Latency: time.Hour, PathPrefix: leasesPrefix})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); l.Run(ctx) }()
+		l.Release([]*fetch.Lease{lease}, watch.Superseded, 0)
+		synctest.Wait() // the revocation hangs
+		before := w.srv.Requests("DELETE /v1/dynamic/leases/{lease_id}")
+		cancel()
+		<-done
+		if n := w.srv.Requests("DELETE /v1/dynamic/leases/{lease_id}") - before; n > 0 {
+			t.Errorf("%d more revocations after the cancel", n)
+		}
+		if _, held := l.Phase(lease.LeaseID); !held {
+			t.Error("the lease left the table without being revoked")
+		}
+		w.srv.SetFaults(devserver.Faults{})
+	})
+}
