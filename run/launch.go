@@ -306,14 +306,18 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if st.vars, err = st.plan.Build(st.snap, st.files); err != nil {
+	vars, writes, err := st.plan.Stage(st.snap, st.files)
+	if err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
+	// as=file files and templates: one step, all or nothing.
+	changed, _, err := template.WriteStep(writes, out, st.opts.TemplateOptions, st.opts.stdout())
+	if err != nil {
 		return err
 	}
-	_, err = template.WriteAll(out, st.opts.TemplateOptions, st.opts.stdout())
-	return err
+	template.MarkFilesChanged(vars, changed)
+	st.vars = vars
+	return nil
 }
 
 // resolveRetry resolves srcs, retrying temporary failures (server down,

@@ -274,3 +274,58 @@ func TestPhaseFailedWriteKeepsLease(t *testing.T) {
 		t.Errorf("%d leases left after exit", n)
 	}
 }
+
+// TestPhaseFailedAsFileWriteKeepsLease: two as=file values of one lease,
+// and one of the files cannot be replaced (a directory took its place)
+// when the lease is replaced. Files are one all-or-nothing step: the
+// other file keeps the old credential (no new one beside an old one),
+// nothing is revoked, the child is not restarted; once the path is free
+// again both files are written, the child restarts, and only then is the
+// old lease revoked.
+func TestPhaseFailedAsFileWriteKeepsLease(t *testing.T) {
+	xdg := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", xdg)
+	p := startPhase(t, refDBPassword, func(_ *phase, o *Options) {
+		o.PollInterval = time.Hour
+		o.Env.Env = append(o.Env.Env,
+			"P=scaivault+dynamic://db/fixed?as=file#password",
+			"U=scaivault+dynamic://db/fixed?as=file#username")
+	})
+	pid := p.ready("pw-SECRET-1")
+	dirs, _ := filepath.Glob(filepath.Join(xdg, "*"))
+	if len(dirs) != 1 {
+		t.Fatalf("as=file directories: %v", dirs)
+	}
+	pPath, uPath := filepath.Join(dirs[0], "P"), filepath.Join(dirs[0], "U")
+	oldP := mustRead(t, pPath)
+	if err := os.Remove(uPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(uPath, "blocker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m := p.log.await(t, `msg="lease replaced" lease=(\S+) new_lease=`, 1)
+	old := m[1]
+	p.log.await(t, `msg="writing files after a change failed`, 2) // retried
+	p.quiet()
+	if got := mustRead(t, pPath); got != oldP {
+		t.Error("P holds the new credential while U could not be written")
+	}
+	if n := p.srv.Requests("DELETE /v1/dynamic/leases/{lease_id}"); n != 0 {
+		t.Fatalf("%d revocations after a failed write", n)
+	}
+	if err := os.RemoveAll(uPath); err != nil {
+		t.Fatal(err)
+	}
+	p.expect(`^` + pid + ` got SIGTERM$`)
+	p.ready("pw-SECRET-1")
+	if got := mustRead(t, pPath); got == oldP {
+		t.Error("P still holds the old credential")
+	}
+	if _, err := os.Stat(uPath); err != nil {
+		t.Errorf("U not written: %v", err)
+	}
+	p.log.await(t, `msg="superseded lease revoked" lease=`+old, 1)
+	p.cancel()
+	p.wait()
+}

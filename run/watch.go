@@ -217,17 +217,20 @@ func (r *refresher) run(ctx context.Context) {
 }
 
 // apply re-renders the templates against the update's snapshot
-// (resolving what they newly need), rebuilds the environment, writes the
-// files and tells the supervisor what the child sees change. When it
-// cannot, the child keeps running on what it has.
+// (resolving what they newly need) and rebuilds the environment; commit
+// then writes the files and tells the supervisor what the child sees
+// change. When it cannot render or build, the update is rejected and the
+// child keeps running on what it has; a failed write is not a rejection
+// (see pendingWrite).
 func (r *refresher) apply(ctx context.Context, u watch.Update) {
 	out, full, err := r.set.RenderAll(ctx, r.resolver.Resolve, u.Snapshot)
 	if err == nil {
 		used := r.usedBy(out)
 		snap := full.Only(used)
 		var vars []template.EnvVar
-		if vars, err = r.plan.Build(snap, r.files); err == nil {
-			r.commit(ctx, u, out, snap, used, vars)
+		var writes []template.FileWrite
+		if vars, writes, err = r.plan.Stage(snap, r.files); err == nil {
+			r.commit(ctx, &pendingWrite{u: u, out: out, snap: snap, vars: vars, writes: writes}, used)
 			// Leases this render resolved for a branch the final render
 			// did not take: nothing uses them (the watcher releases what
 			// it generated itself).
@@ -249,24 +252,36 @@ func (r *refresher) apply(ctx context.Context, u watch.Update) {
 // the child runs on what it has, and no lease it or a file uses is
 // released.
 type pendingWrite struct {
-	u     watch.Update
-	out   []template.Rendered
-	snap  *fetch.Snapshot
-	vars  []template.EnvVar
-	dsts  []string // written by earlier attempts
-	fails int
+	u      watch.Update
+	out    []template.Rendered
+	snap   *fetch.Snapshot
+	vars   []template.EnvVar
+	writes []template.FileWrite // the as=file files, written with the templates
+	dsts   []string             // templates written by earlier attempts
+	files  []string             // as=file variables written by earlier attempts
+	fails  int
 }
 
 // maxWriteRetry bounds the backoff between attempts to write files.
 const maxWriteRetry = 30 * time.Second
 
 // commit answers the watcher and writes the files, then sends the change.
-func (r *refresher) commit(ctx context.Context, u watch.Update, out []template.Rendered, snap *fetch.Snapshot, used []fetch.Source, vars []template.EnvVar) {
-	// A newer update may replace one whose files were never all written:
-	// what only that one held may be in a file on disk, so it is never
-	// released; the ledger keeps it in use until exit.
-	r.w.Commit(snap, used)
-	r.pending = &pendingWrite{u: u, out: out, snap: snap, vars: vars}
+func (r *refresher) commit(ctx context.Context, p *pendingWrite, used []fetch.Source) {
+	r.w.Commit(p.snap, used)
+	if old := r.pending; old != nil {
+		// A newer update replaces one whose files were never all written.
+		// What only the older one held may be in a file on disk, so it is
+		// never released (the ledger keeps it until exit); the child still
+		// runs on what the older one replaced, so its deadline and the
+		// renewed copies of what it superseded carry over, and what its
+		// attempts did write still counts as changed.
+		if !old.u.ActBy.IsZero() && (p.u.ActBy.IsZero() || old.u.ActBy.Before(p.u.ActBy)) {
+			p.u.ActBy = old.u.ActBy
+		}
+		p.u.Superseded = append(slices.Clone(old.u.Superseded), p.u.Superseded...)
+		p.dsts, p.files = old.dsts, old.files
+	}
+	r.pending = p
 	r.flush(ctx)
 }
 
@@ -274,8 +289,8 @@ func (r *refresher) commit(ctx context.Context, u watch.Update, out []template.R
 // (Change), on failure a retry is scheduled.
 func (r *refresher) flush(ctx context.Context) {
 	p := r.pending
-	dsts, err := template.WriteAll(r.toWrite(p.out), r.topts, r.stdout)
-	p.dsts = append(p.dsts, dsts...)
+	files, dsts, err := template.WriteStep(p.writes, r.toWrite(p.out), r.topts, r.stdout)
+	p.files, p.dsts = union(p.files, files), union(p.dsts, dsts)
 	if err != nil {
 		p.fails++
 		wait := watch.RetryBackoff(p.fails, maxWriteRetry, rand.Float64())
@@ -288,6 +303,7 @@ func (r *refresher) flush(ctx context.Context) {
 		r.log.Info("files written after a change", "attempts", p.fails+1)
 	}
 	r.pending, r.retry = nil, nil
+	template.MarkFilesChanged(p.vars, p.files)
 	r.send(ctx, p.u, p.snap, p.vars, p.dsts)
 }
 
@@ -338,6 +354,16 @@ func (r *refresher) toWrite(out []template.Rendered) []template.Rendered {
 		w = append(w, o)
 	}
 	return w
+}
+
+// union is a with the elements of b it lacks appended.
+func union(a, b []string) []string {
+	for _, s := range b {
+		if !slices.Contains(a, s) {
+			a = append(a, s)
+		}
+	}
+	return a
 }
 
 // changeDetails names what the child sees change: variables (names only),

@@ -35,6 +35,8 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (changed bool, 
 type staged struct {
 	path, tmp, dir string
 	renamed        bool
+	what           string // for errors and logs: "template SRC", "--env NAME"
+	varName        string // the as=file variable it is the file of; "": a template
 	// chownErr is why the temp file could not take the old file's owner
 	// (nil when it did, or had nothing to take).
 	chownErr error

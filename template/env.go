@@ -332,6 +332,41 @@ type EnvVar struct {
 // as=file values written into files (nil files makes as=file an error). It
 // returns the variables sorted by name, or every error joined.
 func (p *Plan) Build(snap *fetch.Snapshot, files *FileDir) ([]EnvVar, error) {
+	vars, writes, err := p.Stage(snap, files)
+	if err != nil {
+		return nil, err
+	}
+	changed, _, err := WriteStep(writes, nil, Options{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	MarkFilesChanged(vars, changed)
+	return vars, nil
+}
+
+// FileWrite is the content of an as=file variable's file, staged by
+// Plan.Stage and written by WriteStep.
+type FileWrite struct {
+	Var   string // the variable
+	Path  string
+	Data  []byte
+	where string // its origin, for errors: `--env DB_PASS`
+}
+
+// MarkFilesChanged sets FileChanged on the variables named in names (the
+// first result of WriteStep).
+func MarkFilesChanged(vars []EnvVar, names []string) {
+	for i := range vars {
+		if slices.Contains(names, vars[i].Name) {
+			vars[i].FileChanged = true
+		}
+	}
+}
+
+// Stage is Build without writing anything: each as=file variable gets the
+// path its file will have (Value, File), and its content is returned in
+// writes, for WriteStep to write with the templates in one step.
+func (p *Plan) Stage(snap *fetch.Snapshot, files *FileDir) (vars []EnvVar, writes []FileWrite, err error) {
 	cands := map[string]*envEntry{}
 	win := p.winning()
 	for _, e := range win {
@@ -349,8 +384,7 @@ func (p *Plan) Build(snap *fetch.Snapshot, files *FileDir) ([]EnvVar, error) {
 		}
 	}
 	names := slices.Sorted(maps.Keys(cands))
-	vars := make([]EnvVar, 0, len(names))
-	var pending []pendingFile
+	vars = make([]EnvVar, 0, len(names))
 	fileOwner := map[string]string{}
 	for _, name := range names {
 		e := cands[name]
@@ -368,31 +402,20 @@ func (p *Plan) Build(snap *fetch.Snapshot, files *FileDir) ([]EnvVar, error) {
 			continue
 		}
 		if content != nil {
-			pending = append(pending, pendingFile{idx: len(vars), where: e.where(), data: content})
+			path, err := files.pathOf(name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", e.where(), err))
+				continue
+			}
+			v.Value, v.File = path, path
+			writes = append(writes, FileWrite{Var: name, Path: path, Data: content, where: e.where()})
 		}
 		vars = append(vars, v)
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
-	// Files are written only once every variable resolved: a change that
-	// fails leaves every file as it was.
-	for _, f := range pending {
-		v := &vars[f.idx]
-		path, changed, err := files.Write(v.Name, f.data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.where, err)
-		}
-		v.Value, v.File, v.FileChanged = path, path, changed
-	}
-	return vars, nil
-}
-
-// pendingFile is an as=file value resolved but not written yet.
-type pendingFile struct {
-	idx   int // in vars
-	where string
-	data  []byte
+	return vars, writes, nil
 }
 
 // importEntries turns each --secret import into one entry per key.

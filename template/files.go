@@ -69,16 +69,13 @@ func makeFileDir(parent string) (*FileDir, error) {
 // Path is the directory's absolute path.
 func (d *FileDir) Path() string { return d.dir }
 
-// Write stores a value as a 0600 file named after the variable (see
-// safeFileName), atomically (WriteFileAtomic); it returns the file's
-// absolute path and whether the content changed.
-func (d *FileDir) Write(name string, data []byte) (path string, changed bool, err error) {
+// pathOf is the absolute path of the file of variable name (see
+// safeFileName); WriteStep writes it, 0600.
+func (d *FileDir) pathOf(name string) (string, error) {
 	if d == nil || d.dir == "" {
-		return "", false, errors.New("no private file directory")
+		return "", errors.New("no private file directory")
 	}
-	path = filepath.Join(d.dir, safeFileName(name))
-	changed, err = WriteFileAtomic(path, data, 0o600)
-	return path, changed, err
+	return filepath.Join(d.dir, safeFileName(name)), nil
 }
 
 // Remove removes the directory and everything in it.

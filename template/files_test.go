@@ -54,20 +54,31 @@ func TestNewFileDir(t *testing.T) {
 	}
 }
 
+// writeVar writes the file of variable name as WriteStep does, and says
+// whether it changed.
+func writeVar(d *FileDir, name string, data []byte) (string, bool, error) {
+	path, err := d.pathOf(name)
+	if err != nil {
+		return "", false, err
+	}
+	vars, _, err := WriteStep([]FileWrite{{Var: name, Path: path, Data: data, where: "--env " + name}}, nil, Options{}, nil)
+	return path, len(vars) > 0, err
+}
+
 func TestFileDirWrite(t *testing.T) {
 	d, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": t.TempDir()}), "/nonexistent")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, changed, err := d.Write("TLS_KEY", []byte("k1"))
+	path, changed, err := writeVar(d, "TLS_KEY", []byte("k1"))
 	if err != nil || !changed || path != filepath.Join(d.Path(), "TLS_KEY") {
 		t.Fatalf("Write = %s, %v, %v", path, changed, err)
 	}
 	checkFileMode(t, path, 0o600)
-	if _, changed, _ = d.Write("TLS_KEY", []byte("k1")); changed {
+	if _, changed, _ = writeVar(d, "TLS_KEY", []byte("k1")); changed {
 		t.Error("same content: changed")
 	}
-	if _, changed, _ = d.Write("TLS_KEY", []byte("k2")); !changed || readTestFile(t, path) != "k2" {
+	if _, changed, _ = writeVar(d, "TLS_KEY", []byte("k2")); !changed || readTestFile(t, path) != "k2" {
 		t.Error("new content: not replaced")
 	}
 	for name, want := range map[string]string{"a/b": "a_b", "..": "_..", ".env": "_.env", "": "_", "x y": "x_y", "ok.-_9": "ok.-_9"} {
@@ -75,7 +86,7 @@ func TestFileDirWrite(t *testing.T) {
 			t.Errorf("safeFileName(%q) = %q, want %q", name, got, want)
 		}
 	}
-	p2, _, err := d.Write("../escape", []byte("x"))
+	p2, _, err := writeVar(d, "../escape", []byte("x"))
 	if err != nil || filepath.Dir(p2) != d.Path() {
 		t.Errorf("Write(../escape) = %s, %v", p2, err)
 	}
@@ -90,7 +101,7 @@ func TestFileDirWrite(t *testing.T) {
 		t.Errorf("second Remove: %v", err)
 	}
 	var nilDir *FileDir
-	if _, _, err := nilDir.Write("X", nil); err == nil || !strings.Contains(err.Error(), "no private file directory") {
+	if _, _, err := writeVar(nilDir, "X", nil); err == nil || !strings.Contains(err.Error(), "no private file directory") {
 		t.Errorf("nil FileDir: %v", err)
 	}
 }

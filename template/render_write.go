@@ -34,39 +34,63 @@ const DirMode os.FileMode = 0o755
 // its owner; without it the new file is ours and WriteAll logs a warning
 // on opt.Logger rather than fail.
 func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, err error) {
+	_, changed, err = WriteStep(nil, out, opt, stdout)
+	return changed, err
+}
+
+// WriteStep is WriteAll with the as=file values of Plan.Stage in the same
+// step: their files are staged with the templates' (0600, in the private
+// directory), so that a failure before the renames changes neither, and a
+// new certificate file never lands beside an old key. It returns the
+// variables whose files changed and the DSTs of the templates that did.
+func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer) (vars, changed []string, err error) {
 	if err := checkDestinations(out, opt); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var todo []*staged
-	var srcs []string
 	defer func() {
 		for _, st := range todo {
 			st.discard()
 		}
 	}()
+	for _, f := range files {
+		st, err := stageFile(f.Path, f.Data, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f.where, err)
+		}
+		if st != nil {
+			st.varName, st.what = f.Var, f.where
+			todo = append(todo, st)
+		}
+	}
 	for _, r := range out {
 		if r.Spec.Dst == Stdout {
 			continue
 		}
 		st, err := stageFile(r.Spec.Dst, r.Data, r.Spec.Mode.Perm())
 		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", r.Spec.Src, err)
+			return nil, nil, fmt.Errorf("template %s: %w", r.Spec.Src, err)
 		}
 		if st != nil {
-			todo, srcs = append(todo, st), append(srcs, r.Spec.Src)
+			st.what = "template " + r.Spec.Src
+			todo = append(todo, st)
 		}
 	}
-	for i, st := range todo {
+	for _, st := range todo {
 		if st.chownErr != nil {
 			opt.logger().Warn("template destination changes owner: cannot keep the old file's",
-				"template", srcs[i], "file", st.path, "err", st.chownErr)
+				"what", st.what, "file", st.path, "err", st.chownErr)
 		}
 		err := st.commit()
-		if st.renamed {
+		switch {
+		case !st.renamed:
+		case st.varName != "":
+			vars = append(vars, st.varName)
+		default:
 			changed = append(changed, st.path)
 		}
 		if err != nil {
-			return changed, fmt.Errorf("template %s: %w", srcs[i], err)
+			return vars, changed, fmt.Errorf("%s: %w", st.what, err)
 		}
 	}
 	for _, r := range out {
@@ -74,13 +98,13 @@ func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, 
 			continue
 		}
 		if stdout == nil {
-			return changed, fmt.Errorf("template %s: no standard output to write to", r.Spec.Src)
+			return vars, changed, fmt.Errorf("template %s: no standard output to write to", r.Spec.Src)
 		}
 		if _, err := stdout.Write(r.Data); err != nil {
-			return changed, fmt.Errorf("template %s: write to standard output: %w", r.Spec.Src, err)
+			return vars, changed, fmt.Errorf("template %s: write to standard output: %w", r.Spec.Src, err)
 		}
 	}
-	return changed, nil
+	return vars, changed, nil
 }
 
 // logger is opt.Logger, or one that discards.
