@@ -76,6 +76,7 @@ type startup struct {
 	snap     *fetch.Snapshot
 	files    *template.FileDir
 	vars     []template.EnvVar
+	out      []template.Rendered // the templates as the start-up gate rendered them
 }
 
 // Launch runs the main job: resolve everything, start the child (or exec it
@@ -112,7 +113,6 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 			}
 		}
 	}()
-	opts.TemplateOptions.Interrupt = startCtx.Done()
 	st, err := prepare(startCtx, opts)
 	close(stopWatch)
 	<-watched
@@ -125,8 +125,6 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	// Start-up is over: a template read is no longer interrupted.
-	st.opts.TemplateOptions.Interrupt = nil
 	if opts.Once {
 		// A stop signal that came after start-up ended still stops it:
 		// execve would reset the disposition and drop it.
@@ -293,6 +291,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st.out = out
 	if st.plan.NeedsFiles() {
 		var warn bool
 		if st.files, warn, err = template.NewFileDir(os.Getenv); err != nil {

@@ -43,7 +43,7 @@ type watching struct {
 // cancels the Supervisor's context (--exit-on-lost).
 func (st *startup) startWatching(ctx context.Context, changes chan<- Change, stopRun func()) *watching {
 	r := st.newRefresher(changes)
-	used := r.initial()
+	used := r.initial(st.out)
 	if len(used) == 0 {
 		return nil
 	}
@@ -151,15 +151,9 @@ func (st *startup) newRefresher(changes chan<- Change) *refresher {
 }
 
 // initial finds the sources the child runs on (those of the environment
-// and those the templates read) and keeps only them in the snapshot.
-func (r *refresher) initial() []fetch.Source {
-	out, missing, err := r.set.Render(r.snap)
-	if err != nil || len(missing) > 0 {
-		// Not expected right after the start-up gate rendered the same:
-		// watch everything it resolved.
-		r.log.Debug("templates did not render again; watching every source", "error", err)
-		return snapshotSources(r.snap)
-	}
+// and those the templates read, from the start-up gate's render) and keeps
+// only them in the snapshot.
+func (r *refresher) initial(out []template.Rendered) []fetch.Source {
 	for i, o := range out {
 		if o.Spec.Dst == template.Stdout {
 			r.printed[i] = o.Data
@@ -185,17 +179,6 @@ func (r *refresher) usedBy(out []template.Rendered) []fetch.Source {
 		}
 	}
 	return used
-}
-
-func snapshotSources(s *fetch.Snapshot) []fetch.Source {
-	var out []fetch.Source
-	if s == nil {
-		return nil
-	}
-	out = slices.AppendSeq(out, maps.Keys(s.Secrets))
-	out = slices.AppendSeq(out, maps.Keys(s.Leases))
-	out = slices.AppendSeq(out, maps.Keys(s.Certs))
-	return slices.AppendSeq(out, maps.Keys(s.Lists))
 }
 
 // run applies updates until the watcher stops.

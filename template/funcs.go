@@ -107,7 +107,7 @@ var laxPureFuncs = sync.OnceValue(func() texttemplate.FuncMap {
 type renderState struct {
 	snap      *fetch.Snapshot
 	getenv    func(string) string
-	interrupt <-chan struct{} // Options.Interrupt
+	interrupt <-chan struct{} // RenderAll's ctx.Done()
 	// lax is the discovery run after a strict run stopped at a
 	// placeholder: missingkey=zero and no function fails.
 	lax  bool

@@ -48,10 +48,6 @@ type Options struct {
 	// lookup in the child's final environment instead, so that a template
 	// sees exactly what the child sees (and no removed credential).
 	Getenv func(string) string
-	// Interrupt, when closed, ends a {{ file }} read that blocks (a FIFO
-	// without a writer, a hung network mount) with an error, so that a
-	// signal during start-up is not held up by a template; nil: never.
-	Interrupt <-chan struct{}
 	// Logger gets WriteAll's warnings (a replaced file that cannot keep its
 	// owner); nil: discarded.
 	Logger *slog.Logger
@@ -128,7 +124,7 @@ func parseTemplateText(name, text, left, right string) (*texttemplate.Template, 
 // missing key, a failing function, a bad option. Errors name the template
 // file, line and column, and never hold a secret value.
 func (s *Set) Render(snap *fetch.Snapshot) (out []Rendered, missing []fetch.Source, err error) {
-	res, err := s.renderPass(snap)
+	res, err := s.renderPass(nil, snap)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -170,7 +166,7 @@ func (s *Set) RenderAll(ctx context.Context, resolve ResolveFunc, snap *fetch.Sn
 		if err := ctx.Err(); err != nil {
 			return nil, snap, err
 		}
-		res, err := s.renderPass(snap)
+		res, err := s.renderPass(ctx.Done(), snap)
 		if err != nil {
 			return nil, snap, err
 		}
@@ -247,11 +243,14 @@ type passResult struct {
 	missing []fetch.Source
 }
 
-func (s *Set) renderPass(snap *fetch.Snapshot) ([]passResult, error) {
+// renderPass renders every template once; a {{ file }} read that blocks
+// (a FIFO, a hung mount) ends with an error when interrupt is closed
+// (RenderAll's ctx ends: a signal during start-up, the watcher stopping).
+func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot) ([]passResult, error) {
 	res := make([]passResult, 0, len(s.entries))
 	getenv := s.opt.getenv()
 	for _, e := range s.entries {
-		r, err := e.render(snap, getenv, s.opt.Interrupt)
+		r, err := e.render(snap, getenv, interrupt)
 		if err != nil {
 			return nil, err
 		}
