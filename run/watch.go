@@ -261,7 +261,6 @@ func (r *refresher) commit(ctx context.Context, p *pendingWrite, used []fetch.So
 		if !old.u.ActBy.IsZero() && (p.u.ActBy.IsZero() || old.u.ActBy.Before(p.u.ActBy)) {
 			p.u.ActBy = old.u.ActBy
 		}
-		p.u.Superseded = append(slices.Clone(old.u.Superseded), p.u.Superseded...)
 		p.dsts, p.files = old.dsts, old.files
 	}
 	r.pending = p
@@ -298,7 +297,7 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 	envChanged := !slices.Equal(env, r.env)
 	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
 	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
-	gone := freshest(goneLeases(r.snap, snap), u.Superseded)
+	gone := r.ledger.Latest(goneLeases(r.snap, snap)) // renewed times: the reload grace counts from them
 	r.snap, r.env = snap, env
 	if !envChanged && !filesChanged {
 		r.log.Debug("the change does not touch the child", "reasons", u.Reasons)
@@ -399,21 +398,6 @@ func goneLeases(before, after *fetch.Snapshot) []*fetch.Lease {
 	for _, l := range before.Leases {
 		if !keep[l.LeaseID] {
 			gone = append(gone, l)
-		}
-	}
-	return gone
-}
-
-// freshest replaces each lease of gone by the watcher's copy in
-// superseded when it has one: snapshots keep a lease as issued (a
-// renewal is no change), the watcher's copy has the renewed times that
-// the reload grace is measured from.
-func freshest(gone, superseded []*fetch.Lease) []*fetch.Lease {
-	for i, l := range gone {
-		for _, s := range superseded {
-			if s.LeaseID == l.LeaseID {
-				gone[i] = s
-			}
 		}
 	}
 	return gone

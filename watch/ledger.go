@@ -126,6 +126,35 @@ func (l *Ledger) Add(src fetch.Source, lease *fetch.Lease) {
 	}
 }
 
+// Renewed records a renewal of a lease the table holds: its times (as the
+// answer gave them, received now) decide how long a failed revocation is
+// retried and what Latest returns. It never blocks.
+func (l *Ledger) Renewed(lease *fetch.Lease) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.table[lease.LeaseID]; e != nil && !e.revoking {
+		e.lease, e.added = lease, time.Now()
+	}
+}
+
+// Latest returns each of leases as the table knows it last (renewed
+// times), or as given when the table does not hold it.
+func (l *Ledger) Latest(leases []*fetch.Lease) []*fetch.Lease {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*fetch.Lease, len(leases))
+	for i, lease := range leases {
+		out[i] = lease
+		if e := l.table[lease.LeaseID]; e != nil {
+			out[i] = e.lease
+		}
+	}
+	return out
+}
+
 // AddSnapshot enters every lease of snap.
 func (l *Ledger) AddSnapshot(snap *fetch.Snapshot) {
 	if snap == nil {
@@ -155,11 +184,6 @@ func (l *Ledger) Release(leases []*fetch.Lease, phase Phase, after time.Duration
 		if e == nil {
 			e = &entry{lease: lease, added: now}
 			l.table[lease.LeaseID] = e
-		} else if lease.ExpiresAt.After(e.lease.ExpiresAt) && !e.revoking {
-			// A renewed copy: its remaining life, measured from now (at
-			// most a little longer than it is), decides how long a failed
-			// revocation is retried.
-			e.lease, e.added = lease, now
 		}
 		if e.phase == InUse || now.Add(after).Before(e.due) {
 			e.phase, e.due = phase, now.Add(after)

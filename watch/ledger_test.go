@@ -207,3 +207,28 @@ func TestLedgerRunStopsOnCancel(t *testing.T) {
 		w.srv.SetFaults(devserver.Faults{})
 	})
 }
+
+// The watcher tells the ledger of each renewal: Latest gives the renewed
+// times (what the reload grace and the revocation retries count from), not
+// those at issue.
+func TestLedgerKnowsRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, watchSeed)
+		defer w.stop()
+		l := watch.NewLedger(w.c, w.log)
+		src := dynSrc(t, "renew") // 3s, renewable to 1h
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Hour, NoEvents: true, Ledger: l}, []fetch.Source{src}, nil)
+		defer wr.stop()
+		issued := wr.snap.Leases[src]
+		l.Add(src, issued)
+		time.Sleep(10 * time.Second) // fake time: several renewals
+		synctest.Wait()
+		got := l.Latest([]*fetch.Lease{issued})[0]
+		if !got.ExpiresAt.After(issued.ExpiresAt.Add(5 * time.Second)) {
+			t.Errorf("ledger's expiry %v; issued %v, renewed for 10s since", got.ExpiresAt, issued.ExpiresAt)
+		}
+		if !got.ExpiresAt.After(time.Now()) {
+			t.Errorf("ledger's copy ended at %v, now %v", got.ExpiresAt, time.Now())
+		}
+	})
+}

@@ -53,19 +53,18 @@ type WatchConfig struct {
 
 // Update is a change of what the child runs on. Snapshot is complete (every
 // watched source, changed or not); Reasons says what changed, for the log
-// (paths, versions, lease ids, serials, never values). Superseded are the
-// leases Snapshot replaces, with their renewed times (a snapshot keeps a
-// lease as issued): the receiver releases them to the Ledger once the
-// child runs on the new ones. Every Update must be answered with one
-// Commit or Reject before the next comes.
+// (paths, versions, lease ids, serials, never values). The leases the
+// child ran on that Snapshot no longer holds are superseded: the receiver
+// releases them to the Ledger once the child runs on the new ones (the
+// Ledger knows their renewed times). Every Update must be answered with
+// one Commit or Reject before the next comes.
 //
 // ActBy, when set, is when the child must run on Snapshot at the latest:
 // the earliest end, by our clock, of a lease or certificate it replaces.
 type Update struct {
-	Snapshot   *fetch.Snapshot
-	Reasons    []string
-	Superseded []*fetch.Lease
-	ActBy      time.Time
+	Snapshot *fetch.Snapshot
+	Reasons  []string
+	ActBy    time.Time
 }
 
 // LostError is a watched source lost for good: the secret was deleted
@@ -289,13 +288,12 @@ func sortedSources(seq func(func(fetch.Source) bool)) []fetch.Source {
 
 // draft collects the changes of one round of the loop into one Update.
 type draft struct {
-	snap       *fetch.Snapshot // the changed entries
-	reasons    []string
-	superseded []*fetch.Lease
-	actBy      time.Time      // the earliest end of what it replaces
-	generated  []*fetch.Lease // new leases: revoked when the update is not taken
-	accept     []func(now time.Time)
-	reject     []func(now time.Time)
+	snap      *fetch.Snapshot // the changed entries
+	reasons   []string
+	actBy     time.Time      // the earliest end of what it replaces
+	generated []*fetch.Lease // new leases: revoked when the update is not taken
+	accept    []func(now time.Time)
+	reject    []func(now time.Time)
 }
 
 // endsAt notes that what the draft replaces ends at t.
@@ -322,7 +320,7 @@ func (w *Watcher) flush(ctx context.Context) {
 		return
 	}
 	w.draft = nil
-	u := Update{Snapshot: w.cur.Merge(d.snap), Reasons: d.reasons, Superseded: d.superseded, ActBy: d.actBy}
+	u := Update{Snapshot: w.cur.Merge(d.snap), Reasons: d.reasons, ActBy: d.actBy}
 	select {
 	case w.updates <- u:
 	case <-ctx.Done():

@@ -66,6 +66,7 @@ func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
 	// as issued, so that nothing re-renders and nothing restarts; only
 	// the item's schedule follows the renewed times.
 	it.lease, it.received, it.fails, it.lost = &renewed, now, 0, nil
+	w.ledger.Renewed(&renewed)
 	it.plan = PlanLease(&renewed, now, it.inc, w.rnd())
 	w.log.Info("lease renewed", "lease", id, "ttl", LeaseRemaining(&renewed, now).Round(time.Second),
 		"next", it.plan.Action.String(), "in", it.plan.At.Sub(now).Round(time.Millisecond), "why", it.plan.Why)
@@ -88,8 +89,11 @@ func (w *Watcher) replace(ctx context.Context, it *leaseItem) {
 	it.pending = true
 	d := w.change(src, fmt.Sprintf("lease %s replaced by %s", old.LeaseID, nl.LeaseID))
 	d.snap.Leases[src] = nl
-	d.superseded = append(d.superseded, old)
-	d.endsAt(now.Add(it.remaining(now)))
+	if it.lost != nil {
+		d.endsAt(now) // the old credential no longer works: act at once
+	} else {
+		d.endsAt(now.Add(it.remaining(now)))
+	}
 	d.generated = append(d.generated, nl)
 	d.accept = append(d.accept, func(time.Time) {
 		if it.lost != nil {

@@ -289,13 +289,13 @@ func TestWatchLeaseReplacement(t *testing.T) {
 				var u watch.Update
 				for {
 					u = wr.next(t, 15*time.Second)
-					if len(u.Superseded) > 0 {
+					if u.Snapshot.Leases[src].LeaseID != old.LeaseID {
 						break
 					}
 				}
 				nl := u.Snapshot.Leases[src]
-				if u.Superseded[0].LeaseID != old.LeaseID || nl.LeaseID == old.LeaseID || len(nl.Data) == 0 {
-					t.Fatalf("superseded %v, new %s", u.Superseded, nl.LeaseID)
+				if len(nl.Data) == 0 {
+					t.Fatalf("new lease %s without data", nl.LeaseID)
 				}
 				if want := fmt.Sprintf("lease %s replaced by %s", old.LeaseID, nl.LeaseID); !slices.Contains(u.Reasons, want) {
 					t.Errorf("reasons %q, want %q", u.Reasons, want)
@@ -332,8 +332,12 @@ func TestWatchLeaseRevoked(t *testing.T) {
 			t.Fatal(err)
 		}
 		u := wr.next(t, time.Second)
-		if len(u.Superseded) != 1 || u.Superseded[0].LeaseID != old || u.Snapshot.Leases[src].LeaseID == old {
+		if u.Snapshot.Leases[src].LeaseID == old || !slices.ContainsFunc(u.Reasons, func(r string) bool { return strings.HasPrefix(r, "lease "+old+" replaced by ") }) {
 			t.Fatalf("revoked lease not replaced: %q", u.Reasons)
+		}
+		// The old credential no longer works: the child must move at once.
+		if u.ActBy.IsZero() || u.ActBy.After(time.Now()) {
+			t.Errorf("act by %v for a revoked lease (now %v)", u.ActBy, time.Now())
 		}
 		e := <-wr.lost
 		if e.LeaseID != old || !strings.Contains(e.Error(), "revoked by the server") {
