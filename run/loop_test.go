@@ -462,3 +462,37 @@ func TestLoopActByCapsWaitAndSplay(t *testing.T) {
 			"21s signal 102 SIGTERM")
 	})
 }
+
+// A deadline that falls while a restart is in progress folds its changes
+// into that restart: the new child starts on them, instead of being
+// restarted once more after its start (which could pass the deadline).
+func TestLoopActByDuringRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		var applied atomic.Int32
+		_, changes, res := startLoop(ctx, Config{KillTimeout: 2 * time.Second, WaitMin: time.Minute}, w)
+		c := envChange("2", func() { applied.Add(1) })
+		c.ActBy = time.Now().Add(3 * time.Second) // act at once: 3s - 2s - 1s
+		changes <- c
+		time.Sleep(500 * time.Millisecond)
+		c = envChange("3", func() { applied.Add(1) })
+		c.ActBy = time.Now().Add(3500 * time.Millisecond) // due at 1s, while the restart runs
+		changes <- c
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if n := applied.Load(); n != 2 {
+			t.Errorf("Applied called %d times, want 2", n)
+		}
+		cancel()
+		time.Sleep(3 * time.Second) // the child ignores SIGTERM: the kill timeout ends it
+		expectResult(t, res, 137)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGTERM",
+			"2s signal 100 SIGKILL",
+			"2s start 101 V=3",
+			"10.5s signal 101 SIGTERM",
+			"12.5s signal 101 SIGKILL")
+	})
+}

@@ -56,6 +56,17 @@ func (s *Supervisor) onDeadline() {
 	s.quiet.stop()
 	s.latest.stop()
 	s.splay.stop()
+	if s.st == stateRestarting && s.inflight != nil {
+		// The new child has not started yet: it starts on these changes
+		// too, rather than being restarted once more after its start.
+		b := s.pending
+		s.pending, s.due = nil, false
+		if b.envSet {
+			s.nextEnv = b.env
+		}
+		s.inflight.merge(b)
+		return
+	}
 	s.act()
 }
 

@@ -63,19 +63,29 @@ type batch struct {
 }
 
 func (b *batch) add(c Change) {
+	o := &batch{files: c.FilesChanged, reasons: c.Reasons, actBy: c.ActBy}
 	if c.EnvChanged {
-		b.env, b.envSet = c.Env, true
-		if b.env == nil {
-			b.env = []string{}
+		o.env, o.envSet = c.Env, true
+		if o.env == nil {
+			o.env = []string{}
 		}
 	}
-	b.files = b.files || c.FilesChanged
-	b.reasons = append(b.reasons, c.Reasons...)
-	if !c.ActBy.IsZero() && (b.actBy.IsZero() || c.ActBy.Before(b.actBy)) {
-		b.actBy = c.ActBy
-	}
 	if c.Applied != nil {
-		b.applied = append(b.applied, c.Applied)
+		o.applied = []func(){c.Applied}
+	}
+	b.merge(o)
+}
+
+// merge adds everything of o to b.
+func (b *batch) merge(o *batch) {
+	if o.envSet {
+		b.env, b.envSet = o.env, true
+	}
+	b.files = b.files || o.files
+	b.reasons = append(b.reasons, o.reasons...)
+	b.applied = append(b.applied, o.applied...)
+	if !o.actBy.IsZero() && (b.actBy.IsZero() || o.actBy.Before(b.actBy)) {
+		b.actBy = o.actBy
 	}
 }
 
