@@ -25,9 +25,18 @@ func TestHostileAnswers(t *testing.T) {
 			"max_expires_at 2026-01-01T00:00:00Z before expires_at 2026-01-02T00:00:00Z"},
 	} {
 		body = tt.body
-		_, err := c.Generate(ctxLimit(t), "e", "r", "")
+		l, err := c.Generate(ctxLimit(t), "e", "r", "")
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), secret) {
 			t.Errorf("generate answering %s: %v, want %q", tt.body, err, tt.want)
+		}
+		// A lease with an id is handed back, id only, for its owner to revoke
+		// (not when the answer does not even decode: its id is not known).
+		hasID := strings.Contains(tt.body, `"lease_id"`) && !strings.Contains(tt.want, "decode answer: field")
+		switch {
+		case hasID && (l == nil || l.LeaseID == "" || l.Data != nil):
+			t.Errorf("generate answering %s: lease %+v, want its id alone", tt.body, l)
+		case !hasID && l != nil:
+			t.Errorf("generate answering %s: lease %+v without an id", tt.body, l)
 		}
 	}
 	body = `{"lease_duration":-1}`

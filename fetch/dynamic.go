@@ -40,10 +40,11 @@ func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := checkLease(&l, true); err != nil {
-		// The server may hold a lease this answer does not let us manage;
-		// the id, when there is one, is the only way to revoke it.
+		// The server holds a lease this answer does not let us use; with
+		// its id the caller can still revoke it, so it is returned with
+		// the error (its times and data are not to be trusted).
 		if l.LeaseID != "" {
-			return nil, fmt.Errorf("%s: lease %q: %w", op, l.LeaseID, err)
+			return &Lease{LeaseID: l.LeaseID}, fmt.Errorf("%s: lease %q: %w", op, l.LeaseID, err)
 		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}

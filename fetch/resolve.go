@@ -19,7 +19,8 @@ type Resolver struct {
 	// OnLease, when set, is called for every lease generated, as soon as
 	// its answer is in (from the resolving goroutines, concurrently): the
 	// caller owns every lease (in scaivault-run, the watch.Ledger), also
-	// those of a Resolve that fails.
+	// those of a Resolve that fails, and one whose answer Generate found
+	// unusable (only its id is known; it is not in the snapshot).
 	OnLease func(Source, *Lease)
 }
 
@@ -178,11 +179,12 @@ func (run *resolveRun) fetch(ctx context.Context, src Source) error {
 		run.mu.Unlock()
 	case Dynamic:
 		l, err := c.Generate(ctx, src.Engine, src.Role, src.TTL)
+		if l != nil && run.r.OnLease != nil {
+			// Also a lease whose answer was unusable: its owner revokes it.
+			run.r.OnLease(src, l)
+		}
 		if err != nil {
 			return err
-		}
-		if run.r.OnLease != nil {
-			run.r.OnLease(src, l)
 		}
 		run.mu.Lock()
 		run.out.Leases[src] = l

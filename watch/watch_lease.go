@@ -80,6 +80,9 @@ func (w *Watcher) replace(ctx context.Context, it *leaseItem) {
 	nl, err := w.api.Generate(ctx, src.Engine, src.Role, src.TTL)
 	now := time.Now()
 	if err != nil {
+		if nl != nil { // issued, but the answer is unusable: nothing will use it
+			w.ledger.Release([]*fetch.Lease{nl}, Unused, 0)
+		}
 		w.leaseFailed(ctx, it, false, err, now)
 		return
 	}
