@@ -192,7 +192,8 @@ func parseEnvFile(file string, data []byte) ([]*envEntry, error) {
 
 // checkCut reports a reference that envparse cut at an unquoted "#": the
 // raw value starts with the parsed one, directly followed by "#". It returns
-// the reference as written (up to the first blank), for the hint.
+// the reference as written (up to the first blank after the "#"), for the
+// hint.
 func checkCut(rawLine, value string) (cut string, ok bool) {
 	if _, isRef, _ := fetch.ParseRef(value); !isRef {
 		return "", false
@@ -202,8 +203,10 @@ func checkCut(rawLine, value string) (cut string, ok bool) {
 	if !strings.HasPrefix(raw, value+"#") {
 		return "", false
 	}
-	if i := strings.IndexAny(raw, " \t"); i >= 0 {
-		raw = raw[:i]
+	// Up to the first blank after the "#" (the value itself may hold
+	// blanks: `scaivault:// x#k`).
+	if i := strings.IndexAny(raw[len(value)+1:], " \t"); i >= 0 {
+		raw = raw[:len(value)+1+i]
 	}
 	return raw, true
 }
