@@ -25,6 +25,11 @@ import (
 // process is exiting (Close). What is not released is in use: by the child,
 // by a file on disk, or by an update in flight.
 //
+// Certificates are not in the table: the API contract has no revocation
+// for them (a certificate ends at its expiry), so there is nothing for an
+// owner to do when one is superseded. Their re-issue is scheduled by the
+// Watcher, in its certificate items, as lease replacements are.
+//
 // Concurrency: the table is guarded by a mutex, so that Add and Release
 // never block on the network (the supervisor and the watcher call them);
 // revocations run on Run's goroutine only, and on Close's after Run has
