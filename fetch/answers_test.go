@@ -20,7 +20,8 @@ func TestHostileAnswers(t *testing.T) {
 		{lease(`,"lease_id":"dyn_1","lease_duration":-5`), `lease "dyn_1": decode answer: negative lease_duration -5`},
 		{lease(`,"lease_id":"dyn_1","lease_duration":9223372037`), "lease_duration 9223372037 out of range"},
 		{lease(`,"lease_duration":60`), "lease without lease_id"},
-		{lease(`,"lease_id":"dyn_1","lease_duration":1e300`), `decode answer: field "lease_duration": want int64`},
+		{lease(`,"lease_id":"dyn_1","lease_duration":1e300`), `lease "dyn_1": decode answer: field "lease_duration": want int64`},
+		{`{"lease_id":"dyn_1","lease_duration":60,"data":{"password":"` + secret + `"`, "decode answer: invalid JSON"},
 		{lease(`,"lease_id":"d","expires_at":"2026-01-02T00:00:00Z","max_expires_at":"2026-01-01T00:00:00Z"`),
 			"max_expires_at 2026-01-01T00:00:00Z before expires_at 2026-01-02T00:00:00Z"},
 	} {
@@ -30,8 +31,8 @@ func TestHostileAnswers(t *testing.T) {
 			t.Errorf("generate answering %s: %v, want %q", tt.body, err, tt.want)
 		}
 		// A lease with an id is handed back, id only, for its owner to revoke
-		// (not when the answer does not even decode: its id is not known).
-		hasID := strings.Contains(tt.body, `"lease_id"`) && !strings.Contains(tt.want, "decode answer: field")
+		// (not when the answer is not even JSON: its id is not known).
+		hasID := strings.Contains(tt.body, `"lease_id"`) && !strings.Contains(tt.want, "invalid JSON")
 		switch {
 		case hasID && (l == nil || l.LeaseID == "" || l.Data != nil):
 			t.Errorf("generate answering %s: lease %+v, want its id alone", tt.body, l)

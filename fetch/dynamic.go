@@ -37,6 +37,13 @@ func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease
 	}
 	var l Lease
 	if err := c.getJSON(ctx, cl, &l); err != nil {
+		// A field of the wrong type (a lease_duration of 1e300) fails the
+		// decode but not the rest of it: encoding/json still fills the
+		// other fields, so the lease's id is known and it can be revoked.
+		var de *decodeError
+		if errors.As(err, &de) && l.LeaseID != "" && checkName("lease id", l.LeaseID) == nil {
+			return &Lease{LeaseID: l.LeaseID}, fmt.Errorf("%s: lease %q: %w", op, l.LeaseID, err)
+		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := checkLease(&l, true); err != nil {
