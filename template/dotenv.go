@@ -2,6 +2,8 @@ package template
 
 import (
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // QuoteDotenv writes s as a value of a .env line that the env-file parser
@@ -53,15 +55,22 @@ func QuoteDotenv(s string) string {
 	return b.String()
 }
 
-// dotenvBare reports whether s reads back unquoted: not empty, and no blank,
-// control character, quote, backslash, comment or expansion character
-// (bytes above 0x7f are taken as they are).
+// dotenvBare reports whether s reads back unquoted: not empty, and no blank
+// (Unicode's too: go-envparse trims U+00A0 and U+2001 like a space), control
+// character, quote, backslash, comment or expansion character (other bytes
+// above 0x7f, invalid UTF-8 included, are taken as they are).
 func dotenvBare(s string) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if c >= utf8.RuneSelf {
+			if r, _ := utf8.DecodeRuneInString(s[i:]); unicode.IsSpace(r) {
+				return false
+			}
+			continue
+		}
 		if c <= ' ' || c == 0x7f || strings.IndexByte("\"'\\#$`=<>", c) >= 0 {
 			return false
 		}
