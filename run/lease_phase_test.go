@@ -329,3 +329,42 @@ func TestPhaseFailedAsFileWriteKeepsLease(t *testing.T) {
 	p.cancel()
 	p.wait()
 }
+
+// TestPhaseFailedWriteReleasesSkippedLease: the template's directory stays
+// gone across two replacements of a 6s lease. The lease of the first
+// replacement never reached a file or the child: once the second replaces
+// it, it is revoked at once, while the child's lease stays until the file
+// is written.
+func TestPhaseFailedWriteReleasesSkippedLease(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o700)
+	src, dst := filepath.Join(dir, "db.tmpl"), filepath.Join(out, "db")
+	os.WriteFile(src, []byte(`{{ with dynamic "db" "fixed" }}{{ .LeaseID }}{{ end }}`), 0o600)
+	p := startPhase(t, refFixed, func(_ *phase, o *Options) {
+		o.PollInterval = time.Hour
+		o.Templates = []template.Spec{{Src: src, Dst: dst}}
+	})
+	m := p.expect(`^(\d+) ready .* val=(\S+)$`)
+	pid := m[1]
+	old := mustRead(t, dst)
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	first := p.log.await(t, `msg="lease replaced" lease=`+old+` new_lease=(\S+)`, 1)[1]
+	p.log.await(t, `msg="lease replaced" lease=`+first+` new_lease=`, 1)
+	p.log.await(t, `msg="unused lease revoked" lease=`+first, 1)
+	if strings.Contains(p.log.String(), `lease revoked" lease=`+old) {
+		t.Fatal("the child's lease was revoked while its file could not be replaced")
+	}
+	if err := os.Mkdir(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p.expect(`^` + pid + ` got SIGTERM$`)
+	p.expect(`^\d+ ready `)
+	p.cancel()
+	p.wait()
+	if n := p.srv.ActiveLeases(); n != 0 {
+		t.Errorf("%d leases left after exit", n)
+	}
+}

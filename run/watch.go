@@ -242,7 +242,10 @@ type pendingWrite struct {
 	writes []template.FileWrite // the as=file files, written with the templates
 	dsts   []string             // templates written by earlier attempts
 	files  []string             // as=file variables written by earlier attempts
-	fails  int
+	// orphans: leases of older updates this one replaced before their
+	// files were all written, that a file on disk may still hold.
+	orphans []*fetch.Lease
+	fails   int
 }
 
 // maxWriteRetry bounds the backoff between attempts to write files.
@@ -253,15 +256,29 @@ func (r *refresher) commit(ctx context.Context, p *pendingWrite, used []fetch.So
 	r.w.Commit(p.snap, used)
 	if old := r.pending; old != nil {
 		// A newer update replaces one whose files were never all written.
-		// What only the older one held may be in a file on disk, so it is
-		// never released (the ledger keeps it until exit); the child still
-		// runs on what the older one replaced, so its deadline and the
-		// renewed copies of what it superseded carry over, and what its
-		// attempts did write still counts as changed.
+		// The child still runs on what the older one replaced, so its
+		// deadline carries over, and what its attempts did write still
+		// counts as changed. Leases only the older one held are used by
+		// neither the child nor the newer update: when none of its
+		// attempts wrote a file they are used by nothing and go at once;
+		// otherwise a file on disk may hold them until the newer update's
+		// files are written, and they go with what the child gives up.
 		if !old.u.ActBy.IsZero() && (p.u.ActBy.IsZero() || old.u.ActBy.Before(p.u.ActBy)) {
 			p.u.ActBy = old.u.ActBy
 		}
 		p.dsts, p.files = old.dsts, old.files
+		var orphans []*fetch.Lease
+		childs := goneLeases(r.snap, nil) // every lease the child runs on
+		for _, l := range goneLeases(old.snap, p.snap) {
+			if !slices.ContainsFunc(childs, func(c *fetch.Lease) bool { return c.LeaseID == l.LeaseID }) {
+				orphans = append(orphans, l)
+			}
+		}
+		if len(old.dsts) == 0 && len(old.files) == 0 {
+			r.ledger.Release(orphans, watch.Unused, 0)
+			orphans = nil
+		}
+		p.orphans = append(old.orphans, orphans...)
 	}
 	r.pending = p
 	r.flush(ctx)
@@ -286,18 +303,18 @@ func (r *refresher) flush(ctx context.Context) {
 	}
 	r.pending, r.retry = nil, nil
 	template.MarkFilesChanged(p.vars, p.files)
-	r.send(ctx, p.u, p.snap, p.vars, p.dsts)
+	r.send(ctx, p.u, p.snap, p.vars, p.dsts, p.orphans)
 }
 
 // send compares what the child runs on with snap and, when the child sees
 // a difference, hands the supervisor a Change whose Applied releases the
 // superseded leases.
-func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapshot, vars []template.EnvVar, dsts []string) {
+func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapshot, vars []template.EnvVar, dsts []string, orphans []*fetch.Lease) {
 	env := template.Environ(vars)
 	envChanged := !slices.Equal(env, r.env)
 	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
 	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
-	gone := r.ledger.Latest(goneLeases(r.snap, snap)) // renewed times: the reload grace counts from them
+	gone := r.ledger.Latest(append(goneLeases(r.snap, snap), orphans...)) // renewed times: the reload grace counts from them
 	r.snap, r.env = snap, env
 	if !envChanged && !filesChanged {
 		r.log.Debug("the change does not touch the child", "reasons", u.Reasons)
