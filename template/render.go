@@ -198,8 +198,8 @@ func anyMissing(res []passResult) bool {
 func passesError(res []passResult) error {
 	for _, r := range res {
 		if len(r.missing) > 0 {
-			return fmt.Errorf("template %s: %s still missing after %d passes (lookups that depend on each other too deeply?)",
-				r.Spec.Src, r.missing[0], MaxPasses)
+			return r.errorf(nil, "%s still missing after %d passes (lookups that depend on each other too deeply?)",
+				r.missing[0], MaxPasses)
 		}
 	}
 	return errors.New("template: sources still missing")
@@ -224,11 +224,11 @@ func resolveMissing(ctx context.Context, resolve ResolveFunc, res []passResult, 
 				// handed back, so that the caller can revoke it.
 				snap = next
 			}
-			return snap, fmt.Errorf("template %s: %w", r.Spec.Src, err)
+			return snap, r.errorf(err, "%v", err)
 		}
 		for _, src := range need {
 			if !next.Has(src) {
-				return next, fmt.Errorf("template %s: %s was not resolved", r.Spec.Src, src)
+				return next, r.errorf(nil, "%s was not resolved", src)
 			}
 		}
 		snap = next
@@ -241,6 +241,18 @@ func resolveMissing(ctx context.Context, resolve ResolveFunc, res []passResult, 
 type passResult struct {
 	Rendered
 	missing []fetch.Source
+	// redact hides in a message the values this pass read: a source it
+	// asks for may be named by one ({{ secret (secret "a").Data.path }}).
+	redact func(msg string, keep ...string) string
+}
+
+// errorf is a resolve error of r's template, with no value r read in it.
+func (r passResult) errorf(err error, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if r.redact != nil {
+		msg = r.redact(msg)
+	}
+	return &renderError{msg: fmt.Sprintf("template %s: %s", r.Spec.Src, msg), err: err}
 }
 
 // renderPass renders every template once; a {{ file }} read that blocks
@@ -281,7 +293,7 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 		_ = e.execute(lax, io.Discard)
 		st.missing = lax.missing
 	}
-	return passResult{Rendered: Rendered{Spec: e.spec, Used: st.used}, missing: st.missing}, nil
+	return passResult{Rendered: Rendered{Spec: e.spec, Used: st.used}, missing: st.missing, redact: st.redact}, nil
 }
 
 // execute runs a clone of the template whose functions are bound to st.

@@ -271,6 +271,23 @@ func TestRenderAllNamesTemplateOfResolveError(t *testing.T) {
 	}
 }
 
+// A source named by a secret's value that cannot be resolved: the error
+// names the template and what failed, with the value redacted.
+func TestRenderAllResolveErrorHidesValue(t *testing.T) {
+	u := &universe{all: testSnapshot(t)}
+	dir := t.TempDir()
+	specs := writeTemplates(t, dir, "path.tmpl", `{{ with secret (secret "app/db").Data.password }}{{ .Data }}{{ end }}`)
+	set, err := Parse(specs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = set.RenderAll(context.Background(), u.resolve, nil)
+	want := "template " + specs[0].Src + `: read secret "<redacted>": not found`
+	if err == nil || err.Error() != want || !errors.Is(err, fetch.ErrNotFound) {
+		t.Fatalf("error %v\nwant  %s", err, want)
+	}
+}
+
 func TestRenderAllBoundsPasses(t *testing.T) {
 	// A chain of secrets each naming the next needs one pass per link.
 	all := &fetch.Snapshot{Secrets: map[fetch.Source]*fetch.Secret{}}
