@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	texttemplate "text/template"
 
@@ -291,9 +292,29 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 		lax.interrupt = interrupt
 		lax.missing, lax.missingSet = st.missing, st.missingSet
 		_ = e.execute(lax, io.Discard)
-		st.missing = lax.missing
+		st.missing = deferCreating(lax.missing, len(st.missing))
 	}
 	return passResult{Rendered: Rendered{Spec: e.spec, Used: st.used}, missing: st.missing, redact: st.redact}, nil
+}
+
+// deferCreating drops, from the misses a lenient run added after the
+// strict run's first n, the leases and certificates while a secret or list
+// is still missing: their arguments may come from that secret's
+// placeholder ({{ pkiCert "r" (printf "common_name=%s" (secret "a").Data.cn) }}
+// would ask the server for "common_name=map[]"), and generating one creates
+// something on the server. The next pass, with the secret there, finds
+// them with their real arguments.
+func deferCreating(missing []fetch.Source, n int) []fetch.Source {
+	if !slices.ContainsFunc(missing, func(s fetch.Source) bool { return s.Kind == fetch.Static || s.Kind == fetch.List }) {
+		return missing
+	}
+	out := missing[:n:n]
+	for _, s := range missing[n:] {
+		if s.Kind != fetch.Dynamic && s.Kind != fetch.PKI {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // execute runs a clone of the template whose functions are bound to st.

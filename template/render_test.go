@@ -196,8 +196,10 @@ func TestErrorsHoldNoValue(t *testing.T) {
 func TestRenderReportsMissing(t *testing.T) {
 	snap := testSnapshot(t)
 	// Strict execution stops at the first placeholder; the lenient run must
-	// still find every source in one pass, past required, pipes and nested
-	// keys of data that is not there yet.
+	// still find every secret and list in one pass, past required, pipes and
+	// nested keys of data that is not there yet. Leases and certificates
+	// wait for the pass in which no secret is missing: their arguments may
+	// come from a placeholder, and asking creates something on the server.
 	text := `{{ required "a" (secret "new/a").Data.x }}
 {{ (secret "new/b").Data.x.y.z | toUpper | base64Decode }}
 {{ with secret "new/c" }}{{ .Data.k }}{{ end }}
@@ -210,7 +212,7 @@ func TestRenderReportsMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`secret "new/a"`, `secret "new/b"`, `secret "new/c"`, `secret "new/d"`, "dynamic", "pki", "list"}
+	want := []string{`secret "new/a"`, `secret "new/b"`, `secret "new/c"`, `secret "new/d"`, "list"}
 	if len(missing) != len(want) {
 		t.Fatalf("missing %v, want %d sources", missing, len(want))
 	}
@@ -219,8 +221,40 @@ func TestRenderReportsMissing(t *testing.T) {
 			t.Errorf("missing[%d] = %v, want %s", i, src, want[i])
 		}
 	}
-	if missing[4].Kind != fetch.Dynamic || missing[5].Kind != fetch.PKI || missing[6].Kind != fetch.List {
+	if missing[4].Kind != fetch.List {
 		t.Errorf("missing = %v", missing)
+	}
+	// With every secret there, the lease and the certificate are found.
+	_, missing, err = render(t, snap, `{{ (dynamic "e" "r").Data.user }}{{ (secret "app/db").Data.username }}
+{{ (pkiCert "svc" "common_name=x.svc").Cert | len }}`)
+	if err != nil || len(missing) != 2 || missing[0].Kind != fetch.Dynamic || missing[1].Kind != fetch.PKI {
+		t.Errorf("missing %v, %v; want the lease and the certificate", missing, err)
+	}
+}
+
+// A certificate whose common name comes from a secret not read yet is
+// issued once, for the real name: never for the placeholder's.
+func TestRenderAllIssuesNoPlaceholderCertificate(t *testing.T) {
+	all := testSnapshot(t)
+	host := fetch.StaticSource("app/host", 0)
+	all.Secrets[host] = &fetch.Secret{Version: 1, Data: raw("cn", `"billing.svc"`)}
+	u := &universe{all: all}
+	dir := t.TempDir()
+	specs := writeTemplates(t, dir, "c.tmpl",
+		`{{ (pkiCert "svc-mtls" (printf "common_name=%s" (secret "app/host").Data.cn) "alt_names=b,a").Cert | len }}`)
+	set, err := Parse(specs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := set.RenderAll(context.Background(), u.resolve, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range u.calls {
+		for _, src := range call {
+			if src.Kind == fetch.PKI && !strings.Contains(src.String(), "billing.svc") {
+				t.Errorf("asked for %v", src)
+			}
+		}
 	}
 }
 
