@@ -231,6 +231,29 @@ func TestPhaseRenewalIsNoChange(t *testing.T) {
 	p.wait()
 }
 
+// startTemplateDirGone starts a child on a 6s lease whose id a template
+// writes into dir/out/db, then removes dir/out. It returns the child's pid
+// and the lease id in the file.
+func startTemplateDirGone(t *testing.T) (p *phase, out, dst, pid, old string) {
+	t.Helper()
+	dir := t.TempDir()
+	out = filepath.Join(dir, "out")
+	os.Mkdir(out, 0o700)
+	src := filepath.Join(dir, "db.tmpl")
+	dst = filepath.Join(out, "db")
+	os.WriteFile(src, []byte(`{{ with dynamic "db" "fixed" }}{{ .LeaseID }}{{ end }}`), 0o600)
+	p = startPhase(t, refFixed, func(_ *phase, o *Options) {
+		o.PollInterval = time.Hour
+		o.Templates = []template.Spec{{Src: src, Dst: dst}}
+	})
+	pid = p.expect(`^(\d+) ready .* val=(\S+)$`)[1]
+	old = mustRead(t, dst)
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	return p, out, dst, pid, old
+}
+
 // TestPhaseFailedWriteKeepsLease: the template's directory disappears
 // while a lease is replaced. The write fails: the old lease, which the
 // child and the file on disk still use, is not revoked, and the child is
@@ -238,21 +261,7 @@ func TestPhaseRenewalIsNoChange(t *testing.T) {
 // directory is back the file is written, the child restarts on the new
 // credential and only then is the old lease revoked.
 func TestPhaseFailedWriteKeepsLease(t *testing.T) {
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	os.Mkdir(out, 0o700)
-	src, dst := filepath.Join(dir, "db.tmpl"), filepath.Join(out, "db")
-	os.WriteFile(src, []byte(`{{ with dynamic "db" "fixed" }}{{ .LeaseID }}{{ end }}`), 0o600)
-	p := startPhase(t, refFixed, func(_ *phase, o *Options) {
-		o.PollInterval = time.Hour
-		o.Templates = []template.Spec{{Src: src, Dst: dst}}
-	})
-	m := p.expect(`^(\d+) ready .* val=(\S+)$`)
-	pid := m[1]
-	old := mustRead(t, dst)
-	if err := os.RemoveAll(out); err != nil {
-		t.Fatal(err)
-	}
+	p, out, dst, pid, old := startTemplateDirGone(t)
 	p.log.await(t, `msg="writing files after a change failed`, 2) // retried
 	p.quiet()
 	// Not revoked (it may run out on its own: the role's leases last 6s).
@@ -336,21 +345,7 @@ func TestPhaseFailedAsFileWriteKeepsLease(t *testing.T) {
 // it, it is revoked at once, while the child's lease stays until the file
 // is written.
 func TestPhaseFailedWriteReleasesSkippedLease(t *testing.T) {
-	dir := t.TempDir()
-	out := filepath.Join(dir, "out")
-	os.Mkdir(out, 0o700)
-	src, dst := filepath.Join(dir, "db.tmpl"), filepath.Join(out, "db")
-	os.WriteFile(src, []byte(`{{ with dynamic "db" "fixed" }}{{ .LeaseID }}{{ end }}`), 0o600)
-	p := startPhase(t, refFixed, func(_ *phase, o *Options) {
-		o.PollInterval = time.Hour
-		o.Templates = []template.Spec{{Src: src, Dst: dst}}
-	})
-	m := p.expect(`^(\d+) ready .* val=(\S+)$`)
-	pid := m[1]
-	old := mustRead(t, dst)
-	if err := os.RemoveAll(out); err != nil {
-		t.Fatal(err)
-	}
+	p, out, _, pid, old := startTemplateDirGone(t)
 	first := p.log.await(t, `msg="lease replaced" lease=`+old+` new_lease=(\S+)`, 1)[1]
 	p.log.await(t, `msg="lease replaced" lease=`+first+` new_lease=`, 1)
 	p.log.await(t, `msg="unused lease revoked" lease=`+first, 1)

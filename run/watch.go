@@ -217,7 +217,7 @@ func (r *refresher) apply(ctx context.Context, u watch.Update) {
 			// Leases this render resolved for a branch the final render
 			// did not take: nothing uses them (the watcher releases what
 			// it generated itself).
-			r.ledger.Release(goneLeases(full, u.Snapshot.Merge(snap)), watch.Unused, 0)
+			r.ledger.Release(goneLeases(full, u.Snapshot, snap), watch.Unused, 0)
 			return
 		}
 	}
@@ -267,13 +267,7 @@ func (r *refresher) commit(ctx context.Context, p *pendingWrite, used []fetch.So
 			p.u.ActBy = old.u.ActBy
 		}
 		p.dsts, p.files = old.dsts, old.files
-		var orphans []*fetch.Lease
-		childs := goneLeases(r.snap, nil) // every lease the child runs on
-		for _, l := range goneLeases(old.snap, p.snap) {
-			if !slices.ContainsFunc(childs, func(c *fetch.Lease) bool { return c.LeaseID == l.LeaseID }) {
-				orphans = append(orphans, l)
-			}
-		}
+		orphans := goneLeases(old.snap, p.snap, r.snap)
 		if len(old.dsts) == 0 && len(old.files) == 0 {
 			r.ledger.Release(orphans, watch.Unused, 0)
 			orphans = nil
@@ -400,14 +394,17 @@ func envMap(env []string) map[string]string {
 	return m
 }
 
-// goneLeases are the leases of before that after does not hold.
-func goneLeases(before, after *fetch.Snapshot) []*fetch.Lease {
+// goneLeases are the leases of before that none of after holds.
+func goneLeases(before *fetch.Snapshot, after ...*fetch.Snapshot) []*fetch.Lease {
 	if before == nil {
 		return nil
 	}
 	keep := map[string]bool{}
-	if after != nil {
-		for _, l := range after.Leases {
+	for _, a := range after {
+		if a == nil {
+			continue
+		}
+		for _, l := range a.Leases {
 			keep[l.LeaseID] = true
 		}
 	}

@@ -287,14 +287,18 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 		}
 		return passResult{Rendered: Rendered{Spec: e.spec, Data: buf.Bytes(), Used: st.used}}, nil
 	}
+	redact := st.redact
 	if err != nil {
 		lax := newRenderState(snap, getenv, true)
 		lax.interrupt = interrupt
 		lax.missing, lax.missingSet = st.missing, st.missingSet
 		_ = e.execute(lax, io.Discard)
 		st.missing = deferCreating(lax.missing, len(st.missing))
+		// The lenient run read on past where the strict one stopped: a
+		// missing source may be named by a value only it read.
+		redact = lax.redact
 	}
-	return passResult{Rendered: Rendered{Spec: e.spec, Used: st.used}, missing: st.missing, redact: st.redact}, nil
+	return passResult{Rendered: Rendered{Spec: e.spec, Used: st.used}, missing: st.missing, redact: redact}, nil
 }
 
 // deferCreating drops, from the misses a lenient run added after the
