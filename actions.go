@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	ossignal "os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -83,8 +86,18 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 	if err != nil {
 		return run.Options{}, err
 	}
+	client, err := fetch.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return run.Options{}, err
+	}
+	// The flags read the same variables; given on the command line they win.
+	client.TLS = fetch.TLSConfig{
+		CACert: c.String("ca-cert"), CAPath: c.String("ca-path"),
+		ClientCert: c.String("client-cert"), ClientKey: c.String("client-key"),
+		ServerName: c.String("tls-server-name"), SkipVerify: c.Bool("tls-skip-verify"),
+	}
 	opts := run.Options{
-		Client:         fetch.ConfigFromEnv(os.Getenv),
+		Client:         client,
 		StartupTimeout: c.Duration("startup-timeout"),
 		CleanupTimeout: c.Duration("cleanup-timeout"),
 		Stdout:         c.App.Writer,
@@ -199,9 +212,23 @@ func actionDevServer(c *cli.Context, st *status) error {
 	if err != nil {
 		return fmt.Errorf("dev server: %w", err)
 	}
+	defer ln.Close()
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: tlsErrorLog(logger)}
+	url, caFile := "http://"+ln.Addr().String(), ""
+	if useTLS := c.Bool("tls") || c.String("tls-cert") != "" || c.String("tls-key") != "" || c.String("tls-client-ca") != ""; useTLS {
+		if url, caFile, hs.TLSConfig, err = devTLS(c, srv, ln); err != nil {
+			return err
+		}
+	}
+	exports := devserver.ExportLines(url, srv.RootToken(), caFile)
+	if f := c.String("export-file"); f != "" {
+		if err := writeExportFile(f, exports); err != nil {
+			return err
+		}
+		defer os.Remove(f)
+	}
 	ctx, stop := ossignal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Close() // ends the event streams, which Shutdown would wait for
@@ -209,13 +236,72 @@ func actionDevServer(c *cli.Context, st *status) error {
 		defer cancel()
 		hs.Shutdown(sctx)
 	}()
-	url := "http://" + ln.Addr().String()
-	fmt.Fprint(c.App.Writer, devserver.ExportLines(url, srv.RootToken()))
-	logger.Info("dev server listening", "addr", ln.Addr().String())
-	if err := hs.Serve(ln); err != nil && err != http.ErrServerClosed {
+	fmt.Fprint(c.App.Writer, exports)
+	logger.Info("dev server listening", "url", url)
+	serve := func() error { return hs.Serve(ln) }
+	if hs.TLSConfig != nil {
+		serve = func() error { return hs.ServeTLS(ln, "", "") } // ServeTLS offers HTTP/2 too
+	}
+	if err := serve(); err != nil && err != http.ErrServerClosed {
 		return fmt.Errorf("dev server: %w", err)
 	}
 	return nil
+}
+
+// writeExportFile writes the export lines for scripts that start the dev
+// server in the background: by a rename once the server listens, so that
+// the file's existence says it is ready; 0600, as it holds the root token.
+func writeExportFile(name, lines string) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, []byte(lines), 0o600); err != nil {
+		return fmt.Errorf("--export-file: %w", err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("--export-file: %w", err)
+	}
+	return nil
+}
+
+// devTLS is the dev server's TLS as its flags say; it returns the https
+// URL and the CA file it wrote ("" for a given certificate, whose CA the
+// user has).
+func devTLS(c *cli.Context, srv *devserver.Server, ln net.Listener) (url, caFile string, _ *tls.Config, _ error) {
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	o := devserver.TLSOptions{CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), ClientCAFile: c.String("tls-client-ca")}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		o.Hosts = []string{host}
+	}
+	cfg, err := srv.ServerTLS(o)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("dev server: %w", err)
+	}
+	if o.CertFile == "" {
+		caFile = c.String("tls-ca-out")
+		switch {
+		case caFile != "":
+		case c.String("data") != "":
+			caFile = c.String("data") + ".ca.pem"
+		default:
+			caFile = filepath.Join(os.TempDir(), "scaivault-dev-"+port+"-ca.pem")
+		}
+		if caFile, err = filepath.Abs(caFile); err != nil {
+			return "", "", nil, fmt.Errorf("dev server: %w", err)
+		}
+		if err := srv.WriteCAFile(caFile); err != nil {
+			return "", "", nil, fmt.Errorf("dev server: %w", err)
+		}
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // the URL to print: a name the certificate holds
+	}
+	return "https://" + net.JoinHostPort(host, port), caFile, cfg, nil
+}
+
+// tlsErrorLog sends net/http's own messages (failed handshakes above all)
+// to the logger at warn level.
+func tlsErrorLog(logger *slog.Logger) *stdlog.Logger {
+	return slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 }
 
 // startDev starts the embedded dev server for --dev[=SEED] on a loopback

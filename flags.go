@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/scailabs/scaivault-run/fetch"
 )
 
 // envName is the environment variable of a flag: SCAIVAULT_ + NAME.
@@ -32,6 +34,12 @@ func sourceFlags() []cli.Flag {
 		&cli.GenericFlag{Name: "template", Value: &rawList{}, Usage: "render template `SRC:DST[:MODE]` (repeatable; without MODE an existing DST keeps its mode and owner, a new one is 0600)"},
 		&cli.BoolFlag{Name: "template-create-dirs", Usage: "create missing parent directories of template destinations", EnvVars: envName("template-create-dirs")},
 		&cli.StringFlag{Name: "template-delims", Usage: "template delimiters as `LEFT:RIGHT`, e.g. '[[:]]'", EnvVars: envName("template-delims")},
+		&cli.StringFlag{Name: "ca-cert", Usage: "trust the CAs of this PEM `FILE` besides the system roots", EnvVars: []string{fetch.EnvCACert}},
+		&cli.StringFlag{Name: "ca-path", Usage: "trust the CAs of the PEM files in `DIR` besides the system roots", EnvVars: []string{fetch.EnvCAPath}},
+		&cli.StringFlag{Name: "client-cert", Usage: "client certificate PEM `FILE` for mTLS (re-read when it changes)", EnvVars: []string{fetch.EnvClientCert}},
+		&cli.StringFlag{Name: "client-key", Usage: "private key PEM `FILE` of --client-cert", EnvVars: []string{fetch.EnvClientKey}},
+		&cli.StringFlag{Name: "tls-server-name", Usage: "verify the server's certificate for `NAME` instead of the URL's host", EnvVars: []string{fetch.EnvTLSServerName}},
+		&cli.BoolFlag{Name: "tls-skip-verify", Usage: "do not verify the server's certificate (insecure; warned about at every start)", EnvVars: []string{fetch.EnvTLSSkipVerify}},
 		&cli.StringFlag{Name: "token-file", Usage: "read the ScaiVault token from `FILE` (re-read when it changes)", EnvVars: envName("token-file")},
 		&cli.GenericFlag{Name: "dev", Usage: "run against an embedded dev server, seeded from `SEED` (--dev=SEED) or demo data (--dev)", Value: &devFlag{}, EnvVars: envName("dev")},
 		&cli.DurationFlag{Name: "startup-timeout", Value: 60 * time.Second, Usage: "give up reaching the server at start after this long", EnvVars: envName("startup-timeout")},
@@ -71,6 +79,12 @@ func devServerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "data", Usage: "keep state in `FILE` across restarts", EnvVars: []string{"SCAIVAULT_DEV_DATA"}},
 		&cli.Float64Flag{Name: "fault-rate", Usage: "answer 503 at this rate (0..1)", EnvVars: []string{"SCAIVAULT_DEV_FAULT_RATE"}},
 		&cli.DurationFlag{Name: "latency", Usage: "add this latency to every answer", EnvVars: []string{"SCAIVAULT_DEV_LATENCY"}},
+		&cli.StringFlag{Name: "export-file", Usage: "also write the export lines to `FILE` (0600, once listening; removed at exit)", EnvVars: []string{"SCAIVAULT_DEV_EXPORT_FILE"}},
+		&cli.BoolFlag{Name: "tls", Usage: "serve HTTPS with a certificate from the dev CA for 127.0.0.1, ::1 and localhost", EnvVars: []string{"SCAIVAULT_DEV_TLS"}},
+		&cli.StringFlag{Name: "tls-ca-out", Usage: "write the dev CA (PEM) to `FILE` (default: beside --data, else in the temporary directory)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CA_OUT"}},
+		&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate PEM `FILE` (implies --tls)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CERT"}},
+		&cli.StringFlag{Name: "tls-key", Usage: "private key PEM `FILE` of --tls-cert", EnvVars: []string{"SCAIVAULT_DEV_TLS_KEY"}},
+		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by the CAs of this PEM `FILE` (implies --tls)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CLIENT_CA"}},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: envName("log-level")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: envName("log-format")},
 	}

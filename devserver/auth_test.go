@@ -131,9 +131,14 @@ func TestRootTokenGeneratedWhenEmpty(t *testing.T) {
 }
 
 func TestExportLines(t *testing.T) {
-	got := ExportLines("http://127.0.0.1:8200", "it's")
+	got := ExportLines("http://127.0.0.1:8200", "it's", "")
 	want := "export SCAIVAULT_BASE_URL='http://127.0.0.1:8200'\nexport SCAIVAULT_TOKEN='it'\\''s'\n"
 	if got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+	got = ExportLines("https://127.0.0.1:8200", "t", "/tmp/my ca.pem")
+	want = "export SCAIVAULT_BASE_URL='https://127.0.0.1:8200'\nexport SCAIVAULT_CACERT='/tmp/my ca.pem'\nexport SCAIVAULT_TOKEN='t'\n"
+	if got != want {
+		t.Fatalf("with a CA: got %q, want %q", got, want)
 	}
 }

@@ -91,7 +91,8 @@
 //     faulted requests count. Faults (and latency) never touch /v1/dev/. An
 //     injected 401 is invalid_token, 429 carries details.retry_after.
 //   - Every request is logged at info level ("request": method, escaped
-//     path without query, status, request_id, duration); panics at error.
+//     path without query, status, request_id, duration, and over mTLS the
+//     client certificate's subject as client_cert); panics at error.
 //   - A method the route does not serve answers 405 validation_error with an
 //     Allow header; an unknown route 404 not_found.
 package devserver

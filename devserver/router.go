@@ -210,10 +210,13 @@ func (s *Server) finish(c *call, start time.Time) {
 	if !c.w.wrote {
 		status = http.StatusOK
 	}
-	s.logger.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("method", c.r.Method), slog.String("path", c.r.URL.EscapedPath()),
+	attrs := []slog.Attr{slog.String("method", c.r.Method), slog.String("path", c.r.URL.EscapedPath()),
 		slog.Int("status", status), slog.String("request_id", c.rid),
-		slog.Duration("duration", time.Since(start)))
+		slog.Duration("duration", time.Since(start))}
+	if c.r.TLS != nil && len(c.r.TLS.PeerCertificates) > 0 {
+		attrs = append(attrs, slog.String("client_cert", c.r.TLS.PeerCertificates[0].Subject.String()))
+	}
+	s.logger.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
 }
 
 func newRequestID() string { return "req_" + randomHex(10) }

@@ -165,10 +165,14 @@ func (s *Server) revokeAllPostgres() error {
 	return errors.Join(errs...)
 }
 
-// ExportLines are the shell lines that point scaivault-run at a server.
-func ExportLines(baseURL, token string) string {
-	return "export SCAIVAULT_BASE_URL=" + shellQuote(baseURL) + "\n" +
-		"export SCAIVAULT_TOKEN=" + shellQuote(token) + "\n"
+// ExportLines are the shell lines that point scaivault-run at a server;
+// caFile ("" for none) is the CA to trust for an HTTPS one.
+func ExportLines(baseURL, token, caFile string) string {
+	s := "export SCAIVAULT_BASE_URL=" + shellQuote(baseURL) + "\n"
+	if caFile != "" {
+		s += "export SCAIVAULT_CACERT=" + shellQuote(caFile) + "\n"
+	}
+	return s + "export SCAIVAULT_TOKEN=" + shellQuote(token) + "\n"
 }
 
 func shellQuote(s string) string {

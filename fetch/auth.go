@@ -2,14 +2,17 @@ package fetch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -151,6 +154,7 @@ func fileChanged(old, cur os.FileInfo) bool {
 type clientCreds struct {
 	conf    *clientcredentials.Config
 	hc      *http.Client
+	tls     *clientTLS // classifies handshake failures; nil: no TLS settings
 	timeout time.Duration
 	log     *slog.Logger
 	sem     chan struct{}
@@ -161,7 +165,7 @@ type clientCreds struct {
 	expiresAt time.Time // zero: unknown
 }
 
-func newClientCreds(id, secret, tokenURL string, hc *http.Client, timeout time.Duration, log *slog.Logger) *clientCreds {
+func newClientCreds(id, secret, tokenURL string, hc *http.Client, ct *clientTLS, timeout time.Duration, log *slog.Logger) *clientCreds {
 	return &clientCreds{
 		conf: &clientcredentials.Config{
 			ClientID:     id,
@@ -169,7 +173,7 @@ func newClientCreds(id, secret, tokenURL string, hc *http.Client, timeout time.D
 			TokenURL:     tokenURL,
 			AuthStyle:    oauth2.AuthStyleAutoDetect,
 		},
-		hc: hc, timeout: timeout, log: log,
+		hc: hc, tls: ct, timeout: timeout, log: log,
 		sem: make(chan struct{}, 1),
 	}
 }
@@ -240,9 +244,22 @@ func (a *clientCreds) renew(ctx context.Context, code, sent string) (bool, error
 func (a *clientCreds) exchange(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, a.hc), a.timeout)
 	defer cancel()
+	var handshook atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) { handshook.Store(err == nil) },
+	})
 	obtained := time.Now()
-	t, err := a.conf.Token(ctx)
+	t, err := a.conf.Token(tctx)
 	if err != nil {
+		te := a.tls.classify(err)
+		if te == nil && handshook.Load() {
+			if req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, a.conf.TokenURL, nil); rerr == nil {
+				te = a.tls.probe(ctx, req)
+			}
+		}
+		if te != nil {
+			err = te
+		}
 		return "", &tokenFetchError{url: a.conf.TokenURL, err: err}
 	}
 	if err := checkToken(t.AccessToken); err != nil {
@@ -284,7 +301,10 @@ func (e *tokenFetchError) Error() string {
 	prefix := "get token from " + e.url
 	var re *oauth2.RetrieveError
 	var ue *url.Error
+	var te *TLSError
 	switch {
+	case errors.As(e.err, &te):
+		return prefix + ": " + te.Error()
 	case errors.As(e.err, &re):
 		msg := fmt.Sprintf("%s: status %d", prefix, retrieveStatus(re))
 		if re.ErrorCode != "" {
@@ -319,6 +339,10 @@ func (e *tokenFetchError) Temporary() bool {
 	if errors.As(e.err, &re) {
 		s := retrieveStatus(re)
 		return s == http.StatusTooManyRequests || s >= 500
+	}
+	var te *TLSError
+	if errors.As(e.err, &te) {
+		return false
 	}
 	var ue *url.Error
 	return errors.As(e.err, &ue) && !errors.Is(e.err, context.Canceled)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,8 @@ type Config struct {
 	ClientSecret string // SCAIKEY_CLIENT_SECRET
 	TokenURL     string // SCAIKEY_TOKEN_URL; default {BaseURL}/v1/auth/token
 
+	TLS TLSConfig // SCAIVAULT_CACERT, SCAIVAULT_CLIENT_CERT, ...; not with HTTPClient
+
 	HTTPClient     *http.Client  // default: one pooled client with explicit timeouts
 	RequestTimeout time.Duration // per attempt; default 30s
 	Retry          RetryPolicy
@@ -64,22 +67,37 @@ const (
 	EnvTokenURL     = "SCAIKEY_TOKEN_URL"
 )
 
-// ConfigFromEnv reads the server variables of scaivault-api.md, and
-// SCAIVAULT_TOKEN_FILE. Values are trimmed of surrounding white space. A nil
-// getenv reads the process environment.
-func ConfigFromEnv(getenv func(string) string) Config {
+// ConfigFromEnv reads the server variables of scaivault-api.md,
+// SCAIVAULT_TOKEN_FILE and the TLS variables. Values are trimmed of
+// surrounding white space. SCAIVAULT_TLS_SKIP_VERIFY is on for what
+// strconv.ParseBool takes as true; any other value is an error, since
+// reading a misspelt "ture" as false would be as surprising as reading it
+// as true. A nil getenv reads the process environment.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
 	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	var skip bool
+	if v := get(EnvTLSSkipVerify); v != "" {
+		var err error
+		if skip, err = strconv.ParseBool(v); err != nil {
+			return Config{}, fmt.Errorf("%s=%q: want true or false", EnvTLSSkipVerify, v)
+		}
+	}
 	return Config{
+		TLS: TLSConfig{
+			CACert: get(EnvCACert), CAPath: get(EnvCAPath),
+			ClientCert: get(EnvClientCert), ClientKey: get(EnvClientKey),
+			ServerName: get(EnvTLSServerName), SkipVerify: skip,
+		},
 		BaseURL:      get(EnvBaseURL),
 		Token:        get(EnvToken),
 		TokenFile:    get(EnvTokenFile),
 		ClientID:     get(EnvClientID),
 		ClientSecret: get(EnvClientSecret),
 		TokenURL:     get(EnvTokenURL),
-	}
+	}, nil
 }
 
 // Client talks to one ScaiVault server. It is safe for concurrent use.
@@ -90,6 +108,7 @@ type Client struct {
 	hc         *http.Client
 	ownHC      bool // hc was made by New (not handed in, not derived)
 	auth       authSource
+	tls        *clientTLS  // nil: no TLS settings
 	retry      RetryPolicy // defaults filled in
 	reqTimeout time.Duration
 	log        *slog.Logger
@@ -138,8 +157,16 @@ func New(cfg Config) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = "scaivault-run/" + moduleVersion()
 	}
+	if !cfg.TLS.isZero() {
+		if cfg.HTTPClient != nil {
+			return nil, errors.New("TLS settings and an HTTP client of the caller's: set TLS on that client instead")
+		}
+		if c.tls, err = newClientTLS(cfg.TLS, c.log); err != nil {
+			return nil, err
+		}
+	}
 	if c.hc == nil {
-		c.hc, c.ownHC = newHTTPClient(c.reqTimeout), true
+		c.hc, c.ownHC = newHTTPClient(c.reqTimeout, c.tls), true
 	}
 	if c.auth, err = c.newAuth(cfg); err != nil {
 		return nil, err
@@ -161,7 +188,7 @@ func (c *Client) WithRetry(p RetryPolicy) (*Client, error) {
 		return nil, err
 	}
 	d := &Client{
-		baseURL: c.baseURL, hc: c.hc, auth: c.auth, gate: c.gate,
+		baseURL: c.baseURL, hc: c.hc, auth: c.auth, tls: c.tls, gate: c.gate,
 		retry: p.withDefaults(), reqTimeout: c.reqTimeout, log: c.log, userAgent: c.userAgent,
 	}
 	d.closeCtx, d.closeFn = context.WithCancel(context.Background())
@@ -197,7 +224,7 @@ func (c *Client) newAuth(cfg Config) (authSource, error) {
 			return nil, err
 		}
 	}
-	return newClientCreds(cfg.ClientID, cfg.ClientSecret, tokenURL, c.hc, c.reqTimeout, c.log), nil
+	return newClientCreds(cfg.ClientID, cfg.ClientSecret, tokenURL, c.hc, c.tls, c.reqTimeout, c.log), nil
 }
 
 // parseServerURL checks a server URL: http or https with a host, https

@@ -11,18 +11,33 @@ import (
 
 func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{
-		"SCAIVAULT_BASE_URL":    " https://vault.example ",
-		"SCAIVAULT_TOKEN":       "tok\n",
-		"SCAIVAULT_TOKEN_FILE":  "/run/token",
-		"SCAIKEY_CLIENT_ID":     "app",
-		"SCAIKEY_CLIENT_SECRET": "s",
-		"SCAIKEY_TOKEN_URL":     "https://auth.example/token",
+		"SCAIVAULT_BASE_URL":        " https://vault.example ",
+		"SCAIVAULT_TOKEN":           "tok\n",
+		"SCAIVAULT_TOKEN_FILE":      "/run/token",
+		"SCAIKEY_CLIENT_ID":         "app",
+		"SCAIKEY_CLIENT_SECRET":     "s",
+		"SCAIKEY_TOKEN_URL":         "https://auth.example/token",
+		"SCAIVAULT_CACERT":          "/etc/ca.pem",
+		"SCAIVAULT_CAPATH":          "/etc/cas",
+		"SCAIVAULT_CLIENT_CERT":     "/run/tls.crt",
+		"SCAIVAULT_CLIENT_KEY":      "/run/tls.key",
+		"SCAIVAULT_TLS_SERVER_NAME": "vault.internal",
+		"SCAIVAULT_TLS_SKIP_VERIFY": "1",
 	}
-	got := fetch.ConfigFromEnv(func(k string) string { return env[k] })
+	got, err := fetch.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := fetch.Config{BaseURL: "https://vault.example", Token: "tok", TokenFile: "/run/token",
-		ClientID: "app", ClientSecret: "s", TokenURL: "https://auth.example/token"}
+		ClientID: "app", ClientSecret: "s", TokenURL: "https://auth.example/token",
+		TLS: fetch.TLSConfig{CACert: "/etc/ca.pem", CAPath: "/etc/cas", ClientCert: "/run/tls.crt",
+			ClientKey: "/run/tls.key", ServerName: "vault.internal", SkipVerify: true}}
 	if got != want {
 		t.Errorf("ConfigFromEnv = %+v\nwant %+v", got, want)
+	}
+	env["SCAIVAULT_TLS_SKIP_VERIFY"] = "ture"
+	if _, err := fetch.ConfigFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "SCAIVAULT_TLS_SKIP_VERIFY") {
+		t.Errorf("ConfigFromEnv with a misspelt boolean: err = %v, want one naming the variable", err)
 	}
 }
 

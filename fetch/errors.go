@@ -128,6 +128,11 @@ func IsTemporary(err error) bool {
 			return false
 		}
 	}
+	// A TLS failure wraps a net.Error, yet the next handshake fails alike.
+	var te *TLSError
+	if errors.As(err, &te) {
+		return false
+	}
 	// *APIError and the token endpoint's errors say it themselves.
 	var t interface{ Temporary() bool }
 	if errors.As(err, &t) && t.Temporary() {

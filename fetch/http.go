@@ -3,6 +3,7 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,14 +35,16 @@ const (
 // newHTTPClient is the one pooled client of a Client. It has no overall
 // Timeout: that would cut the events stream. It follows no redirect (a 3xx
 // becomes an *APIError): the API has none, and following one could carry
-// the bearer token somewhere unexpected.
-func newHTTPClient(headerTimeout time.Duration) *http.Client {
+// the bearer token somewhere unexpected. ct (nil: system roots, no client
+// certificate) sets its TLS; with a client certificate the transport is
+// swapped when the certificate files change (certTransport).
+func newHTTPClient(headerTimeout time.Duration, ct *clientTLS) *http.Client {
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: dialKeepAlive}
-	return &http.Client{
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{
+	newTransport := func(tc *tls.Config) *http.Transport {
+		return &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           dialer.DialContext,
+			TLSClientConfig:       tc,
 			ForceAttemptHTTP2:     true,
 			TLSHandshakeTimeout:   tlsHandshakeTimeout,
 			ResponseHeaderTimeout: headerTimeout,
@@ -49,7 +52,20 @@ func newHTTPClient(headerTimeout time.Duration) *http.Client {
 			IdleConnTimeout:       idleConnTimeout,
 			MaxIdleConns:          4 * maxIdlePerHost,
 			MaxIdleConnsPerHost:   maxIdlePerHost,
-		}}
+		}
+	}
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	switch {
+	case ct == nil:
+		hc.Transport = newTransport(nil)
+	case ct.certs == nil:
+		hc.Transport = newTransport(ct.tlsConfig())
+	default:
+		t := &certTransport{tls: ct, make: newTransport}
+		t.cur.Store(newTransport(ct.tlsConfig()))
+		hc.Transport = t
+	}
+	return hc
 }
 
 // call is one API request as the operations describe it.
@@ -163,9 +179,10 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	if !cl.stream {
 		actx, cancel = context.WithTimeout(ctx, c.reqTimeout)
 	}
-	var wrote atomic.Bool
+	var wrote, handshook atomic.Bool
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
-		WroteHeaders: func() { wrote.Store(true) },
+		WroteHeaders:     func() { wrote.Store(true) },
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) { handshook.Store(err == nil) },
 	})
 	req, err := c.newRequest(actx, cl, body, tok)
 	if err != nil {
@@ -177,6 +194,15 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	if err != nil {
 		cancel()
 		c.logAttempt(cl, n, 0, "", start, err)
+		te := c.tls.classify(err)
+		if te == nil && handshook.Load() {
+			// A connection that dies right after its handshake: maybe
+			// a refused client certificate (see probe).
+			te = c.tls.probe(ctx, req)
+		}
+		if te != nil {
+			return nil, tok, te
+		}
 		return nil, tok, &transportError{err: err, wrote: wrote.Load()}
 	}
 	c.logAttempt(cl, n, resp.StatusCode, resp.Header.Get("X-Request-Id"), start, nil)
@@ -271,6 +297,10 @@ func readAPIError(resp *http.Response) *APIError {
 		if e.RequestID == "" {
 			e.RequestID = eb.Error.RequestID
 		}
+	} else if resp.StatusCode == http.StatusBadRequest && resp.Request != nil && resp.Request.URL.Scheme == "http" &&
+		(bytes.Contains(data, []byte("HTTP request to an HTTPS server")) || bytes.Contains(data, []byte("plain HTTP request was sent to HTTPS port"))) {
+		// Go's and nginx's answers to plain HTTP on a TLS port.
+		e.Message = "the server speaks HTTPS: use https:// in " + EnvBaseURL
 	}
 	e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), e.Details)
 	return e
