@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	stdlog "log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,6 +24,7 @@ import (
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/internal/pgtest"
+	"github.com/scailabs/scaivault-run/internal/tlstest"
 	"github.com/scailabs/scaivault-run/signal"
 )
 
@@ -68,6 +74,8 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 			"svctl":     cmdSvctl,
 			"sig":       cmdSig,
 			"fifowrite": cmdFifoWrite,
+			"gencert":   cmdGencert,
+			"exportenv": cmdExportEnv,
 		},
 	}
 }
@@ -75,9 +83,27 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 // cmdDevserver starts a dev server in the test process, seeded from the
 // named file of the script (or demo data), and exports SCAIVAULT_BASE_URL
 // and SCAIVAULT_TOKEN (the root token) to the script.
+//
+//	devserver [-tls [-mtls]] [SEED]
+//
+// -tls serves HTTPS (HTTP/2 offered) with a certificate from the dev CA
+// and exports SCAIVAULT_CACERT ($WORK/devca.pem); -mtls requires client
+// certificates from the script's client CA (see gencert).
 func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! devserver")
+	}
+	var useTLS, useMTLS bool
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-tls":
+			useTLS = true
+		case "-mtls":
+			useTLS, useMTLS = true, true
+		default:
+			ts.Fatalf("devserver: unknown flag %s", args[0])
+		}
+		args = args[1:]
 	}
 	var opts devserver.Options
 	if len(args) > 0 {
@@ -91,14 +117,147 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	srv, err := devserver.New(opts)
 	ts.Check(err)
-	hs := httptest.NewServer(srv.Handler())
+	if !useTLS {
+		hs := httptest.NewServer(srv.Handler())
+		ts.Defer(func() {
+			srv.Close() // first: it ends event streams that hs.Close waits for
+			hs.Close()
+		})
+		ts.Setenv("SCAIVAULT_BASE_URL", hs.URL)
+		ts.Setenv("SCAIVAULT_TOKEN", srv.RootToken())
+		servers.Store(ts, srv)
+		return
+	}
+	st := &scriptTLS{}
+	caFile := ts.MkAbs("devca.pem")
+	ts.Check(srv.WriteCAFile(caFile))
+	var to devserver.TLSOptions
+	if useMTLS {
+		st.clientCA = scriptCA(ts)
+		to.ClientCAFile = ts.MkAbs("client-ca.pem")
+		ts.Check(os.WriteFile(to.ClientCAFile, st.clientCA.PEM, 0o600))
+	}
+	cfg, err := srv.ServerTLS(to)
+	ts.Check(err)
+	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			st.saw(r.TLS.PeerCertificates[0].Subject.CommonName)
+		}
+		srv.Handler().ServeHTTP(w, r)
+	}))
+	hs.TLS, hs.EnableHTTP2 = cfg, true
+	hs.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // refused handshakes are the point of some scripts
+	hs.StartTLS()
 	ts.Defer(func() {
-		srv.Close() // first: it ends event streams that hs.Close waits for
+		srv.Close()
 		hs.Close()
 	})
+	// svctl talks to it with the dev CA and, under -mtls, a certificate of its own.
+	tc := &tls.Config{RootCAs: x509.NewCertPool()}
+	tc.RootCAs.AppendCertsFromPEM([]byte(srv.CAPEM()))
+	if useMTLS {
+		admin := st.clientCA.Issue(scriptTB{ts}, "svctl", tlstest.Options{})
+		tc.Certificates = []tls.Certificate{admin.TLSCertificate(scriptTB{ts})}
+	}
+	st.admin = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}
+	tlsStates.Store(ts, st)
 	ts.Setenv("SCAIVAULT_BASE_URL", hs.URL)
+	ts.Setenv("SCAIVAULT_CACERT", caFile)
 	ts.Setenv("SCAIVAULT_TOKEN", srv.RootToken())
 	servers.Store(ts, srv)
+}
+
+// scriptTLS is the TLS side of a script's dev server: the client CA of
+// -mtls, svctl's HTTP client, and the client certificates seen.
+type scriptTLS struct {
+	clientCA *tlstest.CA
+	admin    *http.Client
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	cns  map[string]int // requests by client certificate
+}
+
+func (st *scriptTLS) saw(cn string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.cns == nil {
+		st.cns = map[string]int{}
+	}
+	st.cns[cn]++
+	if st.cond != nil {
+		st.cond.Broadcast()
+	}
+}
+
+// waitClient waits (bounded) until n requests showed a client certificate for cn.
+func (st *scriptTLS) waitClient(cn string, n int, d time.Duration) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.cond == nil {
+		st.cond = sync.NewCond(&st.mu)
+	}
+	timer := time.AfterFunc(d, func() {
+		st.mu.Lock()
+		st.cond.Broadcast()
+		st.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(d)
+	for st.cns[cn] < n && time.Now().Before(deadline) {
+		st.cond.Wait()
+	}
+	return st.cns[cn] >= n
+}
+
+// scriptTB lets tlstest fail a script.
+type scriptTB struct{ ts *testscript.TestScript }
+
+func (s scriptTB) Fatal(args ...any) { s.ts.Fatalf("%s", fmt.Sprint(args...)) }
+
+// tlsStates maps a running script to its dev server's TLS side.
+var tlsStates sync.Map
+
+// scriptCA is the script's client CA, made on first use.
+func scriptCA(ts *testscript.TestScript) *tlstest.CA {
+	v, _ := scriptCAs.LoadOrStore(ts, sync.OnceValue(func() *tlstest.CA { return tlstest.NewCA(scriptTB{ts}, "Script Client CA") }))
+	return v.(func() *tlstest.CA)()
+}
+
+// scriptCAs maps a running script to its client CA.
+var scriptCAs sync.Map
+
+// cmdGencert writes a client certificate and key, NAME.crt and NAME.key
+// (each by a rename: the certificate first, then the key, as a rotation
+// would), for common name CN (default NAME), from the script's client CA,
+// or with -stranger from a CA the server does not know; -ca writes the
+// client CA's certificate to FILE.
+//
+//	gencert [-stranger] NAME [CN]
+//	gencert -ca FILE
+func cmdGencert(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 2 && args[0] == "-ca" {
+		tlstest.WriteFile(scriptTB{ts}, ts.MkAbs(args[1]), scriptCA(ts).PEM)
+		return
+	}
+	stranger := len(args) > 0 && args[0] == "-stranger"
+	if stranger {
+		args = args[1:]
+	}
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: gencert [-stranger] NAME [CN]")
+	}
+	ca := scriptCA(ts)
+	if stranger {
+		ca = tlstest.NewCA(scriptTB{ts}, "Stranger CA")
+	}
+	cn := args[0]
+	if len(args) == 2 {
+		cn = args[1]
+	}
+	leaf := ca.Issue(scriptTB{ts}, cn, tlstest.Options{})
+	tlstest.WriteFile(scriptTB{ts}, ts.MkAbs(args[0]+".crt"), leaf.CertPEM)
+	tlstest.WriteFile(scriptTB{ts}, ts.MkAbs(args[0]+".key"), leaf.KeyPEM)
 }
 
 // cmdSvctl changes the dev server from a script, through our own client:
@@ -114,11 +273,15 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl failnext N STATUS PATH_PREFIX   the next N requests under the prefix answer STATUS
 //	svctl requests ROUTE              print how many requests ROUTE had ("" all)
 //	svctl waitrequests ROUTE N        wait (bounded) until ROUTE had N requests
+//	svctl waitclient CN [N]           wait (bounded) until N (1) requests showed a client certificate for CN
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")
 	}
 	c := &devserver.Admin{BaseURL: ts.Getenv("SCAIVAULT_BASE_URL"), Token: ts.Getenv("SCAIVAULT_TOKEN")}
+	if v, ok := tlsStates.Load(ts); ok {
+		c.HTTP = v.(*scriptTLS).admin
+	}
 	var err error
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -168,6 +331,18 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "requests":
 		fmt.Fprintf(ts.Stdout(), "%d\n", scriptServer(ts).Requests(args[1]))
+	case "waitclient":
+		v, ok := tlsStates.Load(ts)
+		if !ok {
+			ts.Fatalf("svctl waitclient: no devserver -mtls in this script")
+		}
+		n := 1
+		if len(args) > 2 {
+			n, _ = strconv.Atoi(args[2])
+		}
+		if !v.(*scriptTLS).waitClient(args[1], n, 10*time.Second) {
+			ts.Fatalf("svctl waitclient: fewer than %d requests with a client certificate for %q", n, args[1])
+		}
 	case "latency":
 		d, err := time.ParseDuration(args[1])
 		ts.Check(err)
@@ -194,6 +369,37 @@ func cmdSig(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	for _, cmd := range ts.BackgroundCmds() {
 		ts.Check(cmd.Process.Signal(s))
+	}
+}
+
+// cmdExportEnv waits (bounded) for a file of export lines, as
+// dev-server --export-file writes it once listening, and sets them in the
+// script's environment.
+//
+//	exportenv FILE
+func cmdExportEnv(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: exportenv FILE")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var data []byte
+	for {
+		var err error
+		if data, err = os.ReadFile(ts.MkAbs(args[0])); err == nil {
+			break
+		}
+		if !os.IsNotExist(err) || time.Now().After(deadline) {
+			ts.Fatalf("exportenv: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // another process makes it; poll, bounded
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		kv, ok := strings.CutPrefix(line, "export ")
+		k, v, ok2 := strings.Cut(kv, "=")
+		if !ok || !ok2 || len(v) < 2 || v[0] != '\'' || v[len(v)-1] != '\'' {
+			ts.Fatalf("exportenv: not an export line: %q", line)
+		}
+		ts.Setenv(k, strings.ReplaceAll(v[1:len(v)-1], `'\''`, "'"))
 	}
 }
 

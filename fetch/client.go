@@ -224,7 +224,14 @@ func (c *Client) newAuth(cfg Config) (authSource, error) {
 			return nil, err
 		}
 	}
-	return newClientCreds(cfg.ClientID, cfg.ClientSecret, tokenURL, c.hc, c.tls, c.reqTimeout, c.log), nil
+	hc, ct := c.hc, c.tls
+	if ct != nil && ct.cfg.ServerName != "" && !sameHost(tokenURL, c.baseURL) && c.ownHC {
+		// SCAIVAULT_TLS_SERVER_NAME names ScaiVault's certificate, not
+		// that of a token endpoint elsewhere.
+		ct = ct.withoutServerName()
+		hc = newHTTPClient(c.reqTimeout, ct)
+	}
+	return newClientCreds(cfg.ClientID, cfg.ClientSecret, tokenURL, hc, ct, c.reqTimeout, c.log), nil
 }
 
 // parseServerURL checks a server URL: http or https with a host, https
@@ -258,6 +265,13 @@ func parseServerURL(name, raw string, allowQuery bool) (string, error) {
 		return u.String(), nil
 	}
 	return u.Scheme + "://" + u.Host + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// sameHost reports whether two URLs name the same host and port.
+func sameHost(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && strings.EqualFold(ua.Host, ub.Host)
 }
 
 func isLoopbackHost(host string) bool {

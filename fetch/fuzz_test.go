@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -223,6 +224,41 @@ func FuzzDecodeAnswers(f *testing.F) {
 		if json.Unmarshal(body, &eb) == nil {
 			if ra := retryAfter("", eb.Error.Details); ra < 0 {
 				t.Errorf("retry_after gives a negative wait %v", ra)
+			}
+		}
+	})
+}
+
+// FuzzTLSFiles: whatever the CA, certificate and key files hold, New
+// either accepts them or fails with an error naming a setting, never
+// panicking and never quoting a file's content.
+func FuzzTLSFiles(f *testing.F) {
+	ca := "-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBATAKBggqhkjOPQQDAjAAMB4XDTI2MDEwMTAwMDAwMFoXDTI3MDEwMTAwMDAwMFowADBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABA==\n-----END CERTIFICATE-----\n"
+	f.Add([]byte(ca), []byte(ca), []byte("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n"))
+	f.Add([]byte(""), []byte("not pem"), []byte("-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), []byte("-----BEGIN X-----\nAA==\n-----END X-----\n"), []byte("-----BEGIN RSA PRIVATE KEY-----\nAA==\n-----END RSA PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, caData, certData, keyData []byte) {
+		dir := t.TempDir()
+		write := func(name string, data []byte) string {
+			p := dir + "/" + name
+			if err := os.WriteFile(p, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		tc := TLSConfig{CACert: write("ca.pem", caData), ClientCert: write("c.pem", certData), ClientKey: write("k.pem", keyData)}
+		c, err := New(Config{BaseURL: "https://vault.example", Token: "t", TLS: tc})
+		if err == nil {
+			c.Close()
+			return
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "SCAIVAULT_") {
+			t.Fatalf("error names no setting: %q", msg)
+		}
+		for _, data := range [][]byte{caData, certData, keyData} {
+			if s := strings.TrimSpace(string(data)); len(s) >= 12 && strings.Contains(msg, s) {
+				t.Fatalf("error quotes a file: %q", msg)
 			}
 		}
 	})

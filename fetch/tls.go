@@ -115,6 +115,16 @@ func newClientTLS(t TLSConfig, log *slog.Logger) (*clientTLS, error) {
 	return ct, nil
 }
 
+// withoutServerName is ct for another host than ScaiVault's: the same
+// roots and client certificate, the URL's host verified.
+func (ct *clientTLS) withoutServerName() *clientTLS {
+	d := *ct
+	d.cfg.ServerName = ""
+	d.base = ct.base.Clone()
+	d.base.ServerName = ""
+	return &d
+}
+
 // tlsConfig is the configuration of one transport: the base with the
 // current client certificate. The certificate is sent whatever CAs the
 // server says it accepts, so that a refusal is the server's, with its alert.

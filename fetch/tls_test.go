@@ -508,3 +508,32 @@ func TestTLSHTTPToHTTPSServer(t *testing.T) {
 		t.Fatalf("err = %v, want a hint to use https://", err)
 	}
 }
+
+// TestTLSServerNameNotForTokenEndpoint: SCAIVAULT_TLS_SERVER_NAME names
+// ScaiVault's certificate; a token endpoint on another host is verified
+// for its own name, with the same CAs.
+func TestTLSServerNameNotForTokenEndpoint(t *testing.T) {
+	ca := tlstest.NewCA(t, "Corp CA")
+	vaultCert := ca.Issue(t, "vault", tlstest.Options{Server: true, Hosts: []string{"vault.internal"}}).TLSCertificate(t)
+	th := newTLSHarness(t, tlsOpts{cert: &vaultCert})
+	authCert := ca.Issue(t, "auth", tlstest.Options{Server: true, Hosts: []string{"127.0.0.1"}}).TLSCertificate(t)
+	auth := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token": "`+th.srv.RootToken()+`", "token_type": "bearer", "expires_in": 3600}`)
+	}))
+	auth.TLS = &tls.Config{Certificates: []tls.Certificate{authCert}}
+	auth.StartTLS()
+	defer auth.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	c, err := fetch.New(fetch.Config{BaseURL: th.hs.URL, ClientID: "app", ClientSecret: "app-SECRET-0002",
+		TokenURL: auth.URL + "/oauth/token", TLS: fetch.TLSConfig{CACert: caFile, ServerName: "vault.internal"},
+		Retry: fastRetry, Logger: slog.New(slog.NewTextHandler(scanWriter{}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := readDB(c); err != nil {
+		t.Fatalf("token from another host, ScaiVault by SCAIVAULT_TLS_SERVER_NAME: %v", err)
+	}
+}

@@ -15,9 +15,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
+
+// TB is what the helpers need of a test: testing.TB, or a testscript's T.
+type TB interface{ Fatal(args ...any) }
+
+func helper(t TB) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+}
 
 // CA is a self-signed CA that issues certificates.
 type CA struct {
@@ -27,8 +35,8 @@ type CA struct {
 }
 
 // NewCA makes a CA named cn.
-func NewCA(t testing.TB, cn string) *CA {
-	t.Helper()
+func NewCA(t TB, cn string) *CA {
+	helper(t)
 	key := newKey(t)
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -62,8 +70,8 @@ type Options struct {
 }
 
 // Issue signs a certificate for cn.
-func (ca *CA) Issue(t testing.TB, cn string, o Options) Leaf {
-	t.Helper()
+func (ca *CA) Issue(t TB, cn string, o Options) Leaf {
+	helper(t)
 	key := newKey(t)
 	now := time.Now()
 	if o.NotBefore.IsZero() {
@@ -100,8 +108,8 @@ func (ca *CA) Issue(t testing.TB, cn string, o Options) Leaf {
 }
 
 // TLSCertificate is the leaf as a tls.Certificate, for a test server.
-func (l Leaf) TLSCertificate(t testing.TB) tls.Certificate {
-	t.Helper()
+func (l Leaf) TLSCertificate(t TB) tls.Certificate {
+	helper(t)
 	c, err := tls.X509KeyPair(l.CertPEM, l.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +118,8 @@ func (l Leaf) TLSCertificate(t testing.TB) tls.Certificate {
 }
 
 // WriteFile writes data to name by a rename from a temporary file beside it.
-func WriteFile(t testing.TB, name string, data []byte) {
-	t.Helper()
+func WriteFile(t TB, name string, data []byte) {
+	helper(t)
 	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -121,7 +129,7 @@ func WriteFile(t testing.TB, name string, data []byte) {
 	}
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
+func newKey(t TB) *ecdsa.PrivateKey {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +137,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return key
 }
 
-func serial(t testing.TB) *big.Int {
+func serial(t TB) *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	if err != nil {
 		t.Fatal(err)
