@@ -107,4 +107,3 @@ func TestServerTLSFilesAndClientCA(t *testing.T) {
 		}
 	}
 }
-
