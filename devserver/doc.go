@@ -64,6 +64,10 @@
 //   - rotation/due: within_hours defaults to 168; overdue secrets are included;
 //     entries are sorted by next_rotation_at, then path; secrets the caller may
 //     not list are left out, as in list.
+//   - Request durations (ttl, increment, grace_period) are strings in the
+//     forms of fetch.ParseDuration, "90" being 90 seconds; a JSON number
+//     (90) is a 400 that names the forms (see requestDuration).
+//   - Secret objects carry "metadata":{} when none was set, in every answer.
 //   - Leases: a role's ttl defaults to 1h, max_ttl to 24h (or ttl when
 //     longer); renewable defaults to true. A requested ttl of 0 is a 400.
 //     Revoking an unknown or expired lease is a 204 without an event; renew,

@@ -11,12 +11,16 @@ import (
 // Secret is a secret object as read from ScaiVault. Data values are kept as
 // raw JSON so that a string is injected as is and any other JSON value as its
 // JSON encoding (DESIGN.md, "Where values come from").
+//
+// Metadata is always present on the wire, {} when none was set; the client
+// also takes an answer that leaves it out or sends null, and hands every
+// secret on with a non-nil Metadata, so that "no metadata" has one form.
 type Secret struct {
 	Path       string                     `json:"path"`
 	Version    int                        `json:"version"`
 	SecretType string                     `json:"secret_type"`
-	Data       map[string]json.RawMessage `json:"data,omitempty"`
-	Metadata   map[string]any             `json:"metadata,omitempty"`
+	Data       map[string]json.RawMessage `json:"data,omitzero"` // {} when empty; left out (nil) only where the answer has no data
+	Metadata   map[string]any             `json:"metadata"`
 	CreatedAt  time.Time                  `json:"created_at"`
 	UpdatedAt  time.Time                  `json:"updated_at"`
 	Rotation   *Rotation                  `json:"rotation"`
