@@ -28,6 +28,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v1/dev/leases/LEASE/expire"},
 	{"POST", "/v1/dev/tokens/expire"},
 	{"POST", "/v1/auth/token"}, // a form body, not JSON
+	{"POST", "/v1/policies/test"},
 }
 
 // fuzzMaxBody is the body bound of the fuzzed server, small enough for
@@ -61,6 +62,11 @@ func FuzzRequestBodies(f *testing.F) {
 		8:  {`{"in":"1h"}`, `{"in":"-5s"}`},
 		9:  {`{"client_id":"app"}`, `{}`},
 		10: {`grant_type=client_credentials&client_id=app&client_secret=app-secret`, `grant_type=x&grant_type=y`, `%zz`},
+		11: {`{"path":"dynamic/support-db/readonly","permission":"dynamic","identity_id":"ops","context":{"source_ip":"10.0.1.50"}}`,
+			`{"path":"app/db","permission":"read"}`, `{"path":"pki/svc-mtls","permission":"pki","identity_id":"nobody"}`,
+			`{"path":"acme/x","permission":"acme","identity_id":"root"}`, `{"path":"dynamic/a","permission":"dynamic"}`,
+			`{"path":"app/../db","permission":"read"}`, `{"path":"app/db","permission":"admin"}`, `{"path":"app/db"}`,
+			`{"path":"app/db","permission":"read","context":[1]}`, `{"path":1,"permission":null}`, `{}`, ``},
 	}
 	for route, bodies := range seeds {
 		for _, b := range bodies {

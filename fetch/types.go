@@ -145,6 +145,27 @@ type Whoami struct {
 	ExpiresAt    *time.Time `json:"expires_at"`
 }
 
+// PolicyTestRequest is the body of POST /v1/policies/test: may IdentityID
+// ("" for the caller's own identity; another identity needs the root token)
+// use Permission on Path? Path is what the permission is matched against: a
+// secret path for read, list, write, delete and rotate, dynamic/ENGINE/ROLE
+// for dynamic, pki/ROLE for pki, acme/ACCOUNT_NAME for acme. Context carries
+// request attributes a conditional policy may look at ("source_ip").
+type PolicyTestRequest struct {
+	Path       string         `json:"path"`
+	Permission string         `json:"permission"`
+	IdentityID string         `json:"identity_id,omitempty"`
+	Context    map[string]any `json:"context,omitempty"`
+}
+
+// PolicyDecision is the answer of POST /v1/policies/test. Policy names the
+// policy that allowed it, nil when denied. It says nothing about whether
+// the path, engine or role exists.
+type PolicyDecision struct {
+	Allowed bool    `json:"allowed"`
+	Policy  *string `json:"policy"`
+}
+
 // TokenResponse is the token endpoint's success answer (RFC 6749 5.1).
 type TokenResponse struct {
 	AccessToken string `json:"access_token"`
