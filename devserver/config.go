@@ -151,14 +151,14 @@ func compilePolicies(c *seedChecker, ps map[string][]SeedPolicyRule) map[string]
 				q, ok := permNames[p]
 				if !ok {
 					c.fail(fmt.Sprintf("%s.permissions[%d]", field, j),
-						"unknown permission %q (want read, list, write, delete, rotate, dynamic or pki)", p)
+						"unknown permission %q (want %s)", p, permNamesText)
 				}
 				perms |= q
 			}
 			if len(r.Permissions) == 0 {
 				c.fail(field+".permissions", "required")
 			}
-			out[name] = append(out[name], rule{pattern: pat, perms: perms})
+			out[name] = append(out[name], rule{policy: name, pattern: pat, perms: perms})
 		}
 	}
 	return out

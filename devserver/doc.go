@@ -64,6 +64,21 @@
 //   - rotation/due: within_hours defaults to 168; overdue secrets are included;
 //     entries are sorted by next_rotation_at, then path; secrets the caller may
 //     not list are left out, as in list.
+//   - Request durations (ttl, increment, grace_period) are strings in the
+//     forms of fetch.ParseDuration, "90" being 90 seconds; a JSON number
+//     (90) is a 400 that names the forms (see requestDuration).
+//   - Secret objects carry "metadata":{} when none was set, in every answer.
+//   - POST /v1/policies/test: "policy" is the first policy of the identity
+//     (in its seed order) with a matching rule, "root" for the root token.
+//     path must be what the permission is checked on (dynamic/ENGINE/ROLE,
+//     pki/ROLE, acme/ACCOUNT_NAME, else a secret path), or it is a 400.
+//     identity_id is a client id or "root"; naming the caller's own is
+//     testing itself. Another identity without the root token is a 403
+//     (details: permission "root", identity_id) before any look-up; an
+//     unknown identity_id from the root token is a 404 not_found, so that a
+//     typo is not taken for a denial. context is accepted and changes
+//     nothing (these policies have no conditions). The permission acme
+//     exists for policies and this test; the ACME calls are not served.
 //   - Leases: a role's ttl defaults to 1h, max_ttl to 24h (or ttl when
 //     longer); renewable defaults to true. A requested ttl of 0 is a 400.
 //     Revoking an unknown or expired lease is a 204 without an event; renew,

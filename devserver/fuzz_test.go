@@ -28,6 +28,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v1/dev/leases/LEASE/expire"},
 	{"POST", "/v1/dev/tokens/expire"},
 	{"POST", "/v1/auth/token"}, // a form body, not JSON
+	{"POST", "/v1/policies/test"},
 }
 
 // fuzzMaxBody is the body bound of the fuzzed server, small enough for
@@ -52,15 +53,20 @@ func FuzzRequestBodies(f *testing.F) {
 	seeds := map[int][]string{
 		0:  {`{"data":{"k":"v"},"secret_type":"json","metadata":{"a":1},"max_versions":3,"cas":0}`, `{"data":{"value":"x"},"secret_type":"binary"}`, `{"data":{},"max_versions":-1}`, `{"data":{"k":"v"},"cas":-5}`, `{"data":{"k":1e400}}`},
 		1:  {`{"metadata":{"tags":["x"],"custom":null}}`, `{"metadata":null}`, `{"metadata":[1]}`},
-		2:  {`{"reason":"r","new_value":{"password":"p"},"grace_period":"1h"}`, `{"grace_period":"-1h"}`, `{"grace_period":"106751d24h"}`},
+		2:  {`{"reason":"r","new_value":{"password":"p"},"grace_period":"1h"}`, `{"grace_period":"-1h"}`, `{"grace_period":"106751d24h"}`, `{"grace_period":"90"}`, `{"grace_period":90}`},
 		3:  {`{"paths":["app/db","other/secret","../x",""]}`, `{"paths":null}`, `{"paths":[1]}`},
-		4:  {`{"ttl":"2h"}`, `{"ttl":"9223372037"}`, `{"ttl":"-1s"}`, ``},
-		5:  {`{"increment":"1h"}`, `{"increment":"99999999999"}`, `{"increment":0}`},
+		4:  {`{"ttl":"2h"}`, `{"ttl":"9223372037"}`, `{"ttl":"-1s"}`, ``, `{"ttl":"90"}`, `{"ttl":90}`, `{"ttl":"1d12h"}`, `{"ttl":"-90"}`},
+		5:  {`{"increment":"1h"}`, `{"increment":"99999999999"}`, `{"increment":0}`, `{"increment":"90"}`, `{"increment":"2d"}`},
 		6:  {`{"common_name":"a.svc.cluster.local","alt_names":["b.svc.cluster.local"],"ip_sans":["127.0.0.1"],"ttl":"1h"}`, `{"common_name":"localhost","ttl":"106751d24h"}`, `{"common_name":"","ip_sans":["x"]}`},
 		7:  {`{"rate":0.5,"status":429,"retry_after":1e12,"next":-1}`, `{"latency":"-1s"}`, `{"rate":2}`},
 		8:  {`{"in":"1h"}`, `{"in":"-5s"}`},
 		9:  {`{"client_id":"app"}`, `{}`},
 		10: {`grant_type=client_credentials&client_id=app&client_secret=app-secret`, `grant_type=x&grant_type=y`, `%zz`},
+		11: {`{"path":"dynamic/support-db/readonly","permission":"dynamic","identity_id":"ops","context":{"source_ip":"10.0.1.50"}}`,
+			`{"path":"app/db","permission":"read"}`, `{"path":"pki/svc-mtls","permission":"pki","identity_id":"nobody"}`,
+			`{"path":"acme/x","permission":"acme","identity_id":"root"}`, `{"path":"dynamic/a","permission":"dynamic"}`,
+			`{"path":"app/../db","permission":"read"}`, `{"path":"app/db","permission":"admin"}`, `{"path":"app/db"}`,
+			`{"path":"app/db","permission":"read","context":[1]}`, `{"path":1,"permission":null}`, `{}`, ``},
 	}
 	for route, bodies := range seeds {
 		for _, b := range bodies {

@@ -44,7 +44,16 @@ func (l *lease) wire(now time.Time, withData bool) *fetch.Lease {
 	return fl
 }
 
-// requestDuration parses an optional positive duration of a request body.
+// requestDuration parses an optional positive duration of a request body
+// (ttl, increment) with fetch.ParseDuration: "90s", "1h30m", "90d", or a bare
+// number of seconds in a string ("90"). A negative one is a 400.
+//
+// A JSON number (90, not "90") is refused with a 400 that names the forms
+// (describeJSONError): the contract says request durations are strings,
+// and accepting numbers too would make the dev server more lenient than
+// the server it stands in for. It would also hide a known client bug: a
+// Go time.Duration marshals as nanoseconds, so {"ttl": 7200000000000}
+// meant as 2h would silently become a ttl capped at the role's maximum.
 func requestDuration(field, s string) (time.Duration, *apiError) {
 	if s == "" {
 		return 0, nil

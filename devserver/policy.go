@@ -19,12 +19,16 @@ const (
 	permRotate
 	permDynamic
 	permPKI
+	permACME
 )
 
 var permNames = map[string]perm{
 	"read": permRead, "list": permList, "write": permWrite, "delete": permDelete,
-	"rotate": permRotate, "dynamic": permDynamic, "pki": permPKI,
+	"rotate": permRotate, "dynamic": permDynamic, "pki": permPKI, "acme": permACME,
 }
+
+// permNamesText names the permissions for messages, in the contract's order.
+const permNamesText = "read, list, write, delete, rotate, dynamic, pki or acme"
 
 func (p perm) String() string {
 	for name, q := range permNames {
@@ -35,8 +39,10 @@ func (p perm) String() string {
 	return fmt.Sprintf("perm(%d)", uint8(p))
 }
 
-// rule is a compiled policy rule: a pattern split into segments.
+// rule is a compiled policy rule: a pattern split into segments, and the
+// name of the policy it belongs to.
 type rule struct {
+	policy  string
 	pattern []string
 	perms   perm
 }
@@ -103,17 +109,29 @@ type identity struct {
 	expiresAt time.Time // zero for root
 }
 
+// rootPolicy is the policy POST /v1/policies/test names for the root
+// token, which holds every permission without a policy of the seed.
+const rootPolicy = "root"
+
 // can reports whether the identity holds p on resource: a secret path, or
-// dynamic/ENGINE/ROLE, or pki/ROLE.
+// dynamic/ENGINE/ROLE, pki/ROLE or acme/ACCOUNT_NAME.
 func (id *identity) can(p perm, resource string) bool {
+	_, ok := id.allowedBy(p, resource)
+	return ok
+}
+
+// allowedBy is can with the policy that grants p: the first rule that
+// matches, in the order of the client's policies. Every permission check
+// of the server, and POST /v1/policies/test, goes through it.
+func (id *identity) allowedBy(p perm, resource string) (policy string, ok bool) {
 	if id.root {
-		return true
+		return rootPolicy, true
 	}
 	segs := strings.Split(resource, "/")
 	for _, r := range id.rules {
 		if r.perms&p != 0 && matchPattern(r.pattern, segs) {
-			return true
+			return r.policy, true
 		}
 	}
-	return false
+	return "", false
 }

@@ -120,6 +120,12 @@ func (c *call) decode(v any, optional bool) *apiError {
 	return nil
 }
 
+// durationFields are the request-body fields that hold a duration string
+// (see requestDuration for why a JSON number is refused).
+var durationFields = map[string]bool{
+	"ttl": true, "increment": true, "grace_period": true, "latency": true, "in": true,
+}
+
 // describeJSONError names the field and the problem without quoting the
 // body: a syntax error's text may hold a piece of a secret.
 func describeJSONError(err error) string {
@@ -129,6 +135,10 @@ func describeJSONError(err error) string {
 	case errors.As(err, &typeErr):
 		if typeErr.Field == "" {
 			return "want a JSON object"
+		}
+		if durationFields[typeErr.Field] && typeErr.Value == "number" {
+			return fmt.Sprintf("%s: want a duration string such as \"90s\", \"1h30m\", \"90d\" or \"90\" (seconds), not a JSON number",
+				typeErr.Field)
 		}
 		return fmt.Sprintf("%s: want %s", typeErr.Field, jsonTypeName(typeErr.Type.Kind().String()))
 	case errors.As(err, &syntaxErr):

@@ -42,6 +42,7 @@ func (s *Server) routeTable() []*route {
 		{method: "DELETE", pattern: "/v1/dynamic/leases/{lease_id}", handle: s.handleRevoke},
 		{method: "POST", pattern: "/v1/pki/issue/{role}", handle: s.handleIssue},
 		{method: "GET", pattern: "/v1/pki/cas/{ca_id}/pem", handle: s.handleCAPEM},
+		{method: "POST", pattern: "/v1/policies/test", handle: s.handlePolicyTest},
 		{method: "GET", pattern: "/v1/rotation/due", handle: s.handleDue},
 		{method: "GET", pattern: "/v1/events", handle: s.handleEvents},
 		{method: "GET", pattern: "/v1/dev/faults", dev: true, handle: s.handleGetFaults},

@@ -93,13 +93,24 @@ func (e *secretEntry) find(num int, now time.Time) *secretVersion {
 	return nil
 }
 
+// wire is version v as the API answers it, with its data or (a metadata
+// patch's answer) without. Metadata is always an object, {} when none was
+// set (scaivault-api.md): never left out, never null.
 func (e *secretEntry) wire(v *secretVersion, withData bool) *fetch.Secret {
+	md := e.metadata
+	if md == nil {
+		md = map[string]any{}
+	}
 	s := &fetch.Secret{
-		Path: e.path, Version: v.num, SecretType: v.secretType, Metadata: e.metadata,
+		Path: e.path, Version: v.num, SecretType: v.secretType, Metadata: md,
 		CreatedAt: e.createdAt, UpdatedAt: v.createdAt, Rotation: e.rotation(v),
 	}
 	if withData {
+		// data is always an object, {} for a secret written with none.
 		s.Data = v.data
+		if s.Data == nil {
+			s.Data = map[string]json.RawMessage{}
+		}
 	}
 	return s
 }

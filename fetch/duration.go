@@ -14,9 +14,15 @@ import (
 const maxDurationSeconds = math.MaxInt64 / int64(time.Second)
 
 // ParseDuration parses a request duration of scaivault-api.md: a Go duration
-// ("90s", "1h30m"), one with a day unit ("90d", "1d12h"), or a bare number of
-// seconds ("3600"). A negative duration is an error, and so is one past
-// what a time.Duration holds (about 292 years): it would wrap around.
+// ("90s", "1h30m"), one with a day unit first ("90d", "1d12h"), or a bare
+// number of whole seconds ("3600"; "90.5" is not one). A negative duration
+// is an error, and so is one past what a time.Duration holds (about 292
+// years): it would wrap around.
+//
+// Request durations are JSON strings, always: this client sends them so,
+// and the dev server refuses a JSON number (90 rather than "90") with a
+// validation_error, so that a number of unclear unit (a Go time.Duration
+// marshals as nanoseconds) is never taken for seconds.
 func ParseDuration(s string) (time.Duration, error) {
 	orig := s
 	s = strings.TrimSpace(s)

@@ -15,7 +15,12 @@ func TestParseDuration(t *testing.T) {
 		wantErr string
 	}{
 		{"90s", 90 * time.Second, ""},
+		{"90", 90 * time.Second, ""},
+		{"007", 7 * time.Second, ""},
 		{"1h30m", 90 * time.Minute, ""},
+		{"1h30m15s", 90*time.Minute + 15*time.Second, ""},
+		{"1d1h30m", 25*time.Hour + 30*time.Minute, ""},
+		{"0d12h", 12 * time.Hour, ""},
 		{" 3600 ", time.Hour, ""},
 		{"0", 0, ""},
 		{"90d", 90 * 24 * time.Hour, ""},
@@ -34,6 +39,12 @@ func TestParseDuration(t *testing.T) {
 		{"2562048h", 0, "invalid duration"},
 		{"", 0, "empty duration"},
 		{"-5", 0, "negative duration"},
+		{"-90", 0, "negative duration"},
+		{"-1h30m", 0, "negative duration"},
+		{"90.5", 0, "invalid duration"}, // bare seconds are whole seconds
+		{"1e3", 0, "invalid duration"},
+		{"1h 30m", 0, "invalid duration"},
+		{"1h2d", 0, "invalid duration"}, // days come first
 		{"-1h", 0, "negative duration"},
 		{"1d-1h", 0, "negative duration"},
 		{"-1d", 0, "invalid duration"},
@@ -60,7 +71,8 @@ func TestParseDuration(t *testing.T) {
 // seconds is exactly that many seconds.
 func FuzzParseDuration(f *testing.F) {
 	for _, s := range []string{"90s", "1h30m", "3600", "90d", "1d12h", "0", "-5", "9223372036",
-		"9223372037", "99999999999", "106751d24h", "106751d23h47m16.854775807s", "1d-1h", " 7d "} {
+		"9223372037", "99999999999", "106751d24h", "106751d23h47m16.854775807s", "1d-1h", " 7d ",
+		"90", "-90", "-1h30m", "1h30m15s", "0d12h", "1d1h30m", "90.5", "1e3", "+90", "-0", "1h2d", "007"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

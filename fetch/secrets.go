@@ -59,7 +59,17 @@ func (c *Client) Read(ctx context.Context, path string, opt ReadOptions) (*Secre
 	if err := decodeJSON(resp.body, &s); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	normalizeSecret(&s)
 	return &s, nil
+}
+
+// normalizeSecret gives a secret whose answer left metadata out (or sent
+// null) the empty object the contract promises, so that callers comparing
+// two reads see no change between the two forms of "none".
+func normalizeSecret(s *Secret) {
+	if s.Metadata == nil {
+		s.Metadata = map[string]any{}
+	}
 }
 
 // BatchRead reads paths in chunks of at most 100, chunks in parallel.
@@ -104,6 +114,7 @@ func (c *Client) BatchRead(ctx context.Context, paths []string) (secrets map[str
 func mergeBatch(chunk []string, r *BatchReadResult, secrets map[string]*Secret, errs map[string]error) {
 	for _, p := range chunk {
 		if s := r.Secrets[p]; s != nil {
+			normalizeSecret(s)
 			secrets[p] = s
 		} else if e, ok := r.Errors[p]; ok {
 			errs[p] = ErrorFromCode(e.Code, e.Message)

@@ -11,12 +11,16 @@ import (
 // Secret is a secret object as read from ScaiVault. Data values are kept as
 // raw JSON so that a string is injected as is and any other JSON value as its
 // JSON encoding (DESIGN.md, "Where values come from").
+//
+// Metadata is always present on the wire, {} when none was set; the client
+// also takes an answer that leaves it out or sends null, and hands every
+// secret on with a non-nil Metadata, so that "no metadata" has one form.
 type Secret struct {
 	Path       string                     `json:"path"`
 	Version    int                        `json:"version"`
 	SecretType string                     `json:"secret_type"`
-	Data       map[string]json.RawMessage `json:"data,omitempty"`
-	Metadata   map[string]any             `json:"metadata,omitempty"`
+	Data       map[string]json.RawMessage `json:"data,omitzero"` // {} when empty; left out (nil) only where the answer has no data
+	Metadata   map[string]any             `json:"metadata"`
 	CreatedAt  time.Time                  `json:"created_at"`
 	UpdatedAt  time.Time                  `json:"updated_at"`
 	Rotation   *Rotation                  `json:"rotation"`
@@ -139,6 +143,27 @@ type Whoami struct {
 	IdentityID   string     `json:"identity_id"`
 	IdentityType string     `json:"identity_type"`
 	ExpiresAt    *time.Time `json:"expires_at"`
+}
+
+// PolicyTestRequest is the body of POST /v1/policies/test: may IdentityID
+// ("" for the caller's own identity; another identity needs the root token)
+// use Permission on Path? Path is what the permission is matched against: a
+// secret path for read, list, write, delete and rotate, dynamic/ENGINE/ROLE
+// for dynamic, pki/ROLE for pki, acme/ACCOUNT_NAME for acme. Context carries
+// request attributes a conditional policy may look at ("source_ip").
+type PolicyTestRequest struct {
+	Path       string         `json:"path"`
+	Permission string         `json:"permission"`
+	IdentityID string         `json:"identity_id,omitempty"`
+	Context    map[string]any `json:"context,omitempty"`
+}
+
+// PolicyDecision is the answer of POST /v1/policies/test. Policy names the
+// policy that allowed it, nil when denied. It says nothing about whether
+// the path, engine or role exists.
+type PolicyDecision struct {
+	Allowed bool    `json:"allowed"`
+	Policy  *string `json:"policy"`
 }
 
 // TokenResponse is the token endpoint's success answer (RFC 6749 5.1).
