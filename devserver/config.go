@@ -171,6 +171,8 @@ func compileClients(c *seedChecker, cs []SeedClient, rules map[string][]rule) ma
 		switch {
 		case sc.ClientID == "":
 			c.fail(field+".client_id", "required")
+		case sc.ClientID == "root":
+			c.fail(field+".client_id", `"root" is the root token's identity`)
 		case out[sc.ClientID] != nil:
 			c.fail(field+".client_id", "duplicate client %q", sc.ClientID)
 		case sc.ClientSecret == "":

@@ -93,6 +93,8 @@ func TestParseSeedErrors(t *testing.T) {
 		{"seed.json", "{\n  \"root_token\": x\n}", "seed.json: line 2, column"},
 		{"seed.yaml", "a: [", "seed.yaml: yaml:"},
 		{"seed.json", ``, "seed.json: empty document"},
+		{"seed.json", `{"clients":[{"client_id":"root","client_secret":"b"}]}`,
+			`seed.json: clients[0].client_id: "root" is the root token's identity`},
 		{"seed.json", `{"clients":[{"client_id":"a","client_secret":"b","policies":["nope"]}]}`,
 			`seed.json: clients[0].policies[0]: unknown policy "nope"`},
 		{"seed.json", `{"policies":{"p":[{"path_pattern":"a/**","permissions":["rede"]}]}}`,

@@ -2,9 +2,12 @@ package fetch_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
 )
@@ -70,5 +73,28 @@ func TestSecretMetadataForms(t *testing.T) {
 	}
 	if tags, _ := s.Metadata["tags"].([]any); len(tags) != 1 || tags[0] != "critical" {
 		t.Errorf("metadata %#v", s.Metadata)
+	}
+}
+
+// TestRotationWireForm: every field of a rotation object is present, null
+// where unset; a null decodes as unset.
+func TestRotationWireForm(t *testing.T) {
+	at := time.Date(2027, 2, 23, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		r    fetch.Rotation
+		want string
+	}{
+		{fetch.Rotation{}, `{"policy_id":null,"next_rotation_at":null,"previous_version":null,"grace_period_ends_at":null}`},
+		{fetch.Rotation{PolicyID: "rp_1", NextRotationAt: &at}, `{"policy_id":"rp_1","next_rotation_at":"2027-02-23T12:00:00Z","previous_version":null,"grace_period_ends_at":null}`},
+		{fetch.Rotation{PreviousVersion: 2, GracePeriodEndsAt: &at}, `{"policy_id":null,"next_rotation_at":null,"previous_version":2,"grace_period_ends_at":"2027-02-23T12:00:00Z"}`},
+	} {
+		got, err := json.Marshal(tt.r)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("Marshal(%+v) = %s, %v; want %s", tt.r, got, err, tt.want)
+		}
+		var back fetch.Rotation
+		if err := json.Unmarshal(got, &back); err != nil || !reflect.DeepEqual(back, tt.r) {
+			t.Errorf("round trip of %s = %+v, %v", got, back, err)
+		}
 	}
 }

@@ -34,6 +34,26 @@ type Rotation struct {
 	GracePeriodEndsAt *time.Time `json:"grace_period_ends_at,omitempty"`
 }
 
+// MarshalJSON writes all four fields, null where unset, as the contract's
+// secret object shows them: a reader need not tell an absent key from a
+// null one.
+func (r Rotation) MarshalJSON() ([]byte, error) {
+	var w struct {
+		PolicyID          *string    `json:"policy_id"`
+		NextRotationAt    *time.Time `json:"next_rotation_at"`
+		PreviousVersion   *int       `json:"previous_version"`
+		GracePeriodEndsAt *time.Time `json:"grace_period_ends_at"`
+	}
+	if r.PolicyID != "" {
+		w.PolicyID = &r.PolicyID
+	}
+	if r.PreviousVersion != 0 {
+		w.PreviousVersion = &r.PreviousVersion
+	}
+	w.NextRotationAt, w.GracePeriodEndsAt = r.NextRotationAt, r.GracePeriodEndsAt
+	return json.Marshal(w)
+}
+
 // WriteRequest is the body of PUT /v1/secrets/{path}.
 type WriteRequest struct {
 	Data        map[string]any `json:"data"`
