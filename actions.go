@@ -80,6 +80,30 @@ func actionRender(c *cli.Context, st *status) error {
 	return err
 }
 
+// actionCheck runs the pre-flight: the flags of a run (a command after --
+// is accepted and not started), one line per reference, exit 0/1/125.
+func actionCheck(c *cli.Context, st *status) error {
+	opts, err := commonOptions(c)
+	if err != nil {
+		return err
+	}
+	if err := runOptions(c, &opts); err != nil {
+		return err
+	}
+	co := run.CheckOptions{Format: c.String("format"), Stdout: c.App.Writer}
+	if co.Format != "text" && co.Format != "json" {
+		return fmt.Errorf("--format %q: want text or json", co.Format)
+	}
+	closeDev, err := startDev(c, &opts)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
+	code, err := run.Check(c.Context, opts, co)
+	st.code = code
+	return err
+}
+
 // commonOptions reads the flags shared by the main job and render.
 func commonOptions(c *cli.Context) (run.Options, error) {
 	logger, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))

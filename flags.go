@@ -48,6 +48,13 @@ func sourceFlags() []cli.Flag {
 	}
 }
 
+// checkFlags are the check subcommand's own flags.
+func checkFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json", EnvVars: envName("format")},
+	}
+}
+
 // runFlags are the flags of the main job only.
 func runFlags() []cli.Flag {
 	return []cli.Flag{

@@ -89,7 +89,7 @@ func newApp(stdout, stderr io.Writer, st *status) *cli.App {
 	return &cli.App{
 		Name:                      "scaivault-run",
 		Usage:                     "run a command with its secrets from ScaiVault",
-		UsageText:                 "scaivault-run [flags] -- command [args...]\nscaivault-run render [flags]\nscaivault-run dev-server [flags]",
+		UsageText:                 "scaivault-run [flags] -- command [args...]\nscaivault-run render [flags]\nscaivault-run check [flags] [-- command [args...]]\nscaivault-run dev-server [flags]",
 		Version:                   version,
 		Writer:                    stdout,
 		ErrWriter:                 stderr,
@@ -105,6 +105,14 @@ func newApp(stdout, stderr io.Writer, st *status) *cli.App {
 				Usage:        "resolve and render once, print the environment, start nothing",
 				Flags:        append(renderFlags(), sourceFlags()...),
 				Action:       func(c *cli.Context) error { return actionRender(c, st) },
+				OnUsageError: usageError,
+			},
+			{
+				Name:         "check",
+				Usage:        "pre-flight: may this identity read every secret and create every lease and certificate referenced? (creates nothing)",
+				ArgsUsage:    "[-- command [args...]]",
+				Flags:        append(append(runFlags(), checkFlags()...), sourceFlags()...),
+				Action:       func(c *cli.Context) error { return actionCheck(c, st) },
 				OnUsageError: usageError,
 			},
 			{

@@ -305,6 +305,30 @@ func (p *Plan) UsersOf(src fetch.Source) []string {
 	return out
 }
 
+// Use is one place the environment reads a source: a variable with its
+// reference (Where `--env DB_PASS`), or a --secret import (Ref nil, Where
+// `--secret app/db`).
+type Use struct {
+	Where  string
+	Ref    *fetch.Ref
+	Source fetch.Source
+}
+
+// Uses lists every use, imports first, then the variables that win, in the
+// order of Sources; for the check subcommand, which reports each.
+func (p *Plan) Uses() []Use {
+	var out []Use
+	for _, path := range p.imports {
+		out = append(out, Use{Where: "--secret " + path, Source: fetch.StaticSource(path, 0)})
+	}
+	for _, e := range p.winning() {
+		if e.ref != nil {
+			out = append(out, Use{Where: e.where(), Ref: e.ref, Source: e.ref.Source()})
+		}
+	}
+	return out
+}
+
 // NeedsFiles reports whether a reference that wins has as=file: Build then
 // needs a FileDir.
 func (p *Plan) NeedsFiles() bool {

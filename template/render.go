@@ -125,7 +125,7 @@ func parseTemplateText(name, text, left, right string) (*texttemplate.Template, 
 // missing key, a failing function, a bad option. Errors name the template
 // file, line and column, and never hold a secret value.
 func (s *Set) Render(snap *fetch.Snapshot) (out []Rendered, missing []fetch.Source, err error) {
-	res, err := s.renderPass(nil, snap)
+	res, err := s.renderPass(nil, snap, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,7 +167,7 @@ func (s *Set) RenderAll(ctx context.Context, resolve ResolveFunc, snap *fetch.Sn
 		if err := ctx.Err(); err != nil {
 			return nil, snap, err
 		}
-		res, err := s.renderPass(ctx.Done(), snap)
+		res, err := s.renderPass(ctx.Done(), snap, nil)
 		if err != nil {
 			return nil, snap, err
 		}
@@ -183,6 +183,57 @@ func (s *Set) RenderAll(ctx context.Context, resolve ResolveFunc, snap *fetch.Sn
 		}
 		if snap, err = resolveMissing(ctx, resolve, res, snap); err != nil {
 			return nil, snap, err
+		}
+	}
+}
+
+// Discover finds the sources the templates read, creating nothing: it
+// renders, resolves what is missing and renders again, as RenderAll does,
+// but a missing source for which skip reports true (a lease or a
+// certificate, a secret that could not be read) is never resolved: the
+// templates go on with a placeholder for it. It ends when nothing but
+// skipped sources is missing, and returns every source found missing on
+// the way, each once, by template (a source two templates read is listed
+// for both). resolve need not resolve everything it is asked for: what it
+// leaves out must then be skipped (else Discover reports it missing after
+// MaxPasses). err is a template's own failure (a missing key, a failing
+// function) or a resolve error; found holds what was found until then.
+// Nothing is written. For the check subcommand.
+func (s *Set) Discover(ctx context.Context, resolve ResolveFunc, snap *fetch.Snapshot, skip func(fetch.Source) bool) (found map[string][]fetch.Source, _ *fetch.Snapshot, err error) {
+	found = map[string][]fetch.Source{}
+	seen := map[string]map[fetch.Source]bool{}
+	for pass := 1; ; pass++ {
+		if err := ctx.Err(); err != nil {
+			return found, snap, err
+		}
+		res, err := s.renderPass(ctx.Done(), snap, func(src fetch.Source) bool { return !skip(src) })
+		if err != nil {
+			return found, snap, err
+		}
+		var need []fetch.Source
+		for _, r := range res {
+			src := r.Spec.Src
+			if seen[src] == nil {
+				seen[src] = map[fetch.Source]bool{}
+			}
+			for _, m := range r.missing {
+				if !seen[src][m] {
+					seen[src][m] = true
+					found[src] = append(found[src], m)
+				}
+				if !skip(m) && !snap.Has(m) && !slices.Contains(need, m) {
+					need = append(need, m)
+				}
+			}
+		}
+		if len(need) == 0 {
+			return found, snap, nil
+		}
+		if pass == MaxPasses {
+			return found, snap, passesError(res)
+		}
+		if snap, err = resolve(ctx, need, snap); err != nil {
+			return found, snap, err
 		}
 	}
 }
@@ -259,11 +310,15 @@ func (r passResult) errorf(err error, format string, args ...any) error {
 // renderPass renders every template once; a {{ file }} read that blocks
 // (a FIFO, a hung mount) ends with an error when interrupt is closed
 // (RenderAll's ctx ends: a signal during start-up, the watcher stopping).
-func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot) ([]passResult, error) {
+//
+// pending (nil: every source) tells which missing secrets and lists the
+// caller will resolve: leases and certificates found past one of those are
+// deferred (deferCreating).
+func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot, pending func(fetch.Source) bool) ([]passResult, error) {
 	res := make([]passResult, 0, len(s.entries))
 	getenv := s.opt.getenv()
 	for _, e := range s.entries {
-		r, err := e.render(snap, getenv, interrupt)
+		r, err := e.render(snap, getenv, interrupt, pending)
 		if err != nil {
 			return nil, err
 		}
@@ -276,7 +331,7 @@ func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot) ([]pas
 // missing and the strict run stopped early (a placeholder has no keys), a
 // lenient run (missingkey=zero, failing functions return zero values)
 // carries on to find the rest, so that one pass finds what it can.
-func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, interrupt <-chan struct{}) (passResult, error) {
+func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, interrupt <-chan struct{}, pending func(fetch.Source) bool) (passResult, error) {
 	st := newRenderState(snap, getenv, false)
 	st.interrupt = interrupt
 	var buf bytes.Buffer
@@ -293,7 +348,7 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 		lax.interrupt = interrupt
 		lax.missing, lax.missingSet = st.missing, st.missingSet
 		_ = e.execute(lax, io.Discard)
-		st.missing = deferCreating(lax.missing, len(st.missing))
+		st.missing = deferCreating(lax.missing, len(st.missing), pending)
 		// The lenient run read on past where the strict one stopped: a
 		// missing source may be named by a value only it read.
 		redact = lax.redact
@@ -308,8 +363,10 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 // would ask the server for "common_name=map[]"), and generating one creates
 // something on the server. The next pass, with the secret there, finds
 // them with their real arguments.
-func deferCreating(missing []fetch.Source, n int) []fetch.Source {
-	if !slices.ContainsFunc(missing, func(s fetch.Source) bool { return s.Kind == fetch.Static || s.Kind == fetch.List }) {
+func deferCreating(missing []fetch.Source, n int, pending func(fetch.Source) bool) []fetch.Source {
+	if !slices.ContainsFunc(missing, func(s fetch.Source) bool {
+		return (s.Kind == fetch.Static || s.Kind == fetch.List) && (pending == nil || pending(s))
+	}) {
 		return missing
 	}
 	out := missing[:n:n]
