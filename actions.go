@@ -238,7 +238,7 @@ func actionDevServer(c *cli.Context, st *status) error {
 	}
 	defer ln.Close()
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: tlsErrorLog(logger)}
-	url, caFile := "http://"+ln.Addr().String(), ""
+	url, caFile := "http://"+printableAddr(ln.Addr()), ""
 	if useTLS := c.Bool("tls") || c.String("tls-cert") != "" || c.String("tls-key") != "" || c.String("tls-client-ca") != ""; useTLS {
 		if url, caFile, hs.TLSConfig, err = devTLS(c, srv, ln); err != nil {
 			return err
@@ -316,10 +316,22 @@ func devTLS(c *cli.Context, srv *devserver.Server, ln net.Listener) (url, caFile
 			return "", "", nil, fmt.Errorf("dev server: %w", err)
 		}
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1" // the URL to print: a name the certificate holds
+	return "https://" + printableAddr(ln.Addr()), caFile, cfg, nil
+}
+
+// printableAddr is the listener's address as a client on this machine
+// reaches it: an unspecified address (0.0.0.0, [::]) becomes 127.0.0.1,
+// which scaivault-run accepts over plain HTTP and the generated
+// certificate holds.
+func printableAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
 	}
-	return "https://" + net.JoinHostPort(host, port), caFile, cfg, nil
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // tlsErrorLog sends net/http's own messages (failed handshakes above all)
