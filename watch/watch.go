@@ -133,6 +133,7 @@ type Watcher struct {
 	out       outage
 	draft     *draft
 	lastOK    time.Time                  // the last refresh the server answered
+	evDownAt  time.Time                  // when the events stream was last seen down
 	refreshed map[fetch.Source]time.Time // static sources: the last answer for each
 }
 
@@ -220,7 +221,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	now := time.Now()
 	w.adopt(w.cur, now)
-	w.lastOK = now // the start-up gate has just read everything
+	w.lastOK, w.evDownAt = now, now // the start-up gate has just read everything
 	for src := range w.cur.Secrets {
 		w.refreshedNow(src, now)
 	}

@@ -18,6 +18,9 @@ type State struct {
 	At              time.Time     // when it was made
 	PollInterval    time.Duration // static polls while the events stream is down
 	EventsConnected bool          // the change-events stream is up
+	// EventsDownSince is when the stream was last seen down (the start
+	// of watching when it never came up); zero while it is up.
+	EventsDownSince time.Time
 	// LastSuccess is the last time the server answered a refresh (a
 	// poll, a read an event asked for, a renewal, a replacement, a
 	// re-issue); the start of watching until the first.
@@ -69,6 +72,9 @@ func (w *Watcher) publish(now time.Time) {
 		return
 	}
 	st := &State{At: now, PollInterval: w.cfg.PollInterval, EventsConnected: w.evUp, LastSuccess: w.lastOK}
+	if !w.evUp {
+		st.EventsDownSince = w.evDownAt
+	}
 	for src, sec := range w.cur.Secrets {
 		_, lost := w.lost[src]
 		st.Secrets = append(st.Secrets, SecretState{
