@@ -3,17 +3,19 @@
 # and the supervisor's VmRSS/RssAnon while its child runs (BENCHMARKS.md,
 # "Status endpoint: choosing a metrics library").
 #
-# It builds, in a scratch copy of the tree (nothing here is changed), the
-# binary as it is at the commit this script was written against plus a
-# probe file in package main that registers the nine metric families of
+# It builds, in a scratch copy of the tree at BASE (default 2e745cf, the
+# commit before the status endpoint, so that no metrics library is in it
+# yet; nothing in the work tree is changed), the binary plus a probe file in package main that registers the nine metric families of
 # the status endpoint and serves them on $PROBE_ADDR, once with each
 # library and once with a plain net/http handler (the baseline). Then for
 # each it starts a supervising run with one reference against a separate
 # dev server, scrapes the probe once, and reads /proc/PID/status.
 #
 #   bash bench/metricslib.sh [RUNS]     # default 7 runs each, medians printed
+#   BASE=<commit> bash bench/metricslib.sh
 set -euo pipefail
 RUNS=${1:-7}
+BASE=${BASE:-2e745cf}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -127,7 +129,7 @@ func probeHandler() http.Handler {
 build() { # name module@version probe
 	local name=$1 mod=$2 probe=$3 dir=$work/$1
 	mkdir -p "$dir"
-	git -C "$here" archive HEAD | tar -x -C "$dir"
+	git -C "$here" archive "$BASE" | tar -x -C "$dir"
 	printf '%s' "$probe_common" >"$dir/zz_probe_common.go"
 	printf '%s' "$probe" >"$dir/zz_probe.go"
 	(cd "$dir" && { [ -z "$mod" ] || go get "$mod" >/dev/null 2>&1; } && go mod tidy >/dev/null 2>&1 &&
