@@ -207,3 +207,14 @@ func TestStatusServerBounds(t *testing.T) {
 
 // deadlineUnit bounds one request of these tests.
 const deadlineUnit = 20 * time.Second
+
+// TestStatusOffByDefault: without an address nothing listens and nothing
+// observes.
+func TestStatusOffByDefault(t *testing.T) {
+	opts := Options{}
+	s, err := startStatus(&opts, slog.New(slog.DiscardHandler))
+	if s != nil || err != nil || opts.Client.Observer != nil || s.observer() != nil || s.onState() != nil {
+		t.Fatalf("status without an address: %v %v %v", s, err, opts.Client.Observer)
+	}
+	s.close()
+}
