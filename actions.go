@@ -181,6 +181,7 @@ func runOptions(c *cli.Context, opts *run.Options) error {
 	opts.ExitOnLost = c.Bool("exit-on-lost")
 	opts.Subreaper = c.Bool("subreaper")
 	opts.PollInterval = c.Duration("poll-interval")
+	opts.StatusAddr = c.String("status-addr")
 	opts.Supervisor.KillTimeout = c.Duration("kill-timeout")
 	opts.Supervisor.RestartSplay = c.Duration("restart-splay")
 	if opts.Supervisor.KillSignal, err = signal.Parse(c.String("kill-signal")); err != nil {

@@ -69,6 +69,7 @@ func runFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "cleanup-timeout", Value: 2 * time.Second, Usage: "bound the lease revocations on exit, all of them together", EnvVars: envName("cleanup-timeout")},
 		&cli.BoolFlag{Name: "no-revoke", Usage: "leave leases to their ttl on exit", EnvVars: envName("no-revoke")},
 		&cli.BoolFlag{Name: "subreaper", Usage: "reap orphaned descendants even when not PID 1 (Linux)", EnvVars: envName("subreaper")},
+		&cli.StringFlag{Name: "status-addr", Usage: "serve /healthz, /readyz, /status and /metrics on `ADDR` (e.g. 127.0.0.1:9100; default: off)", EnvVars: envName("status-addr")},
 	}
 }
 

@@ -46,6 +46,19 @@ type Config struct {
 	Retry          RetryPolicy
 	Logger         *slog.Logger // default: discard
 	UserAgent      string       // default: "scaivault-run/" and the module version
+	// Observer, when set, is told of every HTTP attempt to the ScaiVault
+	// API (see ResponseObserver); clients derived with WithRetry tell it
+	// too.
+	Observer ResponseObserver
+}
+
+// ResponseObserver is told of each HTTP attempt to the ScaiVault API (the
+// token endpoint of client credentials aside), on the goroutine that made
+// it: the method, the route's template ("/v1/secrets/{path}": never the
+// path itself, which may come from a secret) and the status code, 0 when
+// no answer came. It must be fast and must not block (a metrics counter).
+type ResponseObserver interface {
+	ObserveResponse(method, route string, status int)
 }
 
 // RetryPolicy is the backoff of scaivault-api.md. Zero fields take the
@@ -113,6 +126,7 @@ type Client struct {
 	reqTimeout time.Duration
 	log        *slog.Logger
 	userAgent  string
+	observer   ResponseObserver
 	// gate is shared by every client derived from the one New made: a
 	// 429's Retry-After holds back the whole process (DESIGN.md), the
 	// start-up, the watcher and the revocations on exit alike.
@@ -146,6 +160,7 @@ func New(cfg Config) (*Client, error) {
 		reqTimeout: cfg.RequestTimeout,
 		log:        cfg.Logger,
 		userAgent:  cfg.UserAgent,
+		observer:   cfg.Observer,
 		gate:       &rateGate{},
 	}
 	if c.reqTimeout == 0 {
@@ -190,6 +205,7 @@ func (c *Client) WithRetry(p RetryPolicy) (*Client, error) {
 	d := &Client{
 		baseURL: c.baseURL, hc: c.hc, auth: c.auth, tls: c.tls, gate: c.gate,
 		retry: p.withDefaults(), reqTimeout: c.reqTimeout, log: c.log, userAgent: c.userAgent,
+		observer: c.observer,
 	}
 	d.closeCtx, d.closeFn = context.WithCancel(context.Background())
 	if c.isClosed() {
@@ -320,7 +336,7 @@ func (c *Client) ReloadToken() error {
 // Whoami returns the identity behind the client's credential.
 func (c *Client) Whoami(ctx context.Context) (*Whoami, error) {
 	var w Whoami
-	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: "/v1/auth/whoami"}, &w); err != nil {
+	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: "/v1/auth/whoami", pattern: "/v1/auth/whoami"}, &w); err != nil {
 		return nil, fmt.Errorf("whoami: %w", err)
 	}
 	return &w, nil

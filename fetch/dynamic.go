@@ -8,6 +8,9 @@ import (
 	"net/url"
 )
 
+// leasePattern is the route template of leaseRoute, for OnResponse.
+const leasePattern = "/v1/dynamic/leases/{lease_id}"
+
 func leaseRoute(leaseID string) string { return "/v1/dynamic/leases/" + url.PathEscape(leaseID) }
 
 // Generate creates a leased credential; ttl "" is the role's default.
@@ -32,6 +35,7 @@ func (c *Client) Generate(ctx context.Context, engine, role, ttl string) (*Lease
 	cl := &call{
 		method:  http.MethodPost,
 		route:   "/v1/dynamic/" + url.PathEscape(engine) + "/creds/" + url.PathEscape(role),
+		pattern: "/v1/dynamic/{engine}/creds/{role}",
 		body:    GenerateRequest{TTL: ttl},
 		creates: true,
 	}
@@ -65,7 +69,7 @@ func (c *Client) Renew(ctx context.Context, leaseID, increment string) (*Lease, 
 	if err := checkName("lease id", leaseID); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	cl := &call{method: http.MethodPost, route: leaseRoute(leaseID) + "/renew", body: RenewRequest{Increment: increment}}
+	cl := &call{method: http.MethodPost, route: leaseRoute(leaseID) + "/renew", pattern: "/v1/dynamic/leases/{lease_id}/renew", body: RenewRequest{Increment: increment}}
 	var l Lease
 	if err := c.getJSON(ctx, cl, &l); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -84,7 +88,7 @@ func (c *Client) LookupLease(ctx context.Context, leaseID string) (*Lease, error
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	var l Lease
-	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: leaseRoute(leaseID)}, &l); err != nil {
+	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: leaseRoute(leaseID), pattern: leasePattern}, &l); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := checkLease(&l, false); err != nil {
@@ -100,7 +104,7 @@ func (c *Client) Revoke(ctx context.Context, leaseID string) error {
 	if err := checkName("lease id", leaseID); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	_, err := c.send(ctx, &call{method: http.MethodDelete, route: leaseRoute(leaseID)})
+	_, err := c.send(ctx, &call{method: http.MethodDelete, route: leaseRoute(leaseID), pattern: leasePattern})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("%s: %w", op, err)
 	}

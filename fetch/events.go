@@ -129,7 +129,7 @@ func (s *eventStream) follow(ctx context.Context) (healthy bool, err error) {
 	if s.since != "" {
 		q.Set("since", s.since)
 	}
-	resp, err := s.c.send(ctx, &call{method: http.MethodGet, route: "/v1/events", query: q,
+	resp, err := s.c.send(ctx, &call{method: http.MethodGet, route: "/v1/events", pattern: "/v1/events", query: q,
 		header: http.Header{"Accept": {"text/event-stream"}}, stream: true})
 	if err != nil {
 		return false, err

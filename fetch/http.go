@@ -72,9 +72,12 @@ func newHTTPClient(headerTimeout time.Duration, ct *clientTLS) *http.Client {
 type call struct {
 	method string
 	route  string // escaped path below the base URL, e.g. /v1/secrets/app/db
-	query  url.Values
-	body   any // JSON-encoded when non-nil
-	header http.Header
+	// pattern is route's template, e.g. /v1/secrets/{path}: what
+	// Config.Observer is told (never a path, which may come from a secret).
+	pattern string
+	query   url.Values
+	body    any // JSON-encoded when non-nil
+	header  http.Header
 	// creates marks a request that creates something (generate, issue,
 	// rotate); see shouldRetry.
 	creates bool
@@ -194,6 +197,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	if err != nil {
 		cancel()
 		c.logAttempt(cl, n, 0, "", start, err)
+		c.observe(cl, 0)
 		te := c.tls.classify(err)
 		if te == nil && handshook.Load() {
 			// A connection that dies right after its handshake: maybe
@@ -206,6 +210,7 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 		return nil, tok, &transportError{err: err, wrote: wrote.Load()}
 	}
 	c.logAttempt(cl, n, resp.StatusCode, resp.Header.Get("X-Request-Id"), start, nil)
+	c.observe(cl, resp.StatusCode)
 	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotModified {
 		defer cancel()
 		return nil, tok, readAPIError(resp)
@@ -260,6 +265,13 @@ func (c *Client) logAttempt(cl *call, n, status int, reqID string, start time.Ti
 		attrs = append(attrs, "error", err)
 	}
 	c.log.Debug("scaivault request", attrs...)
+}
+
+// observe reports one attempt's outcome to Config.Observer.
+func (c *Client) observe(cl *call, status int) {
+	if c.observer != nil {
+		c.observer.ObserveResponse(cl.method, cl.pattern, status)
+	}
 }
 
 // cancelBody ends a stream's request context when its body is closed.

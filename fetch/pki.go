@@ -18,7 +18,7 @@ func (c *Client) Issue(ctx context.Context, role string, req IssueRequest) (*Cer
 	if req.CommonName == "" {
 		return nil, fmt.Errorf("%s: empty common name", op)
 	}
-	cl := &call{method: http.MethodPost, route: "/v1/pki/issue/" + url.PathEscape(role), body: req, creates: true}
+	cl := &call{method: http.MethodPost, route: "/v1/pki/issue/" + url.PathEscape(role), pattern: "/v1/pki/issue/{role}", body: req, creates: true}
 	var cert Cert
 	if err := c.getJSON(ctx, cl, &cert); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -36,9 +36,10 @@ func (c *Client) CAPEM(ctx context.Context, caID string) (string, error) {
 		return "", fmt.Errorf("%s: %w", op, err)
 	}
 	cl := &call{
-		method: http.MethodGet,
-		route:  "/v1/pki/cas/" + url.PathEscape(caID) + "/pem",
-		header: http.Header{"Accept": {"application/x-pem-file, text/plain"}},
+		method:  http.MethodGet,
+		route:   "/v1/pki/cas/" + url.PathEscape(caID) + "/pem",
+		pattern: "/v1/pki/cas/{ca_id}/pem",
+		header:  http.Header{"Accept": {"application/x-pem-file, text/plain"}},
 	}
 	resp, err := c.send(ctx, cl)
 	if err != nil {

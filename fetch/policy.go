@@ -26,7 +26,7 @@ func (c *Client) TestPolicy(ctx context.Context, req PolicyTestRequest) (*Policy
 	if err := ValidatePath(req.Path); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	cl := &call{method: http.MethodPost, route: "/v1/policies/test", body: req}
+	cl := &call{method: http.MethodPost, route: "/v1/policies/test", pattern: "/v1/policies/test", body: req}
 	var d PolicyDecision
 	if err := c.getJSON(ctx, cl, &d); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)

@@ -41,7 +41,7 @@ func (c *Client) Read(ctx context.Context, path string, opt ReadOptions) (*Secre
 	if opt.Version < 0 || opt.IfNoneMatch < 0 {
 		return nil, fmt.Errorf("%s: negative version", op)
 	}
-	cl := &call{method: http.MethodGet, route: secretRoute(path)}
+	cl := &call{method: http.MethodGet, route: secretRoute(path), pattern: "/v1/secrets/{path}"}
 	if opt.Version > 0 {
 		cl.query = url.Values{"version": {strconv.Itoa(opt.Version)}}
 	}
@@ -97,7 +97,7 @@ func (c *Client) BatchRead(ctx context.Context, paths []string) (secrets map[str
 	}
 	results := make([]BatchReadResult, len(chunks))
 	err = runBounded(ctx, len(chunks), batchConcurrency, func(ctx context.Context, i int) error {
-		cl := &call{method: http.MethodPost, route: "/v1/secrets/batch-read", body: BatchReadRequest{Paths: chunks[i]}}
+		cl := &call{method: http.MethodPost, route: "/v1/secrets/batch-read", pattern: "/v1/secrets/batch-read", body: BatchReadRequest{Paths: chunks[i]}}
 		return c.getJSON(ctx, cl, &results[i])
 	})
 	if err != nil {
@@ -216,7 +216,7 @@ func (c *Client) ListPage(ctx context.Context, prefix string, limit int, cursor 
 		q.Set("cursor", cursor)
 	}
 	var page ListPage
-	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: "/v1/secrets", query: q}, &page); err != nil {
+	if err := c.getJSON(ctx, &call{method: http.MethodGet, route: "/v1/secrets", pattern: "/v1/secrets", query: q}, &page); err != nil {
 		return nil, fmt.Errorf("%s: %w", listOp(prefix), err)
 	}
 	return &page, nil

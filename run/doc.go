@@ -15,6 +15,12 @@
 // nothing of secrets: it is handed the child's complete environment and a
 // channel of changes.
 //
+// The status endpoint (Options.StatusAddr; status*.go) serves /healthz,
+// /readyz, /status and /metrics from a board that the supervisor (its
+// Observer), the watcher (OnState) and the client (its ResponseObserver)
+// publish to as things change; its handlers read copies and never call
+// into the loop, so no client of it can delay or block supervision.
+//
 // What it must not do: print or log a secret value (logs name reasons,
 // paths, versions, lease ids, pids and signals only), call os.Exit, run a
 // command through a shell, join argv into a string, or put a pipe between
@@ -28,7 +34,8 @@
 // os/signal delivers caught signals, one waiter per child (or the reaper)
 // delivers the child's exit, the caller sends Changes. Change.Applied runs
 // on Run's goroutine. Every goroutine Run starts is joined before it
-// returns. Run changes process-wide signal dispositions while it runs, so
+// returns (the status server is started and joined by Launch). Run
+// changes process-wide signal dispositions while it runs, so
 // at most one Supervisor runs in a process at a time; with Config.Reap set
 // nothing else in the process may wait for children (os/exec included).
 //

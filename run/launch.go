@@ -43,6 +43,10 @@ type Options struct {
 	// events stream is up; 0: 5m.
 	EventsSafetyPoll time.Duration
 	Supervisor       Config // kill/reload signals, timeouts, debounce, splay
+	// StatusAddr, when set, is the address of the status endpoint
+	// (--status-addr: /healthz, /readyz, /status, /metrics); "" serves
+	// none.
+	StatusAddr string
 
 	Stdout io.Writer // where templates with DST "-" go; nil: os.Stdout
 	Logger *slog.Logger
@@ -77,6 +81,7 @@ type startup struct {
 	files    *template.FileDir
 	vars     []template.EnvVar
 	out      []template.Rendered // the templates as the start-up gate rendered them
+	status   *statusRun          // nil without a status endpoint
 }
 
 // Launch runs the main job: resolve everything, start the child (or exec it
@@ -93,6 +98,14 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 	sigs := make(chan os.Signal, 64)
 	ossignal.Notify(sigs, signal.Forwarded()...)
 	defer ossignal.Stop(sigs)
+
+	// The status endpoint listens before anything else is done: a bad
+	// address fails at once, with nothing to clean up.
+	status, err := startStatus(&opts, logger(opts))
+	if err != nil {
+		return ExitFailure, err
+	}
+	defer status.close()
 
 	startCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,6 +127,9 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 		}
 	}()
 	st, err := prepare(startCtx, opts)
+	if st != nil {
+		st.status = status
+	}
 	close(stopWatch)
 	<-watched
 	if got != nil {
@@ -172,6 +188,7 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	cfg.Argv = st.opts.Argv
 	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
+	cfg.Observer = st.status.observer()
 	cfg.Reap = signal.IsPID1()
 	// Before the first child: it must not read our credentials through
 	// /proc/<our pid>/environ or our memory.
@@ -236,10 +253,7 @@ func (st *startup) cleanup() {
 // prepare is the start-up gate: nothing is started before every reference
 // is resolved and every file written; on failure nothing is left behind.
 func prepare(ctx context.Context, opts Options) (st *startup, err error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logger(opts)
 	if opts.TemplateOptions.Logger == nil {
 		opts.TemplateOptions.Logger = log
 	}
@@ -262,6 +276,14 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	st.ledger = watch.NewLedger(st.client, log)
 	st.resolver = &fetch.Resolver{Client: st.client, Logger: log, OnLease: st.ledger.Add}
 	return st, st.resolveAll(ctx)
+}
+
+// logger is opts.Logger, or one that discards.
+func logger(opts Options) *slog.Logger {
+	if opts.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return opts.Logger
 }
 
 // resolveAll fetches every source, renders the templates, builds the env and

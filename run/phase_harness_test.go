@@ -61,6 +61,7 @@ const (
 type phase struct {
 	t      testing.TB
 	srv    *devserver.Server
+	hs     *httptest.Server
 	url    string
 	root   *fetch.Client
 	log    *phaseLog
@@ -87,7 +88,7 @@ func startPhase(t testing.TB, val string, mut func(*phase, *Options)) *phase {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
-	p := &phase{t: t, srv: srv, url: hs.URL, log: newPhaseLog(), result: make(chan [2]any, 1)}
+	p := &phase{t: t, srv: srv, hs: hs, url: hs.URL, log: newPhaseLog(), result: make(chan [2]any, 1)}
 	p.noteSeed(seed)
 	p.root, err = fetch.New(fetch.Config{BaseURL: hs.URL, Token: srv.RootToken()})
 	if err != nil {

@@ -61,7 +61,34 @@ type Config struct {
 	Signals <-chan os.Signal
 	// Logger receives the supervisor's log; nil discards it.
 	Logger *slog.Logger
+	// Observer, when set, is told of the child's life (the status
+	// endpoint); nil: nobody is.
+	Observer Observer
 }
+
+// Observer is told of the child's life, on Run's goroutine: each method
+// must return at once (store a copy, count), never block or call back
+// into the Supervisor.
+type Observer interface {
+	ChildStarted(pid int, at time.Time)
+	ChildExited(pid int)
+	// Restarting: a restart begins (the kill signal went out) because of
+	// reason: the kind of what changed, "secret", "lease",
+	// "certificate" or "list", or "multiple".
+	Restarting(reason string)
+	Reloaded()
+	// LoopDone: Run's loop has ended; no child runs any more.
+	LoopDone()
+}
+
+// nopObserver is the Observer of a Config without one.
+type nopObserver struct{}
+
+func (nopObserver) ChildStarted(int, time.Time) {}
+func (nopObserver) ChildExited(int)             {}
+func (nopObserver) Restarting(string)           {}
+func (nopObserver) Reloaded()                   {}
+func (nopObserver) LoopDone()                   {}
 
 // Change is one update of what the child runs on.
 type Change struct {
@@ -69,6 +96,9 @@ type Change struct {
 	EnvChanged   bool     // restart needed
 	FilesChanged bool     // reload signal, or restart without one
 	Reasons      []string // what changed, for the log (never values)
+	// Causes are the kinds of what changed ("secret", "lease",
+	// "certificate", "list"), for the restart counter; may be empty.
+	Causes []string
 	// ActBy, when set, is when the child must run on this change at the
 	// latest: the end of the credential or certificate it replaces. --wait
 	// and --restart-splay give way to it: the act starts no later than
@@ -125,6 +155,9 @@ func New(cfg Config) *Supervisor {
 	}
 	if cfg.Env == nil {
 		cfg.Env = []string{}
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -185,6 +218,7 @@ func pendingStop(sigs <-chan os.Signal) os.Signal {
 // loop is the supervisor's event loop; each arm calls one method.
 func (s *Supervisor) loop(ctx context.Context, sigs <-chan os.Signal) (int, error) {
 	defer s.stopTimers()
+	defer s.cfg.Observer.LoopDone()
 	s.startChild(s.cfg.Env)
 	done := ctx.Done()
 	for s.st != stateExited {

@@ -132,6 +132,7 @@ func (s *Supervisor) act() {
 func (s *Supervisor) reload(b *batch) {
 	s.log.Info("reloading child", "pid", s.cur.pid(), "signal", signal.Name(s.cfg.ReloadSignal), "reasons", b.reasons)
 	s.signalChild(s.cfg.ReloadSignal)
+	s.cfg.Observer.Reloaded()
 	s.applied(b)
 }
 
@@ -143,6 +144,7 @@ func (s *Supervisor) restart(b *batch) {
 	}
 	s.inflight = b
 	s.st = stateRestarting
+	s.cfg.Observer.Restarting(restartReason(b.causes))
 	s.signalChild(s.cfg.KillSignal)
 	s.kill.arm(s.cfg.KillTimeout)
 }
@@ -155,4 +157,15 @@ func (s *Supervisor) applied(b *batch) {
 	for _, f := range b.applied {
 		f()
 	}
+}
+
+// restartReason is the restart counter's label for a batch's causes.
+func restartReason(causes []string) string {
+	switch len(causes) {
+	case 0:
+		return "other"
+	case 1:
+		return causes[0]
+	}
+	return "multiple"
 }

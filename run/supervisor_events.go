@@ -2,6 +2,7 @@ package run
 
 import (
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -58,12 +59,13 @@ type batch struct {
 	envSet  bool
 	files   bool
 	reasons []string
+	causes  []string // kinds of what changed, sorted, unique
 	applied []func()
 	actBy   time.Time // the earliest ActBy of its changes; zero: none
 }
 
 func (b *batch) add(c Change) {
-	o := &batch{files: c.FilesChanged, reasons: c.Reasons, actBy: c.ActBy}
+	o := &batch{files: c.FilesChanged, reasons: c.Reasons, causes: c.Causes, actBy: c.ActBy}
 	if c.EnvChanged {
 		o.env, o.envSet = c.Env, true
 		if o.env == nil {
@@ -83,6 +85,11 @@ func (b *batch) merge(o *batch) {
 	}
 	b.files = b.files || o.files
 	b.reasons = append(b.reasons, o.reasons...)
+	for _, c := range o.causes {
+		if !slices.Contains(b.causes, c) {
+			b.causes = append(b.causes, c)
+		}
+	}
 	b.applied = append(b.applied, o.applied...)
 	if !o.actBy.IsZero() && (b.actBy.IsZero() || o.actBy.Before(b.actBy)) {
 		b.actBy = o.actBy
@@ -98,6 +105,7 @@ func (s *Supervisor) startChild(env []string) {
 		return
 	}
 	s.cur, s.env, s.st = c, env, stateRunning
+	s.cfg.Observer.ChildStarted(c.pid(), time.Now())
 	s.log.Info("child started", "pid", c.pid(), "command", s.cfg.Argv[0])
 }
 
@@ -173,6 +181,7 @@ func (s *Supervisor) escalate(why string) {
 // other exit ends Run with the child's status.
 func (s *Supervisor) onExit(st signal.Status) {
 	s.kill.stop()
+	s.cfg.Observer.ChildExited(st.Pid)
 	if st.Err != nil {
 		s.st, s.code, s.err = stateExited, ExitFailure, st.Err // Run returns err: not logged
 		return

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 		SafetyPoll:   st.opts.EventsSafetyPoll,
 		Ledger:       st.ledger,
 		Logger:       st.log,
+		OnState:      st.status.onState(),
 	}
 	if st.opts.ExitOnLost {
 		cfg.OnLost = func(e *watch.LostError) {
@@ -309,13 +311,14 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
 	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
 	gone := r.ledger.Latest(append(goneLeases(r.snap, snap), orphans...)) // renewed times: the reload grace counts from them
+	causes := changeCauses(r.snap, snap)
 	r.snap, r.env = snap, env
 	if !envChanged && !filesChanged {
 		r.log.Debug("the change does not touch the child", "reasons", u.Reasons)
 		r.ledger.Release(gone, watch.Superseded, 0)
 		return
 	}
-	c := Change{FilesChanged: filesChanged, Reasons: reasons, ActBy: u.ActBy}
+	c := Change{FilesChanged: filesChanged, Reasons: reasons, Causes: causes, ActBy: u.ActBy}
 	if envChanged {
 		c.Env, c.EnvChanged = env, true
 	}
@@ -428,4 +431,47 @@ func reloadGrace(leases []*fetch.Lease, now time.Time) time.Duration {
 		grace = min(grace, max(l.ExpiresAt.Sub(now)/2, 0))
 	}
 	return grace
+}
+
+// changeCauses are the kinds of entries that differ between two
+// snapshots, in a fixed order: "secret", "lease", "certificate", "list".
+func changeCauses(before, after *fetch.Snapshot) []string {
+	if before == nil || after == nil {
+		return nil
+	}
+	var out []string
+	if differ(before.Secrets, after.Secrets, sameSecret) {
+		out = append(out, "secret")
+	}
+	if differ(before.Leases, after.Leases, func(a, b *fetch.Lease) bool { return a.LeaseID == b.LeaseID }) {
+		out = append(out, "lease")
+	}
+	if differ(before.Certs, after.Certs, func(a, b *fetch.Cert) bool { return a.SerialNumber == b.SerialNumber }) {
+		out = append(out, "certificate")
+	}
+	if differ(before.Lists, after.Lists, func(a, b []fetch.ListEntry) bool { return slices.Equal(a, b) }) {
+		out = append(out, "list")
+	}
+	return out
+}
+
+// differ reports whether two maps of a snapshot hold different sources or
+// entries that same calls different.
+func differ[V any](a, b map[fetch.Source]V, same func(V, V) bool) bool {
+	if len(a) != len(b) {
+		return true
+	}
+	for src, va := range a {
+		vb, ok := b[src]
+		if !ok || !same(va, vb) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameSecret: the same version with the same data and metadata (a new
+// version with the same data is no change).
+func sameSecret(a, b *fetch.Secret) bool {
+	return a == b || (reflect.DeepEqual(a.Data, b.Data) && reflect.DeepEqual(a.Metadata, b.Metadata))
 }

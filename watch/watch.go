@@ -49,6 +49,10 @@ type WatchConfig struct {
 	Ledger *Ledger
 	Logger *slog.Logger   // nil: discard
 	Rand   func() float64 // in [0,1); nil: math/rand/v2
+	// OnState, when set, is handed a new State on the watcher's goroutine
+	// when Run starts and after every round; it must not block (store the
+	// pointer). The State is never changed afterwards.
+	OnState func(*State)
 }
 
 // Update is a change of what the child runs on. Snapshot is complete (every
@@ -128,6 +132,9 @@ type Watcher struct {
 	evSeen    bool // it connected at least once
 	out       outage
 	draft     *draft
+	lastOK    time.Time                  // the last refresh the server answered
+	evDownAt  time.Time                  // when the events stream was last seen down
+	refreshed map[fetch.Source]time.Time // static sources: the last answer for each
 }
 
 type reply struct {
@@ -158,7 +165,7 @@ func NewWatcher(cfg WatchConfig, snap *fetch.Snapshot, used []fetch.Source) *Wat
 		evCh: make(chan fetch.Event, 64), connCh: make(chan struct{}, 1), dropCh: make(chan struct{}, 1), endCh: make(chan error, 1),
 		cur:    snap.Only(used),
 		leases: map[fetch.Source]*leaseItem{}, certs: map[fetch.Source]*certItem{}, lost: map[fetch.Source]error{},
-		out: outage{log: log},
+		out: outage{log: log}, refreshed: map[fetch.Source]time.Time{},
 	}
 	if cfg.Client != nil {
 		w.api = cfg.Client
@@ -214,9 +221,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 	now := time.Now()
 	w.adopt(w.cur, now)
+	w.lastOK, w.evDownAt = now, now // the start-up gate has just read everything
+	for src := range w.cur.Secrets {
+		w.refreshedNow(src, now)
+	}
 	w.nextPoll = NextPoll(now, w.cfg.PollInterval, w.rnd())
 	w.log.Info("watching for changes", "secrets", len(w.staticPaths()), "lists", len(w.cur.Lists),
 		"leases", len(w.leases), "certificates", len(w.certs), "poll_interval", w.cfg.PollInterval)
+	w.publish(now)
 	timer := time.NewTimer(time.Until(w.nextDue()))
 	defer timer.Stop()
 	for ctx.Err() == nil {
@@ -235,6 +247,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.onEventsEnd(err)
 		}
 		w.flush(ctx)
+		w.publish(time.Now())
 		timer.Reset(time.Until(w.nextDue()))
 	}
 	return nil

@@ -65,7 +65,7 @@ func (w *Watcher) onDrop() {
 	if !w.evUp {
 		return
 	}
-	w.evUp = false
+	w.evUp, w.evDownAt = false, time.Now()
 	w.log.Debug("events stream down; polling until it is back", "poll_interval", w.cfg.PollInterval)
 	if next := NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()); next.Before(w.nextPoll) {
 		w.nextPoll = next
@@ -73,6 +73,9 @@ func (w *Watcher) onDrop() {
 }
 
 func (w *Watcher) onEventsEnd(err error) {
+	if w.evUp {
+		w.evDownAt = time.Now()
+	}
 	w.evUp = false
 	if errors.Is(err, fetch.ErrEventsNotSupported) {
 		w.log.Info("the server offers no change events; polling", "poll_interval", w.cfg.PollInterval)

@@ -56,7 +56,7 @@ func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
 		w.leaseFailed(ctx, it, true, err, now)
 		return
 	}
-	w.out.ok(now)
+	w.succeeded(now)
 	renewed := *it.lease
 	renewed.LeaseDuration, renewed.Renewable, renewed.ExpiresAt = l.LeaseDuration, l.Renewable, l.ExpiresAt
 	if !l.MaxExpiresAt.IsZero() {
@@ -87,7 +87,7 @@ func (w *Watcher) replace(ctx context.Context, it *leaseItem) {
 		return
 	}
 	w.ledger.Add(src, nl)
-	w.out.ok(now)
+	w.succeeded(now)
 	w.log.Info("lease replaced", "lease", old.LeaseID, "new_lease", nl.LeaseID, "why", it.plan.Why)
 	it.pending = true
 	d := w.change(src, fmt.Sprintf("lease %s replaced by %s", old.LeaseID, nl.LeaseID))
@@ -194,7 +194,7 @@ func (w *Watcher) reissue(ctx context.Context, it *certItem) {
 		it.at = now.Add(RetryBackoff(it.fails, w.cfg.PollInterval, w.rnd()))
 		return
 	}
-	w.out.ok(now)
+	w.succeeded(now)
 	old := it.cert.SerialNumber
 	w.log.Info("certificate re-issued", "role", it.src.PKIRole, "serial", c.SerialNumber, "old_serial", old)
 	it.pending = true

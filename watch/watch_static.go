@@ -101,7 +101,7 @@ func (w *Watcher) readStatic(ctx context.Context, paths []string, lists []fetch.
 	case failed != nil:
 		w.out.fail(time.Now(), failed, max(wait, RetryBackoff(w.pollFails+1, w.cfg.PollInterval, 0.5)))
 	case len(paths) > 0 || len(lists) > 0:
-		w.out.ok(time.Now())
+		w.succeeded(time.Now())
 	}
 	return failed == nil, wait
 }
@@ -119,6 +119,7 @@ func (w *Watcher) latestSecret(src fetch.Source) *fetch.Secret {
 // noteSecret compares a secret read with the one the child runs on. A new
 // version with the same data is no change: the snapshot takes it silently.
 func (w *Watcher) noteSecret(src fetch.Source, sec *fetch.Secret) {
+	w.refreshedNow(src, time.Now())
 	if _, was := w.lost[src]; was {
 		delete(w.lost, src)
 		w.log.Info("secret readable again", "secret", src.Path, "version", sec.Version)
