@@ -13,6 +13,7 @@ import (
 	ossignal "os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,10 +116,11 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 		return run.Options{}, err
 	}
 	// The flags read the same variables; given on the command line they win.
+	str := func(name string) string { return strings.TrimSpace(c.String(name)) }
 	client.TLS = fetch.TLSConfig{
-		CACert: c.String("ca-cert"), CAPath: c.String("ca-path"),
-		ClientCert: c.String("client-cert"), ClientKey: c.String("client-key"),
-		ServerName: c.String("tls-server-name"), SkipVerify: c.Bool("tls-skip-verify"),
+		CACert: str("ca-cert"), CAPath: str("ca-path"),
+		ClientCert: str("client-cert"), ClientKey: str("client-key"),
+		ServerName: str("tls-server-name"), SkipVerify: c.Bool("tls-skip-verify"),
 	}
 	opts := run.Options{
 		Client:         client,
@@ -241,8 +243,12 @@ func actionDevServer(c *cli.Context, st *status) error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: tlsErrorLog(logger)}
 	url, caFile := "http://"+printableAddr(ln.Addr()), ""
 	if useTLS := c.Bool("tls") || c.String("tls-cert") != "" || c.String("tls-key") != "" || c.String("tls-client-ca") != ""; useTLS {
-		if url, caFile, hs.TLSConfig, err = devTLS(c, srv, ln); err != nil {
+		var tempCA bool
+		if url, caFile, tempCA, hs.TLSConfig, err = devTLS(c, srv, ln); err != nil {
 			return err
+		}
+		if tempCA {
+			defer os.Remove(caFile) // a default one in the temporary directory goes with the server
 		}
 	}
 	exports := devserver.ExportLines(url, srv.RootToken(), caFile)
@@ -289,9 +295,10 @@ func writeExportFile(name, lines string) error {
 }
 
 // devTLS is the dev server's TLS as its flags say; it returns the https
-// URL and the CA file it wrote ("" for a given certificate, whose CA the
-// user has).
-func devTLS(c *cli.Context, srv *devserver.Server, ln net.Listener) (url, caFile string, _ *tls.Config, _ error) {
+// URL, the CA file it wrote ("" for a given certificate, whose CA the user
+// has) and whether that file is the default one in the temporary
+// directory, which goes with the server.
+func devTLS(c *cli.Context, srv *devserver.Server, ln net.Listener) (url, caFile string, tempCA bool, _ *tls.Config, _ error) {
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	o := devserver.TLSOptions{CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), ClientCAFile: c.String("tls-client-ca")}
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
@@ -299,25 +306,26 @@ func devTLS(c *cli.Context, srv *devserver.Server, ln net.Listener) (url, caFile
 	}
 	cfg, err := srv.ServerTLS(o)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("dev server: %w", err)
+		return "", "", false, nil, fmt.Errorf("dev server: %w", err)
 	}
 	if o.CertFile == "" {
 		caFile = c.String("tls-ca-out")
 		switch {
 		case caFile != "":
 		case c.String("data") != "":
-			caFile = c.String("data") + ".ca.pem"
+			caFile = c.String("data") + ".ca.pem" // kept: the CA persists with the data
 		default:
 			caFile = filepath.Join(os.TempDir(), "scaivault-dev-"+port+"-ca.pem")
+			tempCA = true
 		}
 		if caFile, err = filepath.Abs(caFile); err != nil {
-			return "", "", nil, fmt.Errorf("dev server: %w", err)
+			return "", "", false, nil, fmt.Errorf("dev server: %w", err)
 		}
 		if err := srv.WriteCAFile(caFile); err != nil {
-			return "", "", nil, fmt.Errorf("dev server: %w", err)
+			return "", "", false, nil, fmt.Errorf("dev server: %w", err)
 		}
 	}
-	return "https://" + printableAddr(ln.Addr()), caFile, cfg, nil
+	return "https://" + printableAddr(ln.Addr()), caFile, tempCA, cfg, nil
 }
 
 // printableAddr is the listener's address as a client on this machine

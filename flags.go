@@ -89,7 +89,7 @@ func devServerFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "latency", Usage: "add this latency to every answer", EnvVars: []string{"SCAIVAULT_DEV_LATENCY"}},
 		&cli.StringFlag{Name: "export-file", Usage: "also write the export lines to `FILE` (0600, once listening; removed at exit)", EnvVars: []string{"SCAIVAULT_DEV_EXPORT_FILE"}},
 		&cli.BoolFlag{Name: "tls", Usage: "serve HTTPS with a certificate from the dev CA for 127.0.0.1, ::1 and localhost", EnvVars: []string{"SCAIVAULT_DEV_TLS"}},
-		&cli.StringFlag{Name: "tls-ca-out", Usage: "write the dev CA (PEM) to `FILE` (default: beside --data, else in the temporary directory)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CA_OUT"}},
+		&cli.StringFlag{Name: "tls-ca-out", Usage: "write the dev CA (PEM) to `FILE` (default: beside --data, else in the temporary directory, removed at exit)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CA_OUT"}},
 		&cli.StringFlag{Name: "tls-cert", Usage: "serve HTTPS with this certificate PEM `FILE` (implies --tls)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CERT"}},
 		&cli.StringFlag{Name: "tls-key", Usage: "private key PEM `FILE` of --tls-cert", EnvVars: []string{"SCAIVAULT_DEV_TLS_KEY"}},
 		&cli.StringFlag{Name: "tls-client-ca", Usage: "require client certificates signed by the CAs of this PEM `FILE` (implies --tls)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CLIENT_CA"}},

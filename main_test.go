@@ -139,6 +139,31 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	cfg, err := srv.ServerTLS(to)
 	ts.Check(err)
+	if useMTLS {
+		// The chain is verified here rather than by crypto/tls, so that a
+		// refused certificate is seen too (svctl waitclient).
+		pool := cfg.ClientCAs
+		cfg.ClientAuth = tls.RequireAnyClientCert
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			certs := make([]*x509.Certificate, len(raw))
+			for i, r := range raw {
+				c, err := x509.ParseCertificate(r)
+				if err != nil {
+					return err
+				}
+				certs[i] = c
+			}
+			inter := x509.NewCertPool()
+			for _, c := range certs[1:] {
+				inter.AddCert(c)
+			}
+			_, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			if err != nil {
+				st.saw(certs[0].Subject.CommonName) // refused: counted once per handshake
+			}
+			return err
+		}
+	}
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 			st.saw(r.TLS.PeerCertificates[0].Subject.CommonName)
@@ -273,7 +298,7 @@ func cmdGencert(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl failnext N STATUS PATH_PREFIX   the next N requests under the prefix answer STATUS
 //	svctl requests ROUTE              print how many requests ROUTE had ("" all)
 //	svctl waitrequests ROUTE N        wait (bounded) until ROUTE had N requests
-//	svctl waitclient CN [N]           wait (bounded) until N (1) requests showed a client certificate for CN
+//	svctl waitclient CN [N]           wait (bounded) until N (1) requests showed a client certificate for CN (or, refused, N handshakes)
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")

@@ -9,8 +9,10 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -56,7 +58,7 @@ func (s *Server) ServerTLS(o TLSOptions) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
 	if o.ClientCAFile != "" {
-		data, err := os.ReadFile(o.ClientCAFile)
+		data, err := readBoundedFile(o.ClientCAFile, 8<<20)
 		if err != nil {
 			return nil, fmt.Errorf("--tls-client-ca: %w", err)
 		}
@@ -114,14 +116,45 @@ func (p *pkiState) serverCert(hosts []string, now time.Time) (*tls.Certificate, 
 
 // WriteCAFile writes the dev CA's root certificate to name (0644: it is
 // public), by a rename, so that a client never reads half of it.
+//
+// The temporary file has an unpredictable name (another user of a shared
+// /tmp cannot plant a link there).
 func (s *Server) WriteCAFile(name string) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s.CAPEM()), 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-*")
+	if err != nil {
 		return fmt.Errorf("--tls-ca-out: %w", err)
 	}
-	if err := os.Rename(tmp, name); err != nil {
+	tmp := f.Name()
+	_, err = f.WriteString(s.CAPEM())
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("--tls-ca-out: %w", err)
 	}
 	return nil
+}
+
+// readBoundedFile reads a file of at most limit bytes.
+func readBoundedFile(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d MiB", name, limit>>20)
+	}
+	return data, nil
 }

@@ -342,7 +342,7 @@ func (e *tokenFetchError) Temporary() bool {
 	}
 	var te *TLSError
 	if errors.As(e.err, &te) {
-		return false
+		return true // see TLSError
 	}
 	var ue *url.Error
 	return errors.As(e.err, &ue) && !errors.Is(e.err, context.Canceled)

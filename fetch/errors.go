@@ -115,6 +115,14 @@ func StatusForCode(code string) int {
 	return http.StatusInternalServerError
 }
 
+// IsTLS reports whether err is a failed TLS handshake (*TLSError): what the
+// start-up gate fails on at once, as the same handshake a second later
+// fails the same way, and the error says which setting fixes it.
+func IsTLS(err error) bool {
+	var te *TLSError
+	return errors.As(err, &te)
+}
+
 // IsTemporary reports whether err may go away when the call is repeated: the
 // server could not be reached, answered 5xx or 429, or timed out. Answers
 // that will not change (not found, access denied, validation) are permanent,
@@ -128,10 +136,14 @@ func IsTemporary(err error) bool {
 			return false
 		}
 	}
-	// A TLS failure wraps a net.Error, yet the next handshake fails alike.
+	// A failed handshake may mend (a server certificate renewed late, a
+	// load balancer serving the wrong one for a while, a client
+	// certificate rotated in): a watcher retries it at its own pace. The
+	// start-up gate does not wait for that (IsTLS), nor does one request
+	// retry it (shouldRetry).
 	var te *TLSError
 	if errors.As(err, &te) {
-		return false
+		return true
 	}
 	// *APIError and the token endpoint's errors say it themselves.
 	var t interface{ Temporary() bool }

@@ -61,9 +61,7 @@ func newHTTPClient(headerTimeout time.Duration, ct *clientTLS) *http.Client {
 	case ct.certs == nil:
 		hc.Transport = newTransport(ct.tlsConfig())
 	default:
-		t := &certTransport{tls: ct, make: newTransport}
-		t.cur.Store(newTransport(ct.tlsConfig()))
-		hc.Transport = t
+		hc.Transport = newCertTransport(ct, newTransport)
 	}
 	return hc
 }
@@ -313,6 +311,9 @@ func readAPIError(resp *http.Response) *APIError {
 		(bytes.Contains(data, []byte("HTTP request to an HTTPS server")) || bytes.Contains(data, []byte("plain HTTP request was sent to HTTPS port"))) {
 		// Go's and nginx's answers to plain HTTP on a TLS port.
 		e.Message = "the server speaks HTTPS: use https:// in " + EnvBaseURL
+	} else if resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte("No required SSL certificate was sent")) {
+		// nginx with ssl_verify_client on answers a missing certificate so.
+		e.Message = "the server requires a client certificate: set " + EnvClientCert + " and " + EnvClientKey
 	}
 	e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), e.Details)
 	return e

@@ -73,6 +73,9 @@ func retryWait(p RetryPolicy, n int, err error, rnd float64) time.Duration {
 // the request was written. Everything else is idempotent and is also
 // repeated after a 500, 502 or 504 and after any transport error or timeout.
 func shouldRetry(err error, creates bool) bool {
+	if IsTLS(err) {
+		return false // the same handshake again fails the same way
+	}
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.StatusCode {

@@ -35,6 +35,9 @@ const (
 // bundle is a few hundred KiB; a bigger file is a mistake (or a device).
 const maxPEMFile = 8 << 20
 
+// pemReadTimeout bounds reading a pipe given as a PEM file.
+const pemReadTimeout = 5 * time.Second
+
 // TLSConfig is how the client trusts the server and proves itself to it
 // (DESIGN.md "Connecting to a real server"). It applies to every request of
 // the client: start-up, watcher, events stream, token endpoint, revocations.
@@ -151,11 +154,15 @@ func readPEMFile(setting, name string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("%s: %s is a directory, not a PEM file%s", setting, name, hint)
 	}
-	f, err := os.Open(name)
+	// O_NONBLOCK: opening a FIFO without a writer does not hang (its read
+	// then ends at once); a pipe such as --ca-cert <(cat ca.pem) still
+	// works, read through the poller, within pemReadTimeout.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", setting, pathErr(err))
 	}
 	defer f.Close()
+	_ = f.SetReadDeadline(time.Now().Add(pemReadTimeout)) // regular files have none
 	data, err := readBounded(f, maxPEMFile)
 	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("%s: %s is larger than %d MiB: not a PEM file", setting, name, maxPEMFile>>20)
@@ -260,6 +267,7 @@ type certPair struct {
 	log               *slog.Logger
 
 	cur atomic.Pointer[tls.Certificate]
+	gen atomic.Uint64 // counts the pairs loaded: a transport built on an older one is stale
 
 	mu                sync.Mutex
 	certInfo, keyInfo os.FileInfo // of the pair in use
@@ -319,6 +327,9 @@ func (p *certPair) load() (*tls.Certificate, error) {
 		if strings.Contains(err.Error(), "does not match") {
 			return nil, fmt.Errorf("%s %s and %s %s: the key does not match the certificate", EnvClientKey, p.keyFile, EnvClientCert, p.certFile)
 		}
+		if strings.Contains(err.Error(), "failed to parse private key") {
+			return nil, fmt.Errorf("%s: %s: not a private key of a supported type (RSA, ECDSA P-256/P-384/P-521 or Ed25519, in PKCS #8, PKCS #1 or SEC 1 PEM)", EnvClientKey, p.keyFile)
+		}
 		// tls's messages name what it looked for, never the contents.
 		return nil, fmt.Errorf("%s: %s: %w", EnvClientKey, p.keyFile, err)
 	}
@@ -349,7 +360,7 @@ func checkKeyPEM(data []byte) error {
 }
 
 // refresh reloads the pair when a file changed since it was loaded; it
-// reports whether a new pair is in use.
+// reports whether a new pair is in use (gen tells each transport).
 func (p *certPair) refresh() bool {
 	ci, ki, err := p.stat()
 	p.mu.Lock()
@@ -372,6 +383,7 @@ func (p *certPair) refresh() bool {
 		return false
 	}
 	p.cur.Store(cert)
+	p.gen.Add(1)
 	p.certInfo, p.keyInfo, p.badCert, p.badKey = ci, ki, nil, nil
 	attrs := []any{"file", p.certFile}
 	if cert.Leaf != nil {
@@ -388,19 +400,40 @@ func (p *certPair) refresh() bool {
 // one) would otherwise keep presenting the old certificate for as long as
 // they live. Streams already open on the old transport run on; its idle
 // connections are closed.
+//
+// Two transports may share one pair (the token endpoint's on another host):
+// each compares the pair's generation with the one it was built on, so
+// that a reload seen by one request reaches both.
 type certTransport struct {
 	tls  *clientTLS
 	make func(*tls.Config) *http.Transport
 	mu   sync.Mutex
 	cur  atomic.Pointer[http.Transport]
+	gen  atomic.Uint64 // of the pair cur presents
+}
+
+// newCertTransport builds the first transport on the pair in use.
+func newCertTransport(ct *clientTLS, mk func(*tls.Config) *http.Transport) *certTransport {
+	t := &certTransport{tls: ct, make: mk}
+	t.gen.Store(ct.certs.gen.Load())
+	t.cur.Store(mk(ct.tlsConfig()))
+	return t
 }
 
 func (t *certTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.tls.certs.refresh() {
+	p := t.tls.certs
+	p.refresh()
+	if p.gen.Load() != t.gen.Load() {
 		t.mu.Lock()
-		old := t.cur.Swap(t.make(t.tls.tlsConfig()))
+		var old *http.Transport
+		if g := p.gen.Load(); g != t.gen.Load() {
+			old = t.cur.Swap(t.make(t.tls.tlsConfig()))
+			t.gen.Store(g)
+		}
 		t.mu.Unlock()
-		old.CloseIdleConnections()
+		if old != nil {
+			old.CloseIdleConnections()
+		}
 	}
 	return t.cur.Load().RoundTrip(req)
 }
@@ -430,9 +463,11 @@ func certNames(c *x509.Certificate) string {
 }
 
 // TLSError is a failed TLS handshake with the server, told as what failed
-// and which setting fixes it. It is not temporary: retrying the same
-// handshake gives the same answer, so the start-up fails at once (exit
-// 125) instead of waiting out --startup-timeout.
+// and which setting fixes it. One request does not retry it (the same
+// handshake gives the same answer) and the start-up gate fails on it at
+// once (exit 125, see IsTLS) instead of waiting out --startup-timeout;
+// while running it is an outage like any other (IsTemporary), retried at
+// the watcher's pace until a renewed or rotated certificate mends it.
 type TLSError struct {
 	msg string
 	err error
@@ -440,7 +475,7 @@ type TLSError struct {
 
 func (e *TLSError) Error() string   { return e.msg }
 func (e *TLSError) Unwrap() error   { return e.err }
-func (e *TLSError) Temporary() bool { return false }
+func (e *TLSError) Temporary() bool { return true }
 
 // Alerts that a server sends about the client's certificate, as crypto/tls
 // words them (its alert type is not exported).
@@ -495,6 +530,11 @@ func (ct *clientTLS) classify(err error) *TLSError {
 	case errors.As(err, &op) && op.Op == "remote error":
 		said := strings.TrimPrefix(op.Err.Error(), "tls: ")
 		if !slices.Contains(clientCertAlerts, said) {
+			if said == "handshake failure" && (ct == nil || ct.certs == nil) {
+				// OpenSSL over TLS 1.2 says this for a missing client certificate.
+				return fix("the server ended the handshake: %q (it may require a client certificate: set %s and %s; or no TLS version or cipher suite in common)",
+					said, EnvClientCert, EnvClientKey)
+			}
 			return fix("the server ended the handshake: %q (no TLS version or cipher suite in common?)", said)
 		}
 		if ct == nil || ct.certs == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,8 +137,11 @@ func wantTLSError(t *testing.T, err error, parts ...string) {
 	if !errors.As(err, &te) {
 		t.Fatalf("err = %v (%T), want a *fetch.TLSError", err, err)
 	}
-	if fetch.IsTemporary(err) {
-		t.Errorf("IsTemporary(%v) = true: a failed handshake would be retried until the start-up timeout", err)
+	if !fetch.IsTLS(err) {
+		t.Errorf("IsTLS(%v) = false: the start-up gate would retry it until the start-up timeout", err)
+	}
+	if !fetch.IsTemporary(err) {
+		t.Errorf("IsTemporary(%v) = false: a watcher would take it for a secret lost for good", err)
 	}
 	for _, p := range parts {
 		if !strings.Contains(err.Error(), p) {
@@ -431,6 +436,10 @@ func TestTLSBadFiles(t *testing.T) {
 	}
 	file("nocerts/README", []byte("nothing here"))
 	missing := filepath.Join(dir, "missing.pem")
+	fifo := filepath.Join(dir, "fifo.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name  string
@@ -453,7 +462,9 @@ func TestTLSBadFiles(t *testing.T) {
 		{"key does not match", fetch.TLSConfig{ClientCert: certPEM, ClientKey: otherKey}, []string{otherKey, certPEM, "does not match"}},
 		{"certificate given as key", fetch.TLSConfig{ClientCert: certPEM, ClientKey: certPEM}, []string{"SCAIVAULT_CLIENT_KEY", certPEM, "no PEM private key, only CERTIFICATE"}},
 		{"key given as certificate", fetch.TLSConfig{ClientCert: keyPEM, ClientKey: keyPEM}, []string{"SCAIVAULT_CLIENT_CERT", keyPEM, "no PEM certificate"}},
-		{"key that does not parse", fetch.TLSConfig{ClientCert: certPEM, ClientKey: badKey}, []string{"SCAIVAULT_CLIENT_KEY", badKey, "parse private key"}},
+		{"key that does not parse", fetch.TLSConfig{ClientCert: certPEM, ClientKey: badKey}, []string{"SCAIVAULT_CLIENT_KEY", badKey, "not a private key of a supported type"}},
+		{"CA file is a FIFO without a writer", fetch.TLSConfig{CACert: fifo}, []string{"SCAIVAULT_CACERT", fifo, "no PEM certificate"}},
+		{"client key is a FIFO without a writer", fetch.TLSConfig{ClientCert: certPEM, ClientKey: fifo}, []string{"SCAIVAULT_CLIENT_KEY", fifo, "no PEM private key"}},
 		{"encrypted key", fetch.TLSConfig{ClientCert: certPEM, ClientKey: encKey}, []string{"SCAIVAULT_CLIENT_KEY", encKey, "encrypted"}},
 	}
 	var requests atomic.Int32
@@ -471,7 +482,7 @@ func TestTLSBadFiles(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, p)
 				}
 			}
-			if strings.Contains(err.Error(), "bm90") || strings.Contains(err.Error(), "PRIVATE KEY-----") {
+			if strings.Contains(err.Error(), "bm90") {
 				t.Errorf("error %q quotes the file", err)
 			}
 		})
@@ -535,5 +546,72 @@ func TestTLSServerNameNotForTokenEndpoint(t *testing.T) {
 	defer c.Close()
 	if err := readDB(c); err != nil {
 		t.Fatalf("token from another host, ScaiVault by SCAIVAULT_TLS_SERVER_NAME: %v", err)
+	}
+}
+
+// TestMTLSRotationReachesTokenEndpoint: with the token endpoint on another
+// host (its own transport), a rotated client certificate is presented there
+// too, not only to ScaiVault.
+func TestMTLSRotationReachesTokenEndpoint(t *testing.T) {
+	clientCA := tlstest.NewCA(t, "Client CA")
+	ca := tlstest.NewCA(t, "Corp CA")
+	vaultCert := ca.Issue(t, "vault", tlstest.Options{Server: true, Hosts: []string{"vault.internal"}}).TLSCertificate(t)
+	th := newTLSHarness(t, tlsOpts{clientCA: clientCA, cert: &vaultCert})
+	var authMu sync.Mutex
+	var authCN string
+	auth := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authMu.Lock()
+		authCN = r.TLS.PeerCertificates[0].Subject.CommonName
+		authMu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token": "`+th.srv.RootToken()+`", "token_type": "bearer", "expires_in": 3600}`)
+	}))
+	clientPool := x509.NewCertPool()
+	clientPool.AddCert(clientCA.Cert)
+	auth.TLS = &tls.Config{
+		Certificates: []tls.Certificate{ca.Issue(t, "auth", tlstest.Options{Server: true, Hosts: []string{"127.0.0.1"}}).TLSCertificate(t)},
+		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: clientPool,
+	}
+	auth.EnableHTTP2 = true
+	auth.StartTLS()
+	defer auth.Close()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	first := clientCA.Issue(t, "app-1", tlstest.Options{})
+	tlstest.WriteFile(t, certFile, first.CertPEM)
+	tlstest.WriteFile(t, keyFile, first.KeyPEM)
+	c, err := fetch.New(fetch.Config{BaseURL: th.hs.URL, ClientID: "app", ClientSecret: "app-SECRET-0002",
+		TokenURL: auth.URL + "/oauth/token", Retry: fastRetry, Logger: slog.New(slog.NewTextHandler(scanWriter{}, nil)),
+		TLS: fetch.TLSConfig{CACert: caFile, ServerName: "vault.internal", ClientCert: certFile, ClientKey: keyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := readDB(c); err != nil {
+		t.Fatal(err)
+	}
+
+	second := clientCA.Issue(t, "app-2", tlstest.Options{})
+	tlstest.WriteFile(t, certFile, second.CertPEM)
+	tlstest.WriteFile(t, keyFile, second.KeyPEM)
+	// ScaiVault rejects the token once: the client gets a new one.
+	var once atomic.Bool
+	th.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if once.Swap(true) {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error": {"code": "invalid_token", "message": "expired"}}`)
+		return true
+	})
+	if err := readDB(c); err != nil {
+		t.Fatal(err)
+	}
+	authMu.Lock()
+	defer authMu.Unlock()
+	if authCN != "app-2" || th.lastCN() != "app-2" {
+		t.Errorf("after the rotation the token endpoint saw %q and ScaiVault %q, want app-2 at both", authCN, th.lastCN())
 	}
 }

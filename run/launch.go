@@ -353,7 +353,7 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 			return snap, nil
 		}
 		have = snap
-		if ctx.Err() == nil && !fetch.IsTemporary(err) {
+		if ctx.Err() == nil && (!fetch.IsTemporary(err) || fetch.IsTLS(err)) {
 			return have, err
 		}
 		if ctx.Err() == nil {
