@@ -32,14 +32,12 @@ type Options struct {
 	Templates       []template.Spec
 	TemplateOptions template.Options
 
-	Argv       []string
-	Once       bool // exec in place, no supervision
-	NoRevoke   bool // leave leases to their ttl on exit
-	ExitOnLost bool // stop and exit 125 when a secret is lost for good
-	Subreaper  bool // reap orphans though not PID 1
-	// Mask conceals every injected value in the child's stdout and
-	// stderr (--mask): they become pipes through a mask.Filter.
-	Mask           bool
+	Argv           []string
+	Once           bool          // exec in place, no supervision
+	NoRevoke       bool          // leave leases to their ttl on exit
+	ExitOnLost     bool          // stop and exit 125 when a secret is lost for good
+	Subreaper      bool          // reap orphans though not PID 1
+	Mask           bool          // conceal injected values in the child's stdout/stderr (pipes through a mask.Filter)
 	StartupTimeout time.Duration // 0: 60s
 	CleanupTimeout time.Duration // the revocations on exit, all of them; 0: 2s
 	PollInterval   time.Duration // 0: 60s
