@@ -85,7 +85,7 @@ func TestFilterPEMLines(t *testing.T) {
 	// Whole, and each line alone in another context (a log line, a
 	// child printing it line by line with its own prefix).
 	got := run(t, set, "key:\n"+pem, "line: AwEHBG0wawIBAQQgabcdefghijklmnop (end)\n")
-	want := "key:\n<concealed:TLS_KEY>line: <concealed:TLS_KEY> (end)\n"
+	want := "key:\n<concealed:TLS_KEY>\nline: <concealed:TLS_KEY> (end)\n"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}

@@ -54,7 +54,8 @@ type Value struct {
 	Value []byte
 }
 
-// Add adds each value under its name: the whole value and, for a
+// Add adds each value under its name: the whole value (but a final line
+// break) and, for a
 // multi-line value (a PEM key), each of its lines (without "\r"), each of at
 // least MinLen bytes; a byte string already in the set keeps its first
 // name. The automaton is rebuilt once per call. A value that would make the
@@ -110,6 +111,8 @@ func (s *Set) pieces(value []byte) [][]byte {
 			out = append(out, piece)
 		}
 	}
+	// A final line break is not concealed: the output keeps its lines.
+	value = bytes.TrimRight(value, "\r\n")
 	consider(value)
 	if bytes.IndexByte(value, '\n') >= 0 {
 		for line := range bytes.SplitSeq(value, []byte("\n")) {
