@@ -3,6 +3,7 @@ package run
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -46,7 +47,7 @@ type maskPipe struct {
 }
 
 // startMaskPipe makes the pipe and starts its reader; stop joins it.
-func startMaskPipe(name string, dst *os.File, set *mask.Set, hold time.Duration, log *slog.Logger) (*maskPipe, error) {
+func startMaskPipe(name string, dst io.Writer, set *mask.Set, hold time.Duration, log *slog.Logger) (*maskPipe, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("--mask: %s pipe: %w", name, err)
