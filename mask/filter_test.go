@@ -165,7 +165,7 @@ func TestFilterBoundedMemory(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	before := ms.HeapAlloc
-	const total = 256 << 20
+	const total = 64 << 20
 	for n := 0; n < total; n += 2 * len(chunk) {
 		f.Write(chunk)
 		f.Write(chunk2)
