@@ -182,6 +182,10 @@ func runOptions(c *cli.Context, opts *run.Options) error {
 	opts.NoRevoke = c.Bool("no-revoke")
 	opts.ExitOnLost = c.Bool("exit-on-lost")
 	opts.Subreaper = c.Bool("subreaper")
+	opts.Mask = c.Bool("mask")
+	if opts.Mask && opts.Once {
+		return fmt.Errorf("--mask with --once: nothing would remain to filter the child's output (--once replaces scaivault-run with the command)")
+	}
 	opts.PollInterval = c.Duration("poll-interval")
 	opts.StatusAddr = c.String("status-addr")
 	opts.Supervisor.KillTimeout = c.Duration("kill-timeout")

@@ -68,6 +68,7 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "exit-on-lost", Usage: "stop the child and exit 125 when a secret is lost for good", EnvVars: envName("exit-on-lost")},
 		&cli.DurationFlag{Name: "cleanup-timeout", Value: 2 * time.Second, Usage: "bound the lease revocations on exit, all of them together", EnvVars: envName("cleanup-timeout")},
 		&cli.BoolFlag{Name: "no-revoke", Usage: "leave leases to their ttl on exit", EnvVars: envName("no-revoke")},
+		&cli.BoolFlag{Name: "mask", Usage: "conceal every injected value in the child's stdout and stderr as <concealed:NAME> (they become pipes; not with --once)", EnvVars: envName("mask")},
 		&cli.BoolFlag{Name: "subreaper", Usage: "reap orphaned descendants even when not PID 1 (Linux)", EnvVars: envName("subreaper")},
 		&cli.StringFlag{Name: "status-addr", Usage: "serve /healthz, /readyz, /status and /metrics on `ADDR` (e.g. 127.0.0.1:9100; default: off)", EnvVars: envName("status-addr")},
 	}

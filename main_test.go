@@ -76,6 +76,7 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 			"fifowrite": cmdFifoWrite,
 			"gencert":   cmdGencert,
 			"exportenv": cmdExportEnv,
+			"waitfile":  cmdWaitFile,
 		},
 	}
 }
@@ -428,6 +429,26 @@ func cmdExportEnv(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// cmdWaitFile waits (bounded) until FILE exists: a child marks a step with
+// a file (testchild serve).
+//
+//	waitfile FILE
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitfile %s: not there after 20s", args[0])
+		}
+		time.Sleep(10 * time.Millisecond) // another process makes it; poll, bounded
+	}
+}
+
 // cmdFifoWrite waits (bounded) until a process has the FIFO open for
 // reading, then holds it open for writing, writing nothing, until the
 // script ends: the reader is then blocked in read, for sure.
@@ -465,6 +486,13 @@ func scriptServer(ts *testscript.TestScript) *devserver.Server {
 //	testchild exit N           exit with status N
 //	testchild kill SIG         kill itself with a signal number
 //	testchild fileof NAME      print the content of the file named by $NAME
+//	testchild say NAME...      print "NAME=VALUE" on stdout and "err NAME=VALUE" on stderr
+//	testchild split NAME       print $NAME in two writes 1 ms apart, on stdout and stderr
+//	testchild binary NAME FILE print $NAME between bytes 0-255 (NULs), and write what --mask makes of it to FILE
+//	testchild lines NAME       print the file named by $NAME, then each of its lines alone
+//	testchild bulk N           print N numbered lines and exit at once
+//	testchild serve DIR ARGS.. print ARGS ($NAME expanded) with the number of this start,
+//	                           mark DIR/started.K (K from 1), wait for SIGTERM
 func testChild() {
 	args := os.Args[1:]
 	if len(args) == 0 {
@@ -497,6 +525,8 @@ func testChild() {
 	case "exit":
 		n, _ := strconv.Atoi(args[1])
 		os.Exit(n)
+	case "say", "split", "binary", "lines", "bulk", "serve":
+		maskChild(args)
 	case "kill":
 		// The Go runtime turns a SIGSEGV into a crash with status 2; a
 		// shell dies of the signal for real.

@@ -53,10 +53,28 @@ type spawner struct {
 	guard  *signal.TTYGuard
 	reaper *signal.Reaper // nil unless cfg.Reap
 	wg     sync.WaitGroup // waiter goroutines
+	// out and errOut are the child's stdout and stderr under --mask (nil
+	// otherwise: the child gets cfg.Stdout and cfg.Stderr themselves).
+	out, errOut *maskPipe
 }
 
-func newSpawner(cfg *Config, log *slog.Logger) *spawner {
-	sp := &spawner{cfg: cfg, log: log, ctty: signal.ForegroundTTY(cfg.Stdin), guard: signal.GuardTTY()}
+func newSpawner(cfg *Config, log *slog.Logger) (*spawner, error) {
+	sp := &spawner{cfg: cfg, log: log, ctty: -1}
+	if cfg.Mask != nil {
+		hold := cfg.MaskHoldBack
+		if hold <= 0 {
+			hold = DefaultMaskHoldBack
+		}
+		var err error
+		if sp.out, err = startMaskPipe("stdout", cfg.Stdout, cfg.Mask, hold, log); err != nil {
+			return nil, err
+		}
+		if sp.errOut, err = startMaskPipe("stderr", cfg.Stderr, cfg.Mask, hold, log); err != nil {
+			sp.out.stop()
+			return nil, err
+		}
+	}
+	sp.ctty, sp.guard = signal.ForegroundTTY(cfg.Stdin), signal.GuardTTY()
 	if cfg.Reap {
 		// Not Run's context: the reaper must outlive its cancellation to
 		// hand over the status of the child stopped because of it.
@@ -65,16 +83,21 @@ func newSpawner(cfg *Config, log *slog.Logger) *spawner {
 	if sp.ctty >= 0 {
 		log.Debug("child gets the terminal's foreground group")
 	}
-	return sp
+	return sp, nil
 }
 
-// close joins the spawner's goroutines and gives the terminal back. The
-// last child has ended by then.
+// close joins the spawner's goroutines, writes out the last child's
+// output (--mask) and gives the terminal back. The last child has ended by
+// then.
 func (sp *spawner) close() {
 	if sp.reaper != nil {
 		sp.reaper.Stop()
 	}
 	sp.wg.Wait()
+	if sp.out != nil {
+		sp.out.stop()
+		sp.errOut.stop()
+	}
 	if sp.ctty >= 0 {
 		if err := signal.RestoreForeground(sp.ctty); err != nil {
 			sp.log.Warn("terminal foreground not restored", "err", err)
@@ -93,10 +116,14 @@ func (sp *spawner) spawn(env []string) (child, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", argv[0], err)
 	}
+	files := []uintptr{sp.cfg.Stdin.Fd(), sp.cfg.Stdout.Fd(), sp.cfg.Stderr.Fd()}
+	if sp.out != nil {
+		files[1], files[2] = sp.out.wfd, sp.errOut.wfd
+	}
 	attr := &syscall.ProcAttr{
 		Dir:   sp.cfg.Dir,
 		Env:   env,
-		Files: []uintptr{sp.cfg.Stdin.Fd(), sp.cfg.Stdout.Fd(), sp.cfg.Stderr.Fd()},
+		Files: files,
 		Sys:   signal.ChildAttr(sp.ctty),
 	}
 	fork := func() (pid int, err error) {
@@ -110,6 +137,10 @@ func (sp *spawner) spawn(env []string) (child, error) {
 	runtime.KeepAlive(sp.cfg.Stdin) // their descriptors were in use until here
 	runtime.KeepAlive(sp.cfg.Stdout)
 	runtime.KeepAlive(sp.cfg.Stderr)
+	if sp.out != nil {
+		runtime.KeepAlive(sp.out.w)
+		runtime.KeepAlive(sp.errOut.w)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", argv[0], err)
 	}

@@ -24,7 +24,10 @@
 // What it must not do: print or log a secret value (logs name reasons,
 // paths, versions, lease ids, pids and signals only), call os.Exit, run a
 // command through a shell, join argv into a string, or put a pipe between
-// the child and its stdio.
+// the child and its stdio, except under --mask (Config.Mask): then the
+// child's stdout and stderr are pipes, each read by one goroutine of the
+// spawner through a mask.Filter (maskpipe.go), joined after the last child
+// has exited and its output was drained; stdin stays the child's own.
 //
 // Concurrency: the refresher and the watcher each run on one goroutine that
 // Launch starts and joins; they talk to the supervisor only through the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/mask"
 	"github.com/scailabs/scaivault-run/signal"
 	"github.com/scailabs/scaivault-run/template"
 	"github.com/scailabs/scaivault-run/watch"
@@ -36,6 +37,7 @@ type Options struct {
 	NoRevoke       bool          // leave leases to their ttl on exit
 	ExitOnLost     bool          // stop and exit 125 when a secret is lost for good
 	Subreaper      bool          // reap orphans though not PID 1
+	Mask           bool          // conceal injected values in the child's stdout/stderr (pipes through a mask.Filter)
 	StartupTimeout time.Duration // 0: 60s
 	CleanupTimeout time.Duration // the revocations on exit, all of them; 0: 2s
 	PollInterval   time.Duration // 0: 60s
@@ -207,8 +209,14 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	// which stops the child like a SIGTERM would.
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
+	var masks *mask.Set
+	if st.opts.Mask {
+		masks = mask.NewSet()
+		conceal(masks, st.log, st.vars, st.out, st.snap)
+		cfg.Mask = masks
+	}
 	changes := make(chan Change)
-	wt := st.startWatching(ctx, changes, stopRun)
+	wt := st.startWatching(ctx, changes, stopRun, masks)
 	if wt != nil {
 		cfg.Changes = changes
 	}

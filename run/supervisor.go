@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scailabs/scaivault-run/mask"
 	"github.com/scailabs/scaivault-run/signal"
 )
 
@@ -29,11 +30,22 @@ type Config struct {
 	Env []string
 	// Dir is the child's working directory; "" is ours.
 	Dir string
-	// Stdin, Stdout, Stderr are given to the child directly (never
-	// pipes); nil means os.Stdin, os.Stdout, os.Stderr. When Stdin is
-	// the controlling terminal and we are in its foreground group, the
+	// Stdin, Stdout, Stderr are given to the child directly (no pipes,
+	// unless Mask); nil means os.Stdin, os.Stdout, os.Stderr. When Stdin
+	// is the controlling terminal and we are in its foreground group, the
 	// child's process group becomes the foreground group.
 	Stdin, Stdout, Stderr *os.File
+	// Mask, when set, puts a pipe between the child's stdout and Stdout
+	// and between its stderr and Stderr (stdin stays the child's own),
+	// each read through a mask.Filter on this set: every value in it is
+	// concealed on the way out. Every child of the run writes to the same
+	// two pipes; Run returns once the last child exited and what it wrote
+	// was written out (without waiting for descendants that keep the pipe
+	// open).
+	Mask *mask.Set
+	// MaskHoldBack bounds how long output that may start a concealed
+	// value is held back; 0 means DefaultMaskHoldBack.
+	MaskHoldBack time.Duration
 	// KillSignal stops the child for a restart and on SIGTERM/SIGINT or
 	// cancellation; 0 means SIGTERM.
 	KillSignal syscall.Signal
@@ -193,7 +205,10 @@ func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
 	if sig := pendingStop(sigs); sig != nil {
 		return ExitFailure, fmt.Errorf("start-up interrupted by %s; no child started", signal.Name(sig.(syscall.Signal)))
 	}
-	sp := newSpawner(&s.cfg, s.log)
+	sp, err := newSpawner(&s.cfg, s.log)
+	if err != nil {
+		return ExitFailure, err
+	}
 	defer sp.close()
 	s.spawn = sp.spawn
 	return s.loop(ctx, sigs)

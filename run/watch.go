@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/mask"
 	"github.com/scailabs/scaivault-run/template"
 	"github.com/scailabs/scaivault-run/watch"
 )
@@ -41,9 +42,11 @@ type watching struct {
 
 // startWatching starts watching what the child runs on; it returns nil
 // when nothing needs watching. changes goes to the Supervisor; stopRun
-// cancels the Supervisor's context (--exit-on-lost).
-func (st *startup) startWatching(ctx context.Context, changes chan<- Change, stopRun func()) *watching {
+// cancels the Supervisor's context (--exit-on-lost); masks, when set, gets
+// every new value before the child is told (--mask).
+func (st *startup) startWatching(ctx context.Context, changes chan<- Change, stopRun func(), masks *mask.Set) *watching {
 	r := st.newRefresher(changes)
+	r.masks = masks
 	used := r.initial(st.out)
 	if len(used) == 0 {
 		return nil
@@ -136,6 +139,7 @@ type refresher struct {
 	files    *template.FileDir
 	stdout   io.Writer
 	changes  chan<- Change
+	masks    *mask.Set // --mask: new values are added before the child sees them
 
 	snap    *fetch.Snapshot  // what the child runs on, or will once pending changes are applied
 	env     []string         // the environment of snap
@@ -299,6 +303,9 @@ func (r *refresher) flush(ctx context.Context) {
 	}
 	r.pending, r.retry = nil, nil
 	template.MarkFilesChanged(p.vars, p.files)
+	if r.masks != nil {
+		conceal(r.masks, r.log, p.vars, p.out, p.snap)
+	}
 	r.send(ctx, p.u, p.snap, p.vars, p.dsts, p.orphans)
 }
 

@@ -111,7 +111,7 @@ func watchedRotations(b *testing.B) func(i int) {
 	}
 	adm := &devserver.Admin{BaseURL: hs.URL, Token: srv.RootToken()}
 	changes := make(chan Change, 1)
-	wt := st.startWatching(ctx, changes, func() {})
+	wt := st.startWatching(ctx, changes, func() {}, nil)
 	b.Cleanup(func() {
 		cancel()
 		wt.stop()

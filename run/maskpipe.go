@@ -1,0 +1,186 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/scailabs/scaivault-run/mask"
+)
+
+// DefaultMaskHoldBack is Config.MaskHoldBack's default: how long output
+// that may be the start of a concealed value is held back at most before
+// it is written as it is. 10 ms keeps a value that the child writes in two
+// pieces a few milliseconds apart concealed (BENCHMARKS.md, "--mask"),
+// and delays only output whose end may start a value; a line's end
+// ("\n") starts none unless a value has a line break in it.
+const DefaultMaskHoldBack = 10 * time.Millisecond
+
+// maxDrain bounds what is read after the child exited: everything it wrote
+// is in the pipe by then (a pipe takes a write whole or blocks the writer,
+// 64 KiB to 1 MiB), and a descendant that keeps writing does not hold up
+// the exit.
+const maxDrain = 16 << 20
+
+// maskPipe is one of the child's output streams under --mask: the child
+// gets w as its stdout or stderr (every child of the run the same pipe, so
+// that a restarted child's output follows its predecessor's in order), and
+// one goroutine reads r through a mask.Filter into our own stream. The pipe
+// is never waited on for EOF: descendants may hold w open for ever; stop
+// drains what is in it instead, once the child has exited.
+type maskPipe struct {
+	name string
+	r, w *os.File
+	wfd  uintptr // w's descriptor, in blocking mode, for the child
+	f    *mask.Filter
+	hold time.Duration
+	log  *slog.Logger
+	done chan struct{}
+
+	mu       sync.Mutex // stopping and r's read deadline, between run and stop
+	stopping bool
+}
+
+// startMaskPipe makes the pipe and starts its reader; stop joins it.
+func startMaskPipe(name string, dst io.Writer, set *mask.Set, hold time.Duration, log *slog.Logger) (*maskPipe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("--mask: %s pipe: %w", name, err)
+	}
+	p := &maskPipe{
+		name: name, r: r, w: w,
+		// Fd puts w in blocking mode, which the child shares: a child
+		// must not see EAGAIN on its stdout. r stays non-blocking, in
+		// the poller, for its deadlines.
+		wfd:  w.Fd(),
+		f:    mask.NewFilter(dst, set),
+		hold: hold,
+		log:  log,
+		done: make(chan struct{}),
+	}
+	go p.run()
+	return p, nil
+}
+
+// run copies r through the filter until stop, or until our own stream
+// fails (then r is closed: the child gets EPIPE, as it would have on the
+// stream itself).
+func (p *maskPipe) run() {
+	defer close(p.done)
+	buf := make([]byte, 32<<10)
+	var heldSince time.Time // since when the filter holds bytes back
+	for {
+		if !p.setDeadline(heldSince) {
+			break
+		}
+		n, err := p.r.Read(buf)
+		if n > 0 && !p.write(buf[:n]) {
+			return
+		}
+		switch {
+		case p.f.Pending() == 0:
+			heldSince = time.Time{}
+		case heldSince.IsZero():
+			heldSince = time.Now()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if p.f.Pending() > 0 && !p.isStopping() && !time.Now().Before(heldSince.Add(p.hold)) {
+				if !p.flush() {
+					return
+				}
+				heldSince = time.Time{}
+			}
+			continue
+		}
+		if err != nil {
+			p.log.Warn("--mask: reading the child's output", "stream", p.name, "err", err)
+			return
+		}
+	}
+	p.drain(buf)
+	p.flush()
+}
+
+// setDeadline arms r's deadline for the hold-back bound (none while nothing
+// is held); false once stop was called.
+func (p *maskPipe) setDeadline(heldSince time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopping {
+		return false
+	}
+	var dl time.Time
+	if p.f.Pending() > 0 {
+		dl = heldSince.Add(p.hold)
+	}
+	p.r.SetReadDeadline(dl)
+	return true
+}
+
+func (p *maskPipe) isStopping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stopping
+}
+
+// drain reads what is in the pipe now, without waiting for more.
+func (p *maskPipe) drain(buf []byte) {
+	p.r.SetReadDeadline(time.Time{}) // stop's deadline would fail RawConn.Read
+	rc, err := p.r.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Read(func(fd uintptr) bool {
+		for total := 0; total < maxDrain; {
+			n, err := syscall.Read(int(fd), buf)
+			if err == syscall.EINTR {
+				continue
+			}
+			if n <= 0 || !p.write(buf[:n]) {
+				break
+			}
+			total += n
+		}
+		return true // done, whatever read said: never wait for more
+	})
+}
+
+// write filters b into our stream; false (and r closed) when the stream
+// failed.
+func (p *maskPipe) write(b []byte) bool {
+	if _, err := p.f.Write(b); err != nil {
+		p.fail(err)
+		return false
+	}
+	return true
+}
+
+func (p *maskPipe) flush() bool {
+	if err := p.f.Flush(); err != nil {
+		p.fail(err)
+		return false
+	}
+	return true
+}
+
+func (p *maskPipe) fail(err error) {
+	p.log.Warn("--mask: writing the child's output failed; the child's writes fail from now on", "stream", p.name, "err", err)
+	p.r.Close()
+}
+
+// stop drains the pipe (the child has exited: all it wrote is there),
+// writes what the filter holds, waits for the reader and closes the pipe.
+func (p *maskPipe) stop() {
+	p.mu.Lock()
+	p.stopping = true
+	p.r.SetReadDeadline(time.Unix(1, 0)) // wake a Read in progress
+	p.mu.Unlock()
+	<-p.done
+	p.r.Close()
+	p.w.Close()
+}
