@@ -179,6 +179,7 @@ func templateGetenv(keep bool) func(string) string {
 func runOptions(c *cli.Context, opts *run.Options) error {
 	var err error
 	opts.Once = c.Bool("once")
+	opts.PidFile = c.String("pid-file")
 	opts.NoRevoke = c.Bool("no-revoke")
 	opts.ExitOnLost = c.Bool("exit-on-lost")
 	opts.Subreaper = c.Bool("subreaper")

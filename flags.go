@@ -58,6 +58,7 @@ func checkFlags() []cli.Flag {
 // runFlags are the flags of the main job only.
 func runFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "pid-file", Usage: "write scaivault-run's pid to `FILE` (removed at exit; with --once it stays, naming the command)", EnvVars: envName("pid-file")},
 		&cli.BoolFlag{Name: "once", Usage: "resolve once and exec the command in place of scaivault-run (no watching)", EnvVars: envName("once")},
 		&cli.DurationFlag{Name: "poll-interval", Value: 60 * time.Second, Usage: "how often to poll static secrets (5m safety poll with events)", EnvVars: envName("poll-interval")},
 		&cli.StringFlag{Name: "wait", Value: "0", Usage: "debounce changes: `MIN[:MAX]`", EnvVars: envName("wait")},

@@ -484,6 +484,7 @@ func scriptServer(ts *testscript.TestScript) *devserver.Server {
 //	testchild argv ARGS...     print the arguments as a JSON array
 //	testchild cat FILE         print a file (e.g. an as=file value)
 //	testchild exit N           exit with status N
+//	testchild pid              print its own pid
 //	testchild kill SIG         kill itself with a signal number
 //	testchild fileof NAME      print the content of the file named by $NAME
 //	testchild say NAME...      print "NAME=VALUE" on stdout and "err NAME=VALUE" on stderr
@@ -522,6 +523,8 @@ func testChild() {
 		}
 		b, _ := os.ReadFile(p)
 		fmt.Printf("mode=%o dirmode=%o\n%s\n", fi.Mode().Perm(), dirMode(p), b)
+	case "pid":
+		fmt.Println(os.Getpid())
 	case "exit":
 		n, _ := strconv.Atoi(args[1])
 		os.Exit(n)

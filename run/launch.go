@@ -49,6 +49,9 @@ type Options struct {
 	// (--status-addr: /healthz, /readyz, /status, /metrics); "" serves
 	// none.
 	StatusAddr string
+	// PidFile, when set, is --pid-file: our pid, written at start, removed
+	// at exit; with Once it stays, naming the exec'd command.
+	PidFile string
 
 	Stdout io.Writer // where templates with DST "-" go; nil: os.Stdout
 	Logger *slog.Logger
@@ -100,6 +103,14 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 	sigs := make(chan os.Signal, 64)
 	ossignal.Notify(sigs, signal.Forwarded()...)
 	defer ossignal.Stop(sigs)
+
+	// The pid file first: a scaivault-run already holding it means this
+	// one must not start at all.
+	pf, err := createPidFile(opts.PidFile)
+	if err != nil {
+		return ExitFailure, err
+	}
+	defer pf.remove()
 
 	// The status endpoint listens before anything else is done: a bad
 	// address fails at once, with nothing to clean up.
