@@ -107,6 +107,9 @@ func actionCheck(c *cli.Context, st *status) error {
 
 // commonOptions reads the flags shared by the main job and render.
 func commonOptions(c *cli.Context) (run.Options, error) {
+	if err := applyConfig(c); err != nil {
+		return run.Options{}, err
+	}
 	logger, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return run.Options{}, err

@@ -40,6 +40,7 @@ func sourceFlags() []cli.Flag {
 		&cli.StringFlag{Name: "client-key", Usage: "private key PEM `FILE` of --client-cert", EnvVars: []string{fetch.EnvClientKey}},
 		&cli.StringFlag{Name: "tls-server-name", Usage: "verify the server's certificate for `NAME` instead of the URL's host", EnvVars: []string{fetch.EnvTLSServerName}},
 		&cli.BoolFlag{Name: "tls-skip-verify", Usage: "do not verify the server's certificate (insecure; warned about at every start)", EnvVars: []string{fetch.EnvTLSSkipVerify}},
+		&cli.StringFlag{Name: "config", Usage: "read flags from this YAML `FILE` (flags and variables win over it)", EnvVars: envName("config")},
 		&cli.StringFlag{Name: "token-file", Usage: "read the ScaiVault token from `FILE` (re-read when it changes)", EnvVars: envName("token-file")},
 		&cli.GenericFlag{Name: "dev", Usage: "run against an embedded dev server, seeded from `SEED` (--dev=SEED) or demo data (--dev)", Value: &devFlag{}, EnvVars: envName("dev")},
 		&cli.DurationFlag{Name: "startup-timeout", Value: 60 * time.Second, Usage: "give up reaching the server at start after this long", EnvVars: envName("startup-timeout")},
@@ -148,7 +149,7 @@ func (l *rawList) String() string {
 }
 
 // repeated returns a repeatable flag's values: its variable's lines first,
-// then the flag's values, each as given. Blank lines of the variable are
+// then the flag's values, each as given; with neither, the --config file's. Blank lines of the variable are
 // skipped and a line's CR (a CRLF file) dropped; other lines are trimmed
 // of blanks, except --env's, whose values keep them (a NAME has none).
 func repeated(c *cli.Context, name string) []string {
@@ -169,6 +170,10 @@ func repeated(c *cli.Context, name string) []string {
 	}
 	if l, ok := c.Generic(name).(*rawList); ok && l != nil {
 		out = append(out, l.vals...)
+	}
+	_, inEnv := os.LookupEnv(envName(name)[0])
+	if len(out) == 0 && !inEnv {
+		return configLists(c, name) // the command line and the variable replace the file's list
 	}
 	return out
 }

@@ -63,10 +63,23 @@ func Check(ctx context.Context, opts Options, co CheckOptions) (int, error) {
 	if perr != nil {
 		results = append(results, invalidLines(perr)...)
 	}
-	set, terr := template.Parse(opts.Templates, opts.TemplateOptions)
-	if terr != nil {
-		results = append(results, invalidLines(terr)...)
+	// Each template on its own: one that does not parse hides no other.
+	var good []template.Spec
+	for _, spec := range opts.Templates {
+		if _, err := template.Parse([]template.Spec{spec}, opts.TemplateOptions); err != nil {
+			results = append(results, CheckResult{Status: CheckInvalid, Where: "template " + spec.Src, Reason: err.Error()})
+			continue
+		}
+		good = append(good, spec)
 	}
+	var set *template.Set
+	if len(good) > 0 {
+		var terr error
+		if set, terr = template.Parse(good, opts.TemplateOptions); terr != nil {
+			results = append(results, invalidLines(terr)...)
+		}
+	}
+	opts.Templates = good
 	client, err := fetch.New(opts.Client)
 	if err != nil {
 		return ExitFailure, err

@@ -57,6 +57,9 @@ func serveStatus(ln net.Listener, b *board, log *slog.Logger) *statusServer {
 		},
 		done: make(chan struct{}),
 	}
+	// No keep-alive: answers are small, and an idle connection would hold
+	// one of the few slots (a client parking them could starve the probes).
+	s.hs.SetKeepAlivesEnabled(false)
 	go func() {
 		defer close(s.done)
 		if err := s.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
