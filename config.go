@@ -184,9 +184,9 @@ func templateBlock(n *yaml.Node) (string, error) {
 	if vals["source"] == "" || vals["destination"] == "" {
 		return "", fmt.Errorf("line %d: a template needs source and destination", n.Line)
 	}
-	for _, k := range []string{"source", "destination"} {
+	for _, k := range []string{"source", "destination", "mode"} {
 		if strings.Contains(vals[k], ":") {
-			return "", fmt.Errorf("line %d: template %s %q: a path with \":\" is not supported", n.Line, k, vals[k])
+			return "", fmt.Errorf("line %d: template %s %q: a value with \":\" is not supported", n.Line, k, vals[k])
 		}
 	}
 	s := vals["source"] + ":" + vals["destination"]
