@@ -21,6 +21,16 @@ const Stdout = "-"
 type Spec struct {
 	Src, Dst string
 	Mode     os.FileMode
+
+	// Owner, when not nil, is the owner the written file is given (its
+	// config block's user and group, or --user's). Nil keeps the owner of
+	// the file it replaces, or the process's own for a new file.
+	Owner *Owner
+}
+
+// Owner is a file's numeric user and group.
+type Owner struct {
+	UID, GID int
 }
 
 // ParseSpec parses a --template value, "SRC:DST[:MODE]", MODE being octal
