@@ -149,12 +149,17 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 		// The flag (or its variable) names the credential to use.
 		opts.Client.TokenFile, opts.Client.Token = f, ""
 	}
-	for _, s := range repeated(c, "template") {
-		spec, err := template.ParseSpec(s)
-		if err != nil {
-			return opts, err
+	_, inEnv := os.LookupEnv(envName("template")[0])
+	if given := repeated(c, "template"); len(given) > 0 || inEnv {
+		for _, s := range given {
+			spec, err := template.ParseSpec(s)
+			if err != nil {
+				return opts, err
+			}
+			opts.Templates = append(opts.Templates, spec)
 		}
-		opts.Templates = append(opts.Templates, spec)
+	} else {
+		opts.Templates = fileTemplates(c) // the command line and the variable replace the file's list
 	}
 	opts.TemplateOptions.CreateDirs = c.Bool("template-create-dirs")
 	opts.TemplateOptions.Getenv = templateGetenv(opts.Env.KeepCredentials)

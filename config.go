@@ -7,7 +7,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/scailabs/scaivault-run/signal"
+	"github.com/scailabs/scaivault-run/template"
 	"github.com/urfave/cli/v2"
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -20,6 +23,9 @@ const maxConfigFile = 1 << 20
 // variable gave any), the scalar ones having been set on the context.
 type fileConfig struct {
 	lists map[string][]string
+	// templates are the file's template entries (strings or blocks),
+	// used unless --template or SCAIVAULT_TEMPLATE gives any.
+	templates []template.Spec
 }
 
 // configKey is where repeated finds a context's fileConfig.
@@ -82,6 +88,14 @@ func applyConfig(c *cli.Context) error {
 		seen[k.Value] = true
 		if !ok {
 			continue // a flag of another command: one file serves a run, render and check
+		}
+		if k.Value == "template" {
+			specs, err := configTemplates(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", at, err)
+			}
+			fc.templates = specs
+			continue
 		}
 		if slices.Contains(repeatable, k.Value) {
 			vals, err := configList(k.Value, v)
@@ -146,12 +160,6 @@ func configList(key string, v *yaml.Node) ([]string, error) {
 		switch {
 		case item.Kind == yaml.ScalarNode && item.Tag != "!!null":
 			out = append(out, item.Value)
-		case item.Kind == yaml.MappingNode && key == "template":
-			s, err := templateBlock(item)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
 		default:
 			return nil, fmt.Errorf("line %d: want a string", item.Line)
 		}
@@ -159,41 +167,136 @@ func configList(key string, v *yaml.Node) ([]string, error) {
 	return out, nil
 }
 
-// templateBlock turns {source, destination, mode} into SRC:DST[:MODE].
-// The other per-template options of DESIGN.md (command, reload_signal,
-// wait, user, group, delimiters) are not supported yet: an error says so.
-func templateBlock(n *yaml.Node) (string, error) {
-	vals := map[string]string{}
+// configTemplates reads the template list: "SRC:DST[:MODE]" strings
+// and blocks, one or a list of them.
+func configTemplates(v *yaml.Node) ([]template.Spec, error) {
+	items := []*yaml.Node{v}
+	if v.Kind == yaml.SequenceNode {
+		items = v.Content
+	}
+	var out []template.Spec
+	for _, item := range items {
+		switch {
+		case item.Kind == yaml.MappingNode:
+			sp, err := templateBlock(item)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sp)
+		case item.Kind == yaml.ScalarNode && item.Tag != "!!null":
+			sp, err := template.ParseSpec(item.Value)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %v", item.Line, err)
+			}
+			out = append(out, sp)
+		default:
+			return nil, fmt.Errorf("line %d: want \"SRC:DST[:MODE]\" or a block with source and destination", item.Line)
+		}
+	}
+	return out, nil
+}
+
+// templateBlock reads one template block of a --config file: source and
+// destination (required), mode, left_delimiter and right_delimiter, and
+// what to do when the file changes: command (an argv, never a shell; with
+// command_timeout) or reload_signal, and wait. Errors name the line and
+// the key.
+func templateBlock(n *yaml.Node) (template.Spec, error) {
+	var sp template.Spec
+	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "source", "destination", "mode":
-		case "command", "reload_signal", "wait", "user", "group", "left_delimiter", "right_delimiter":
-			return "", fmt.Errorf("line %d: template option %q is not supported yet (use the global flags)", k.Line, k.Value)
-		default:
-			return "", fmt.Errorf("line %d: unknown template option %q (want source, destination, mode)", k.Line, k.Value)
+		if seen[k.Value] {
+			return sp, fmt.Errorf("line %d: template %s given twice", k.Line, k.Value)
 		}
-		if v.Kind != yaml.ScalarNode || v.Value == "" {
-			return "", fmt.Errorf("line %d: template %s: want a string", v.Line, k.Value)
+		seen[k.Value] = true
+		if k.Value == "command" {
+			argv, err := commandArgv(v)
+			if err != nil {
+				return sp, err
+			}
+			sp.Command = argv
+			continue
 		}
-		if _, dup := vals[k.Value]; dup {
-			return "", fmt.Errorf("line %d: template %s given twice", k.Line, k.Value)
+		if !slices.Contains(templateKeys, k.Value) {
+			return sp, fmt.Errorf("line %d: unknown template option %q (want %s)", k.Line, k.Value, strings.Join(templateKeys, ", "))
 		}
-		vals[k.Value] = v.Value
-	}
-	if vals["source"] == "" || vals["destination"] == "" {
-		return "", fmt.Errorf("line %d: a template needs source and destination", n.Line)
-	}
-	for _, k := range []string{"source", "destination", "mode"} {
-		if strings.Contains(vals[k], ":") {
-			return "", fmt.Errorf("line %d: template %s %q: a value with \":\" is not supported", n.Line, k, vals[k])
+		if k.Value == "user" || k.Value == "group" {
+			return sp, fmt.Errorf("line %d: template option %q is not supported yet", k.Line, k.Value)
+		}
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || v.Value == "" {
+			return sp, fmt.Errorf("line %d: template %s: want a string", v.Line, k.Value)
+		}
+		var err error
+		switch val := v.Value; k.Value {
+		case "source":
+			sp.Src = val
+		case "destination":
+			sp.Dst = val
+		case "mode":
+			sp.Mode, err = template.ParseFileMode(val)
+		case "left_delimiter":
+			sp.Delims[0] = val
+		case "right_delimiter":
+			sp.Delims[1] = val
+		case "reload_signal":
+			sp.ReloadSignal, err = signal.Parse(val)
+		case "command_timeout":
+			sp.CommandTimeout, err = time.ParseDuration(val)
+			if err == nil && sp.CommandTimeout <= 0 {
+				err = errors.New("want a positive duration")
+			}
+		case "wait":
+			var w template.Wait
+			w.Min, w.Max, err = parseWait(val)
+			sp.Wait = &w
+		}
+		if err != nil {
+			return sp, fmt.Errorf("line %d: template %s: %v", v.Line, k.Value, err)
 		}
 	}
-	s := vals["source"] + ":" + vals["destination"]
-	if m := vals["mode"]; m != "" {
-		s += ":" + m
+	switch {
+	case sp.Src == "" || sp.Dst == "":
+		return sp, fmt.Errorf("line %d: a template needs source and destination", n.Line)
+	case sp.Command != nil && sp.ReloadSignal != 0:
+		return sp, fmt.Errorf("line %d: template %s: command and reload_signal both given (one action per file: a command, or a signal to the child)", n.Line, sp.Dst)
+	case sp.CommandTimeout != 0 && sp.Command == nil:
+		return sp, fmt.Errorf("line %d: template %s: command_timeout without a command", n.Line, sp.Dst)
+	case (sp.Delims[0] == "") != (sp.Delims[1] == ""):
+		return sp, fmt.Errorf("line %d: template %s: left_delimiter and right_delimiter go together", n.Line, sp.Dst)
+	case sp.Delims[0] != "" && strings.ContainsAny(sp.Delims[0]+sp.Delims[1], " \t\r\n"):
+		return sp, fmt.Errorf("line %d: template %s: delimiters cannot hold spaces", n.Line, sp.Dst)
+	case sp.Dst == template.Stdout && (sp.Command != nil || sp.ReloadSignal != 0 || sp.Wait != nil):
+		return sp, fmt.Errorf("line %d: template to standard output (-): command, reload_signal and wait apply to files", n.Line)
 	}
-	return s, nil
+	return sp, nil
+}
+
+// templateKeys are the options of a template block, command aside.
+var templateKeys = []string{"source", "destination", "mode", "command", "command_timeout",
+	"reload_signal", "wait", "user", "group", "left_delimiter", "right_delimiter"}
+
+// commandArgv reads a template's command: a list of strings, the first
+// the program. A single string is refused rather than split or given to a
+// shell: scaivault-run never runs one.
+func commandArgv(v *yaml.Node) ([]string, error) {
+	if v.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("line %d: template command: want a list, such as [\"nginx\", \"-s\", \"reload\"] (no shell is used; for one, [\"sh\", \"-c\", \"...\"])", v.Line)
+	}
+	if len(v.Content) == 0 {
+		return nil, fmt.Errorf("line %d: template command: empty", v.Line)
+	}
+	argv := make([]string, 0, len(v.Content))
+	for _, a := range v.Content {
+		if a.Kind != yaml.ScalarNode || a.Tag == "!!null" {
+			return nil, fmt.Errorf("line %d: template command: want strings", a.Line)
+		}
+		argv = append(argv, a.Value)
+	}
+	if argv[0] == "" {
+		return nil, fmt.Errorf("line %d: template command: empty program name", v.Line)
+	}
+	return argv, nil
 }
 
 func readConfigFile(name string) ([]byte, error) {
@@ -213,6 +316,15 @@ func readConfigFile(name string) ([]byte, error) {
 		return nil, errors.New("--config " + name + ": larger than 1 MiB")
 	}
 	return data, nil
+}
+
+// fileTemplates is the --config file's template entries.
+func fileTemplates(c *cli.Context) []template.Spec {
+	fc, _ := c.App.Metadata[configKey].(*fileConfig)
+	if fc == nil {
+		return nil
+	}
+	return fc.templates
 }
 
 // configLists is the file's values of a repeatable flag.

@@ -56,7 +56,7 @@ func maskChild(args []string) {
 		os.Exit(0)
 	case "serve":
 		stop := make(chan os.Signal, 1)
-		ossignal.Notify(stop, syscall.SIGTERM)
+		ossignal.Notify(stop, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 		k := 1
 		for ; ; k++ {
 			if _, err := os.Stat(fmt.Sprintf("%s/started.%d", args[1], k)); err != nil {
@@ -65,7 +65,13 @@ func maskChild(args []string) {
 		}
 		fmt.Printf("start %d: %s\n", k, os.ExpandEnv(strings.Join(args[2:], " ")))
 		os.WriteFile(fmt.Sprintf("%s/started.%d", args[1], k), nil, 0o600)
-		<-stop
+		got := map[os.Signal]int{}
+		for sig := <-stop; sig != syscall.SIGTERM; sig = <-stop {
+			got[sig]++
+			name := map[os.Signal]string{syscall.SIGHUP: "HUP", syscall.SIGUSR1: "USR1", syscall.SIGUSR2: "USR2"}[sig]
+			fmt.Printf("signal %s\n", name)
+			os.WriteFile(fmt.Sprintf("%s/%s.%d", args[1], name, got[sig]), nil, 0o600)
+		}
 		fmt.Printf("stop %d\n", k)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	ossignal "os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -221,10 +222,15 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	var masks *mask.Set
-	if st.opts.Mask {
+	if st.opts.Mask || slices.ContainsFunc(st.opts.Templates, func(sp template.Spec) bool { return sp.Command != nil }) {
+		// The child's output (--mask) and what template commands print
+		// (always) go out with the values concealed.
 		masks = mask.NewSet()
 		conceal(masks, st.log, st.vars, st.out, st.snap)
-		cfg.Mask = masks
+		cfg.CommandMask = masks
+		if st.opts.Mask {
+			cfg.Mask = masks
+		}
 	}
 	changes := make(chan Change)
 	wt := st.startWatching(ctx, changes, stopRun, masks)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scailabs/scaivault-run/signal"
+	"github.com/scailabs/scaivault-run/template"
 )
 
 // The loop's timers, states and policies, under testing/synctest with fake
@@ -27,6 +28,9 @@ type fakeWorld struct {
 	children []*fakeChild
 	ignore   map[syscall.Signal]bool // signals children survive (besides forwarded ones)
 	failNext error                   // the next spawn fails with it
+	cmds     int                     // template commands forked
+	cmdTakes time.Duration           // how long a command runs; 0: until signalled
+	cmdCode  int                     // its exit status
 }
 
 type fakeChild struct {
@@ -35,6 +39,8 @@ type fakeChild struct {
 	env []string
 	ch  chan signal.Status
 	end bool
+	// ended, when not nil, is closed when it ends.
+	ended chan struct{}
 }
 
 func (w *fakeWorld) record(format string, args ...any) {
@@ -51,6 +57,32 @@ func (w *fakeWorld) spawn(env []string) (child, error) {
 	c := &fakeChild{w: w, id: 100 + len(w.children), env: env, ch: make(chan signal.Status, 1)}
 	w.children = append(w.children, c)
 	w.record("start %d %s", c.id, strings.Join(env, ","))
+	return c, nil
+}
+
+// fork starts a fake template command: it exits with cmdCode after
+// cmdTakes, or when signalled (SIGTERM unless ignored, SIGKILL).
+func (w *fakeWorld) fork(func() (int, error)) (child, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := &fakeChild{w: w, id: 200 + w.cmds, ch: make(chan signal.Status, 1), ended: make(chan struct{})}
+	w.cmds++
+	w.record("command %d", c.id)
+	if d := w.cmdTakes; d > 0 {
+		go func() {
+			select {
+			case <-time.After(d):
+			case <-c.ended:
+				return
+			}
+			c.w.mu.Lock()
+			defer c.w.mu.Unlock()
+			if !c.end {
+				c.w.record("command %d exits %d", c.id, c.w.cmdCode)
+			}
+			c.exitLocked(syscall.WaitStatus(c.w.cmdCode << 8))
+		}()
+	}
 	return c, nil
 }
 
@@ -77,6 +109,9 @@ func (c *fakeChild) exitLocked(ws syscall.WaitStatus) {
 	if !c.end {
 		c.end = true
 		c.ch <- signal.Status{Pid: c.id, Wait: ws}
+		if c.ended != nil {
+			close(c.ended)
+		}
 	}
 }
 
@@ -107,7 +142,7 @@ func startLoop(ctx context.Context, cfg Config, w *fakeWorld) (chan<- os.Signal,
 	}
 	cfg.Argv = []string{"app"}
 	s := New(cfg)
-	s.spawn = w.spawn
+	s.spawn, s.fork = w.spawn, w.fork
 	s.randN = func(n int64) int64 { return n / 2 }
 	w.t0 = time.Now()
 	res := make(chan loopResult, 1)
@@ -495,4 +530,130 @@ func TestLoopActByDuringRestart(t *testing.T) {
 			"10.5s signal 101 SIGTERM",
 			"12.5s signal 101 SIGKILL")
 	})
+}
+
+// A template with a command: the command runs once the change settles,
+// the child is neither restarted nor signalled, and Applied (the release
+// of what the file held) waits for the command to end.
+func TestLoopTemplateCommand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{cmdTakes: 5 * time.Second}
+		var applied atomic.Int32
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{ReloadSignal: syscall.SIGHUP}, w)
+		changes <- Change{Commands: []Command{{Dst: "a.conf", Argv: []string{"/bin/true"}}},
+			Reasons: []string{"template a.conf"}, Applied: func() { applied.Add(1) }}
+		time.Sleep(4 * time.Second)
+		if applied.Load() != 0 {
+			t.Errorf("Applied before the command ended")
+		}
+		time.Sleep(2 * time.Second)
+		if applied.Load() != 1 {
+			t.Errorf("Applied called %d times once the command ended; want 1", applied.Load())
+		}
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s command 200",
+			"5s command 200 exits 0",
+			"6s signal 100 SIGTERM")
+	})
+}
+
+// A failing command is not fatal; a command past its timeout gets SIGTERM,
+// then SIGKILL after the grace; a restart for env runs the commands too.
+func TestLoopTemplateCommandFailsAndTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{cmdTakes: time.Second, cmdCode: 3, ignore: map[syscall.Signal]bool{syscall.SIGTERM: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{KillTimeout: time.Second}, w)
+		changes <- Change{Commands: []Command{{Dst: "a.conf", Argv: []string{"/bin/false"}}}}
+		time.Sleep(2 * time.Second)
+		w.mu.Lock()
+		w.cmdTakes = time.Hour
+		w.mu.Unlock()
+		changes <- Change{Commands: []Command{{Dst: "a.conf", Argv: []string{"/bin/sleep"}, Timeout: 10 * time.Second}},
+			EnvChanged: true, Env: []string{"V=2"}}
+		time.Sleep(20 * time.Second)
+		cancel()
+		time.Sleep(2 * time.Second)
+		expectResult(t, res, 137)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s command 200",
+			"1s command 200 exits 3",
+			"2s command 201",
+			"2s signal 100 SIGTERM", // ignored: killed after KillTimeout
+			"3s signal 100 SIGKILL",
+			"3s start 101 V=2",
+			"12s signal 201 SIGTERM", // the command's timeout
+			"14s signal 201 SIGKILL", // its grace
+			"22s signal 101 SIGTERM",
+			"23s signal 101 SIGKILL")
+	})
+}
+
+// Templates with a reload signal of their own: that signal, no restart;
+// with files of no action of their own and --reload-signal, both signals.
+func TestLoopTemplateSignals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{ReloadSignal: syscall.SIGHUP}, w)
+		changes <- Change{Signals: []syscall.Signal{syscall.SIGUSR1}}
+		time.Sleep(time.Second)
+		changes <- Change{FilesChanged: true, Signals: []syscall.Signal{syscall.SIGUSR2, syscall.SIGHUP}}
+		time.Sleep(time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s signal 100 SIGUSR1",
+			"1s signal 100 SIGHUP",
+			"1s signal 100 SIGUSR2",
+			"2s signal 100 SIGTERM")
+	})
+}
+
+// A change whose files all have a wait of their own is debounced with it;
+// one that also touches what --wait debounces combines the two.
+func TestLoopTemplateWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{WaitMin: time.Second, WaitMax: 4 * time.Second}, w)
+		changes <- Change{FilesChanged: true, Wait: &template.Wait{Min: 10 * time.Second}}
+		time.Sleep(20 * time.Second)
+		changes <- Change{FilesChanged: true, Wait: &template.Wait{Min: 3 * time.Second}, WaitAlso: true}
+		time.Sleep(10 * time.Second)
+		changes <- Change{FilesChanged: true, Wait: &template.Wait{Min: 6 * time.Second}, WaitAlso: true}
+		time.Sleep(10 * time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"10s signal 100 SIGTERM", // its own 10s, not --wait's 1s
+			"10s start 101 V=1",
+			"23s signal 101 SIGTERM", // 3s: the longer quiet period
+			"23s start 102 V=1",
+			"34s signal 102 SIGTERM", // 4s: --wait's limit
+			"34s start 103 V=1",
+			"40s signal 103 SIGTERM")
+	})
+}
+
+func TestCombineWait(t *testing.T) {
+	for _, tc := range []struct{ a, b, want template.Wait }{
+		{template.Wait{}, template.Wait{Min: time.Second}, template.Wait{Min: time.Second}},
+		{template.Wait{Min: time.Second, Max: 4 * time.Second}, template.Wait{Min: 2 * time.Second}, template.Wait{Min: 2 * time.Second, Max: 4 * time.Second}},
+		{template.Wait{Min: time.Second, Max: 4 * time.Second}, template.Wait{Min: 2 * time.Second, Max: 3 * time.Second}, template.Wait{Min: 2 * time.Second, Max: 3 * time.Second}},
+	} {
+		if got := combineWait(tc.a, tc.b); got != tc.want {
+			t.Errorf("combineWait(%v, %v) = %v; want %v", tc.a, tc.b, got, tc.want)
+		}
+		if got := combineWait(tc.b, tc.a); got != tc.want {
+			t.Errorf("combineWait(%v, %v) = %v; want %v", tc.b, tc.a, got, tc.want)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/scailabs/scaivault-run/mask"
 	"github.com/scailabs/scaivault-run/signal"
+	"github.com/scailabs/scaivault-run/template"
 )
 
 // Config is what Supervisor runs and how. The zero value of each field is
@@ -54,7 +55,12 @@ type Config struct {
 	KillTimeout time.Duration
 	// ReloadSignal, when set, is sent instead of a restart when only files
 	// changed; 0 means none: file-only changes restart the child too.
+	// Files with an action of their own (Change.Commands, Change.Signals)
+	// do not count.
 	ReloadSignal syscall.Signal
+	// CommandMask, when set, is concealed in the output of template
+	// commands before it is logged (the run's values, as Mask).
+	CommandMask *mask.Set
 	// Reap makes Run the reaper of every orphan (when PID 1 or a subreaper;
 	// the caller calls signal.SetSubreaper itself).
 	Reap bool
@@ -104,10 +110,27 @@ func (nopObserver) LoopDone()                   {}
 
 // Change is one update of what the child runs on.
 type Change struct {
-	Env          []string // the new complete env; nil when unchanged
-	EnvChanged   bool     // restart needed
-	FilesChanged bool     // reload signal, or restart without one
-	Reasons      []string // what changed, for the log (never values)
+	Env        []string // the new complete env; nil when unchanged
+	EnvChanged bool     // restart needed
+	// FilesChanged: files with no action of their own changed (as=file
+	// files, templates without a command or reload signal): the reload
+	// signal, or a restart without one.
+	FilesChanged bool
+	// Commands are the commands of changed templates that have one; they
+	// run once the change settles, whatever else it does, and the change's
+	// Applied waits for them to end.
+	Commands []Command
+	// Signals are the reload signals of changed templates that have one:
+	// sent to the child in place of a restart.
+	Signals []syscall.Signal
+	// Wait, when set, is the debounce of the changed templates that have
+	// a wait of their own, in place of WaitMin/WaitMax; with WaitAlso the
+	// change also touches what WaitMin/WaitMax debounce (the environment,
+	// as=file files, templates without a wait), and the two combine: the
+	// longest quiet period, the shortest limit.
+	Wait     *template.Wait
+	WaitAlso bool
+	Reasons  []string // what changed, for the log (never values)
 	// Causes are the kinds of what changed ("secret", "lease",
 	// "certificate", "list"), for the restart counter; may be empty.
 	Causes []string
@@ -128,6 +151,7 @@ type Supervisor struct {
 	cfg   Config
 	log   *slog.Logger
 	spawn func(env []string) (child, error)
+	fork  func(fork func() (int, error)) (child, error) // a template command, to its one waiter
 	randN func(n int64) int64
 
 	// Everything below is owned by Run's goroutine.
@@ -144,6 +168,9 @@ type Supervisor struct {
 	splay    timer  // random delay before acting
 	deadline timer  // the latest moment to act on pending (its ActBy)
 	kill     timer  // KillTimeout after the kill signal
+	cmds     int    // template commands running
+	cmdDone  chan func()
+	stopCmds chan struct{} // closed when Run ends: kill the commands left
 	code     int
 	err      error
 }
@@ -175,7 +202,8 @@ func New(cfg Config) *Supervisor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Supervisor{cfg: cfg, log: log, randN: rand.Int64N, changes: cfg.Changes}
+	return &Supervisor{cfg: cfg, log: log, randN: rand.Int64N, changes: cfg.Changes,
+		cmdDone: make(chan func()), stopCmds: make(chan struct{})}
 }
 
 // Run starts the child, forwards signals, acts on Changes, and returns the
@@ -210,7 +238,8 @@ func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
 		return ExitFailure, err
 	}
 	defer sp.close()
-	s.spawn = sp.spawn
+	s.spawn, s.fork = sp.spawn, sp.start
+	defer s.endCommands()
 	return s.loop(ctx, sigs)
 }
 
@@ -254,6 +283,8 @@ func (s *Supervisor) loop(ctx context.Context, sigs <-chan os.Signal) (int, erro
 			s.onDeadline()
 		case <-s.kill.C:
 			s.onKillTimeout()
+		case f := <-s.cmdDone:
+			f()
 		case <-done:
 			done = nil
 			s.onCancel()

@@ -1,9 +1,12 @@
 package run
 
 import (
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/scailabs/scaivault-run/signal"
+	"github.com/scailabs/scaivault-run/template"
 )
 
 // onChange merges a change, and every change queued behind it, into the
@@ -27,8 +30,17 @@ func (s *Supervisor) merge(c Change) {
 		s.log.Debug("change dropped: stopping", "reasons", c.Reasons)
 		return
 	}
+	w := template.Wait{Min: s.cfg.WaitMin, Max: s.cfg.WaitMax}
+	switch {
+	case c.Wait != nil && c.WaitAlso:
+		w = combineWait(w, *c.Wait)
+	case c.Wait != nil:
+		w = *c.Wait
+	}
 	if s.pending == nil {
-		s.pending = &batch{}
+		s.pending = &batch{wait: w}
+	} else {
+		s.pending.wait = combineWait(s.pending.wait, w)
 	}
 	before := s.pending.actBy
 	s.pending.add(c)
@@ -37,6 +49,16 @@ func (s *Supervisor) merge(c Change) {
 		// be on the new credential before the old one ends.
 		s.deadline.arm(max(time.Until(b)-s.cfg.KillTimeout-actMargin, 0))
 	}
+}
+
+// combineWait is the debounce of changes acted on together: the longest
+// quiet period and the shortest limit (0: none) of a and b.
+func combineWait(a, b template.Wait) template.Wait {
+	w := template.Wait{Min: max(a.Min, b.Min), Max: a.Max}
+	if b.Max > 0 && (w.Max == 0 || b.Max < w.Max) {
+		w.Max = b.Max
+	}
+	return w
 }
 
 // actMargin is the time a restart or reload is given, beyond the kill
@@ -64,6 +86,7 @@ func (s *Supervisor) onDeadline() {
 		if b.envSet {
 			s.nextEnv = b.env
 		}
+		s.startCommands(b, s.nextEnv)
 		s.inflight.merge(b)
 		return
 	}
@@ -76,13 +99,14 @@ func (s *Supervisor) debounce() {
 	if s.pending == nil {
 		return
 	}
-	if s.cfg.WaitMin <= 0 {
+	w := s.pending.wait
+	if w.Min <= 0 {
 		s.onSettled()
 		return
 	}
-	s.quiet.arm(s.cfg.WaitMin)
-	if s.cfg.WaitMax > 0 && !s.latest.armed() {
-		s.latest.arm(s.cfg.WaitMax)
+	s.quiet.arm(w.Min)
+	if w.Max > 0 && !s.latest.armed() {
+		s.latest.arm(w.Max)
 	}
 }
 
@@ -106,8 +130,10 @@ func (s *Supervisor) onSplayed() {
 }
 
 // act applies the pending batch once: env changed → restart; only files
-// changed → reload signal when set, else restart. A batch that settles
-// while a restart is in progress waits for the new child.
+// changed → reload signal when set, else restart; only files with a
+// reload signal of their own changed → those signals. The commands of the
+// templates that changed run in every case. A batch that settles while a
+// restart is in progress waits for the new child.
 func (s *Supervisor) act() {
 	if s.pending == nil {
 		return
@@ -119,19 +145,53 @@ func (s *Supervisor) act() {
 	b := s.pending
 	s.pending, s.due = nil, false
 	s.deadline.stop()
+	env := s.env
+	if b.envSet {
+		env = b.env
+	}
+	s.startCommands(b, env)
 	switch {
-	case !b.envSet && !b.files:
-		s.applied(b) // nothing the child sees changed
-	case !b.envSet && s.cfg.ReloadSignal != 0:
-		s.reload(b)
-	default:
+	case b.envSet:
 		s.restart(b)
+	case b.files && s.cfg.ReloadSignal != 0:
+		sigs := append([]syscall.Signal{s.cfg.ReloadSignal}, slices.DeleteFunc(b.signals, func(x syscall.Signal) bool { return x == s.cfg.ReloadSignal })...)
+		s.reload(b, sigs)
+	case b.files:
+		s.restart(b)
+	case len(b.signals) > 0:
+		s.reload(b, b.signals)
+	default:
+		s.applied(b) // nothing the child sees changed, or only what the commands act on
 	}
 }
 
-func (s *Supervisor) reload(b *batch) {
-	s.log.Info("reloading child", "pid", s.cur.pid(), "signal", signal.Name(s.cfg.ReloadSignal), "reasons", b.reasons)
-	s.signalChild(s.cfg.ReloadSignal)
+// startCommands runs the commands of b, each with env; b's Applied
+// callbacks then wait for them to end as well as for the child.
+func (s *Supervisor) startCommands(b *batch, env []string) {
+	if len(b.commands) == 0 {
+		return
+	}
+	fns, left := b.applied, len(b.commands)+1
+	done := func() {
+		if left--; left == 0 {
+			for _, f := range fns {
+				f()
+			}
+		}
+	}
+	b.applied = []func(){done}
+	cmds := b.commands
+	b.commands = nil
+	for _, c := range cmds {
+		s.startCommand(c, env, done)
+	}
+}
+
+func (s *Supervisor) reload(b *batch, sigs []syscall.Signal) {
+	for _, sig := range sigs {
+		s.log.Info("reloading child", "pid", s.cur.pid(), "signal", signal.Name(sig), "reasons", b.reasons)
+		s.signalChild(sig)
+	}
 	s.cfg.Observer.Reloaded()
 	s.applied(b)
 }

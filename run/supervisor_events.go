@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/scailabs/scaivault-run/signal"
+	"github.com/scailabs/scaivault-run/template"
 )
 
 // state is where the supervisor is in a child's life.
@@ -55,9 +56,14 @@ func (s *Supervisor) stopTimers() {
 
 // batch is several changes merged into one action.
 type batch struct {
-	env     []string
-	envSet  bool
-	files   bool
+	env      []string
+	envSet   bool
+	files    bool
+	commands []Command        // by Dst, the latest of each
+	signals  []syscall.Signal // the templates' own reload signals, unique
+	// wait is the debounce of the changes merged (Supervisor.merge): the
+	// longest quiet period of theirs and the shortest limit.
+	wait    template.Wait
 	reasons []string
 	causes  []string // kinds of what changed, sorted, unique
 	applied []func()
@@ -65,7 +71,8 @@ type batch struct {
 }
 
 func (b *batch) add(c Change) {
-	o := &batch{files: c.FilesChanged, reasons: c.Reasons, causes: c.Causes, actBy: c.ActBy}
+	o := &batch{files: c.FilesChanged, commands: c.Commands, signals: c.Signals,
+		reasons: c.Reasons, causes: c.Causes, actBy: c.ActBy}
 	if c.EnvChanged {
 		o.env, o.envSet = c.Env, true
 		if o.env == nil {
@@ -84,6 +91,15 @@ func (b *batch) merge(o *batch) {
 		b.env, b.envSet = o.env, true
 	}
 	b.files = b.files || o.files
+	for _, c := range o.commands {
+		b.commands = slices.DeleteFunc(b.commands, func(x Command) bool { return x.Dst == c.Dst })
+		b.commands = append(b.commands, c)
+	}
+	for _, sig := range o.signals {
+		if !slices.Contains(b.signals, sig) {
+			b.signals = append(b.signals, sig)
+		}
+	}
 	b.reasons = append(b.reasons, o.reasons...)
 	for _, c := range o.causes {
 		if !slices.Contains(b.causes, c) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
@@ -139,7 +140,8 @@ type refresher struct {
 	files    *template.FileDir
 	stdout   io.Writer
 	changes  chan<- Change
-	masks    *mask.Set // --mask: new values are added before the child sees them
+	masks    *mask.Set                // --mask or template commands: new values are added before they are printed
+	specs    map[string]template.Spec // the templates by destination: what to do when one changed
 
 	snap    *fetch.Snapshot  // what the child runs on, or will once pending changes are applied
 	env     []string         // the environment of snap
@@ -153,7 +155,49 @@ func (st *startup) newRefresher(changes chan<- Change) *refresher {
 		log: st.log, ledger: st.ledger, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions,
 		files: st.files, stdout: st.opts.stdout(), changes: changes,
 		snap: st.snap, env: template.Environ(st.vars), printed: map[int][]byte{},
+		specs: specsByDst(st.opts.Templates),
 	}
+}
+
+func specsByDst(specs []template.Spec) map[string]template.Spec {
+	m := make(map[string]template.Spec, len(specs))
+	for _, sp := range specs {
+		m[sp.Dst] = sp
+	}
+	return m
+}
+
+// actions sorts what changed by what is done about it: the commands and
+// reload signals of templates that have one, whether anything without an
+// action of its own changed (the run's reload signal, or a restart), and
+// the waits of the templates that have one, combined (nil: none), and
+// whether any file changed has none (--wait's).
+func (r *refresher) actions(dsts []string, asFiles bool) (cmds []Command, sigs []syscall.Signal, plain bool, wait *template.Wait, dflt bool) {
+	plain, dflt = asFiles, asFiles
+	for _, d := range dsts {
+		sp := r.specs[d]
+		switch {
+		case sp.Command != nil:
+			cmds = append(cmds, Command{Dst: d, Argv: sp.Command, Timeout: sp.CommandTimeout})
+		case sp.ReloadSignal != 0:
+			if !slices.Contains(sigs, sp.ReloadSignal) {
+				sigs = append(sigs, sp.ReloadSignal)
+			}
+		default:
+			plain = true
+		}
+		if sp.Wait == nil {
+			dflt = true
+			continue
+		}
+		if wait == nil {
+			w := *sp.Wait
+			wait = &w
+		} else {
+			*wait = combineWait(*wait, *sp.Wait)
+		}
+	}
+	return cmds, sigs, plain, wait, dflt
 }
 
 // initial finds the sources the child runs on (those of the environment
@@ -315,7 +359,8 @@ func (r *refresher) flush(ctx context.Context) {
 func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapshot, vars []template.EnvVar, dsts []string, orphans []*fetch.Lease) {
 	env := template.Environ(vars)
 	envChanged := !slices.Equal(env, r.env)
-	filesChanged := len(dsts) > 0 || slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
+	asFiles := slices.ContainsFunc(vars, func(v template.EnvVar) bool { return v.FileChanged })
+	filesChanged := len(dsts) > 0 || asFiles
 	reasons := append(slices.Clone(u.Reasons), changeDetails(r.env, env, dsts, vars)...)
 	gone := r.ledger.Latest(append(goneLeases(r.snap, snap), orphans...)) // renewed times: the reload grace counts from them
 	causes := changeCauses(r.snap, snap)
@@ -325,9 +370,10 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 		r.ledger.Release(gone, watch.Superseded, 0)
 		return
 	}
-	c := Change{FilesChanged: filesChanged, Reasons: reasons, Causes: causes, ActBy: u.ActBy}
+	c := Change{Reasons: reasons, Causes: causes, ActBy: u.ActBy}
+	c.Commands, c.Signals, c.FilesChanged, c.Wait, c.WaitAlso = r.actions(dsts, asFiles)
 	if envChanged {
-		c.Env, c.EnvChanged = env, true
+		c.Env, c.EnvChanged, c.WaitAlso = env, true, true
 	}
 	if len(gone) > 0 {
 		c.Applied = func() { r.ledger.Release(gone, watch.Superseded, 0) }

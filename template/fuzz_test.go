@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,7 +108,7 @@ func FuzzParseSpec(f *testing.F) {
 		if sp.Mode != 0 {
 			again += ":" + strconv.FormatUint(uint64(sp.Mode), 8)
 		}
-		if sp2, err := ParseSpec(again); err != nil || sp2 != sp {
+		if sp2, err := ParseSpec(again); err != nil || !reflect.DeepEqual(sp2, sp) {
 			t.Fatalf("ParseSpec(%q) = %+v, but %q gives %+v, %v", s, sp, again, sp2, err)
 		}
 	})

@@ -100,7 +100,11 @@ func Parse(specs []Spec, opt Options) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", sp.Src, err)
 		}
-		t, err := parseTemplateText(sp.Src, string(text), left, right)
+		l, r := left, right
+		if sp.Delims[0] != "" {
+			l, r = sp.Delims[0], sp.Delims[1]
+		}
+		t, err := parseTemplateText(sp.Src, string(text), l, r)
 		if err != nil {
 			return nil, err
 		}

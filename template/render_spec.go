@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // DefaultMode is the mode of a rendered file when its spec gives none.
@@ -26,6 +28,31 @@ type Spec struct {
 	// config block's user and group, or --user's). Nil keeps the owner of
 	// the file it replaces, or the process's own for a new file.
 	Owner *Owner
+
+	// Delims, when set, are this template's action delimiters (its config
+	// block's left_delimiter and right_delimiter), in place of
+	// Options.Delims.
+	Delims [2]string
+
+	// What to do when this file changed on a re-render (its config block;
+	// package run acts on them, package template only carries them). At
+	// most one of Command and ReloadSignal is set; with neither, the
+	// run's --reload-signal or a restart.
+	Command        []string       // an argv run after the file changed; no shell
+	CommandTimeout time.Duration  // 0: DefaultCommandTimeout
+	ReloadSignal   syscall.Signal // sent to the child instead of a restart
+	// Wait, when set, debounces this file's changes in place of --wait.
+	Wait *Wait
+}
+
+// DefaultCommandTimeout bounds a template's command when its block gives
+// no command_timeout (consul-template's default too).
+const DefaultCommandTimeout = 30 * time.Second
+
+// Wait is a debounce, --wait MIN[:MAX]: act once no change came for Min,
+// and at the latest Max after the first (0: no limit).
+type Wait struct {
+	Min, Max time.Duration
 }
 
 // Owner is a file's numeric user and group.
@@ -46,7 +73,7 @@ func ParseSpec(s string) (Spec, error) {
 		return Spec{}, fmt.Errorf("template %q: want SRC:DST[:MODE] with SRC and DST not empty", s)
 	}
 	if len(parts) == 3 {
-		m, err := parseFileMode(parts[2])
+		m, err := ParseFileMode(parts[2])
 		if err != nil {
 			return Spec{}, fmt.Errorf("template %q: %v", s, err)
 		}
@@ -55,7 +82,9 @@ func ParseSpec(s string) (Spec, error) {
 	return sp, nil
 }
 
-func parseFileMode(s string) (os.FileMode, error) {
+// ParseFileMode parses octal permission bits (0640, 640 or 0o640; at
+// most 0777, not 0).
+func ParseFileMode(s string) (os.FileMode, error) {
 	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
 	n, err := strconv.ParseUint(digits, 8, 32)
 	if err != nil || digits == "" {
