@@ -9,7 +9,7 @@ import (
 
 // The list values of a --config file (env as a mapping or a list, template
 // blocks) give values or an error naming a line, never a panic; a template
-// block never gives more than SRC:DST:MODE (a path with ":" is refused).
+// that is accepted has a source and a destination and at most one action.
 func FuzzConfigList(f *testing.F) {
 	for _, s := range []string{
 		"env: {A: x, B: \"scaivault://app/db#p\"}",
@@ -21,6 +21,10 @@ func FuzzConfigList(f *testing.F) {
 		"env: {A: [1]}",
 		"template: [[a]]",
 		"template: [{source: a:b, destination: c}]",
+		"template: {source: a, destination: b, reload_signal: HUP, wait: 1s:5s}",
+		"template: [{source: a, destination: b, command: [x, y], command_timeout: 2s, left_delimiter: '[[', right_delimiter: ']]'}]",
+		"template: [{source: a, destination: b, command: [x], reload_signal: HUP}]",
+		"template: [{source: a, destination: '-', command: [x]}]",
 	} {
 		f.Add(s)
 	}
@@ -34,21 +38,31 @@ func FuzzConfigList(f *testing.F) {
 			return
 		}
 		for i := 0; i+1 < len(root.Content); i += 2 {
-			key := root.Content[i].Value
-			vals, err := configList(key, root.Content[i+1])
-			if err != nil {
-				if !strings.Contains(err.Error(), "line ") {
-					t.Fatalf("configList(%q): error names no line: %v", key, err)
+			key, v := root.Content[i].Value, root.Content[i+1]
+			if key == "template" {
+				specs, err := configTemplates(v)
+				if err != nil {
+					if !strings.Contains(err.Error(), "line ") {
+						t.Fatalf("configTemplates: error names no line: %v", err)
+					}
+					continue
+				}
+				for _, sp := range specs {
+					switch {
+					case sp.Src == "" || sp.Dst == "":
+						t.Fatalf("template %+v accepted without source or destination", sp)
+					case sp.Command != nil && sp.ReloadSignal != 0:
+						t.Fatalf("template %+v accepted with two actions", sp)
+					case sp.Command != nil && (len(sp.Command) == 0 || sp.Command[0] == ""):
+						t.Fatalf("template %+v accepted with an empty command", sp)
+					case (sp.Delims[0] == "") != (sp.Delims[1] == ""):
+						t.Fatalf("template %+v accepted with one delimiter", sp)
+					}
 				}
 				continue
 			}
-			if key != "template" || root.Content[i+1].Kind != yaml.SequenceNode {
-				continue
-			}
-			for j, item := range root.Content[i+1].Content {
-				if item.Kind == yaml.MappingNode && strings.Count(vals[j], ":") > 2 {
-					t.Fatalf("template block gave %q: more than SRC:DST:MODE", vals[j])
-				}
+			if _, err := configList(key, v); err != nil && !strings.Contains(err.Error(), "line ") {
+				t.Fatalf("configList(%q): error names no line: %v", key, err)
 			}
 		}
 	})
