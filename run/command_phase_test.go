@@ -3,8 +3,11 @@
 package run
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -59,4 +62,42 @@ func TestPhaseTemplateActions(t *testing.T) {
 	if code, err := p.wait(); code != 0 || err != nil {
 		t.Errorf("exit %d, %v; want 0 (the child exits 0 on SIGTERM)", code, err)
 	}
+}
+
+// TestPhaseMaskBeforeFiles: with --mask, a rotated value is concealed
+// before any file holding it is written, so a child that reads its files
+// on its own (a certificate watcher) never prints it: here the child
+// prints the new file the moment it is on disk, before anything else.
+func TestPhaseMaskBeforeFiles(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "a.tmpl")
+	if err := os.WriteFile(src, []byte(`v={{ with secret "app/tpl" }}{{ .Data.v }}{{ end }}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "a.conf")
+	var p atomic.Pointer[phase]
+	var pid atomic.Value // string
+	writeStep = func(files []template.FileWrite, out []template.Rendered, opt template.Options, stdout io.Writer) ([]string, []string, error) {
+		vars, changed, err := template.WriteStep(files, out, opt, stdout)
+		if len(changed) > 0 {
+			pid := pid.Load().(string)
+			n, _ := strconv.Atoi(pid)
+			if err := syscall.Kill(n, syscall.SIGUSR1); err != nil {
+				t.Error(err)
+			}
+			p.Load().expect(`^` + pid + ` file v=<concealed:scaivault://app/tpl#v>$`)
+		}
+		return vars, changed, err
+	}
+	t.Cleanup(func() { writeStep = template.WriteStep })
+	ph := startPhase(t, refDBPassword, func(_ *phase, o *Options) {
+		o.Templates = []template.Spec{{Src: src, Dst: dst}}
+		o.Argv = childArgv("printfile", dst)
+		o.Mask = true
+	})
+	p.Store(ph)
+	pid.Store(ph.ready("<concealed:SVTEST_VAL>"))
+	ph.write("app/tpl", map[string]any{"v": "tpl-SECRET-2"})
+	ph.log.await(t, `msg="restarting child"`, 1)
+	readFile(t, dst, "v=tpl-SECRET-2")
 }

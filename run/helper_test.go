@@ -55,6 +55,17 @@ func childMain(args []string) int {
 	switch args[0] {
 	case "signals":
 		return childSignals()
+	case "printfile": // on each SIGUSR1, print the file at argv[2]
+		c := make(chan os.Signal, 1)
+		ossignal.Notify(c, syscall.SIGUSR1, syscall.SIGTERM)
+		say("ready pg=%d val=%s", unix.Getpgrp(), os.Getenv("SVTEST_VAL"))
+		for s := range c {
+			if s == syscall.SIGTERM {
+				return 0
+			}
+			b, _ := os.ReadFile(args[1])
+			say("file %s", b)
+		}
 	case "exit":
 		say("ready")
 		n, _ := strconv.Atoi(args[1])

@@ -298,6 +298,10 @@ type pendingWrite struct {
 	fails   int
 }
 
+// writeStep writes an update's files (a variable for a test to watch
+// what the child can see the moment they are on disk).
+var writeStep = template.WriteStep
+
 // maxWriteRetry bounds the backoff between attempts to write files.
 const maxWriteRetry = 30 * time.Second
 
@@ -332,7 +336,12 @@ func (r *refresher) commit(ctx context.Context, p *pendingWrite, used []fetch.So
 // (Change), on failure a retry is scheduled.
 func (r *refresher) flush(ctx context.Context) {
 	p := r.pending
-	files, dsts, err := template.WriteStep(p.writes, r.toWrite(p.out), r.topts, r.stdout)
+	if r.masks != nil {
+		// Before the files: a child that reads them on its own (a file
+		// watcher) may print a new value before it is told of the change.
+		conceal(r.masks, r.log, p.vars, p.out, p.snap)
+	}
+	files, dsts, err := writeStep(p.writes, r.toWrite(p.out), r.topts, r.stdout)
 	p.files, p.dsts = union(p.files, files), union(p.dsts, dsts)
 	if err != nil {
 		p.fails++
@@ -347,9 +356,6 @@ func (r *refresher) flush(ctx context.Context) {
 	}
 	r.pending, r.retry = nil, nil
 	template.MarkFilesChanged(p.vars, p.files)
-	if r.masks != nil {
-		conceal(r.masks, r.log, p.vars, p.out, p.snap)
-	}
 	r.send(ctx, p.u, p.snap, p.vars, p.dsts, p.orphans)
 }
 
