@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/scailabs/scaivault-run/template"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -66,4 +69,37 @@ func FuzzConfigList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The example config files hold only known keys and valid template blocks.
+func TestExampleConfigs(t *testing.T) {
+	for _, name := range []string{"examples/nginx.yaml"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(data, &doc); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		root := doc.Content[0]
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			k, v := root.Content[i], root.Content[i+1]
+			if !knownFlag(k.Value) {
+				t.Errorf("%s:%d: unknown key %s", name, k.Line, k.Value)
+			}
+			if k.Value == "template" {
+				specs, err := configTemplates(v)
+				if err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+				for _, sp := range specs { // the templates beside it, as installed
+					sp.Src = filepath.Join("examples/nginx", filepath.Base(sp.Src))
+					if _, err := template.Parse([]template.Spec{sp}, template.Options{}); err != nil {
+						t.Errorf("%s: %v", name, err)
+					}
+				}
+			}
+		}
+	}
 }

@@ -75,6 +75,13 @@ type nginxRun struct {
 // startNginx runs the real binary with nginx as its child; the certificate
 // and key are rendered from pkiCert with the given ttl.
 func startNginx(t *testing.T, ttl string, extra ...string) *nginxRun {
+	return startNginxWith(t, ttl, false, extra...)
+}
+
+// startNginxWith is startNginx; withConfig gives the templates in a
+// --config file, as examples/nginx.yaml does, the certificate and key
+// with `nginx -s reload` as their command.
+func startNginxWith(t *testing.T, ttl string, withConfig bool, extra ...string) *nginxRun {
 	nginx := nginxBinary(t)
 	bin := buildBinaryT(t)
 	seed, err := devserver.ParseSeed([]byte(`{"root_token": "root-t", "pki": {"roles": {"svc": {
@@ -99,11 +106,31 @@ func startNginx(t *testing.T, ttl string, extra ...string) *nginxRun {
 		return p
 	}
 	port := freePort(t)
-	args := append([]string{
+	args := []string{
 		"--template", write("nginx.conf.tmpl", nginxConf) + ":" + dir + "/nginx.conf:0644",
 		"--template", write("crt.tmpl", fmt.Sprintf(certTmpl, ttl)) + ":" + dir + "/tls.crt:0644",
 		"--template", write("key.tmpl", fmt.Sprintf(keyTmpl, ttl)) + ":" + dir + "/tls.key",
-	}, extra...)
+	}
+	if withConfig {
+		reload := fmt.Sprintf(`[%q, "-p", %q, "-c", %q, "-s", "reload"]`, nginx, dir, dir+"/nginx.conf")
+		args = []string{"--config", write("scaivault-run.yaml", fmt.Sprintf(`template:
+  - source: %[1]s/nginx.conf.tmpl
+    destination: %[1]s/nginx.conf
+    mode: "0644"
+  - source: %[1]s/crt.tmpl
+    destination: %[1]s/tls.crt
+    mode: "0644"
+    command: %[2]s
+    command_timeout: 10s
+    wait: 100ms:1s
+  - source: %[1]s/key.tmpl
+    destination: %[1]s/tls.key
+    command: %[2]s
+    command_timeout: 10s
+    wait: 100ms:1s
+`, dir, reload))}
+	}
+	args = append(args, extra...)
 	args = append(args, "--", nginx, "-e", "stderr", "-p", dir, "-c", dir+"/nginx.conf", "-g", "daemon off;")
 	cmd := exec.Command(bin, args...)
 	root := "0"
@@ -321,6 +348,36 @@ func TestNginxReloadsRenewedCertificate(t *testing.T) {
 	}
 	if n.stderr.count("restart") != 0 {
 		t.Errorf("a restart was logged:\n%s", n.stderr)
+	}
+}
+
+// TestNginxReloadsByCommand: the certificate and key template blocks of a
+// --config file run `nginx -s reload` when they change (once: the two
+// change together); nginx serves the new certificate from the same master
+// process, and scaivault-run neither restarts nor signals it.
+func TestNginxReloadsByCommand(t *testing.T) {
+	n := startNginxWith(t, "6s", true)
+	first := n.serving(t)
+	master := n.masterPID(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cert := n.serving(t)
+		if cert.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx still serves serial %x after 30s\n%s", first.SerialNumber, n.stderr)
+		}
+		n.stderr.waitChange(200 * time.Millisecond)
+	}
+	if got := n.masterPID(t); got != master {
+		t.Errorf("nginx master pid %s, was %s: restarted instead of reloaded", got, master)
+	}
+	if n.stderr.count(`msg="template command done"`) == 0 {
+		t.Errorf("no template command logged:\n%s", n.stderr)
+	}
+	if n.stderr.count("restarting child") != 0 || n.stderr.count("reloading child") != 0 {
+		t.Errorf("the child was restarted or signalled:\n%s", n.stderr)
 	}
 }
 
