@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -32,10 +33,13 @@ func actionRun(c *cli.Context, st *status) error {
 		return err
 	}
 	opts.Argv = c.Args().Slice()
-	if len(opts.Argv) == 0 {
-		return fmt.Errorf("no command given: scaivault-run [flags] -- command [args...]")
+	if len(opts.Argv) == 0 && len(opts.Templates) == 0 {
+		return fmt.Errorf("no command and no template given: scaivault-run [flags] -- command [args...], or --template SRC:DST to keep files fresh without one")
 	}
 	if err := runOptions(c, &opts); err != nil {
+		return err
+	}
+	if err := filesOnlyOptions(c, &opts); err != nil {
 		return err
 	}
 	// Printed templates are render's: while supervising, every change
@@ -181,6 +185,43 @@ func templateGetenv(keep bool) func(string) string {
 		}
 		return os.Getenv(name)
 	}
+}
+
+// filesOnlyOptions checks the flags of a run without a command (files
+// only: the templates are kept fresh, DESIGN.md "Modes") and reads
+// --reload-pid-file, which only that mode has.
+func filesOnlyOptions(c *cli.Context, opts *run.Options) error {
+	opts.ReloadPidFile = c.String("reload-pid-file")
+	if len(opts.Argv) > 0 {
+		if opts.ReloadPidFile != "" {
+			return errors.New("--reload-pid-file is for a run without a command (files only); with a command, --reload-signal goes to the child")
+		}
+		return nil
+	}
+	for _, name := range []string{"env", "env-file", "secret"} {
+		if len(repeated(c, name)) > 0 {
+			return fmt.Errorf("--%s with no command: there is no child to inject variables into (files only keeps templates fresh; read secrets in them)", name)
+		}
+	}
+	// References in the environment scaivault-run was started with have
+	// no child to go to either: not resolved.
+	opts.Env.Inherited = nil
+	switch {
+	case opts.Once:
+		return errors.New("--once with no command: nothing to exec (to render the templates once, use the render subcommand)")
+	case opts.Mask:
+		return errors.New("--mask with no command: there is no child output to filter (template commands' output is always masked)")
+	case opts.Supervisor.ReloadSignal != 0 && opts.ReloadPidFile == "":
+		return errors.New("--reload-signal with no command needs --reload-pid-file FILE: the process the signal goes to")
+	case opts.ReloadPidFile != "" && opts.Supervisor.ReloadSignal == 0 && !slices.ContainsFunc(opts.Templates, func(sp template.Spec) bool { return sp.ReloadSignal != 0 }):
+		return errors.New("--reload-pid-file without --reload-signal (or a template's reload_signal): no signal to send")
+	}
+	for _, sp := range opts.Templates {
+		if sp.ReloadSignal != 0 && opts.ReloadPidFile == "" {
+			return fmt.Errorf("template %s: reload_signal with no command needs --reload-pid-file FILE: the process the signal goes to", sp.Dst)
+		}
+	}
+	return nil
 }
 
 // runOptions reads the flags of the main job only.

@@ -71,34 +71,66 @@ func FuzzConfigList(f *testing.F) {
 	})
 }
 
-// The example config files hold only known keys and valid template blocks.
+// The example config files hold only known keys and valid template blocks,
+// whose templates (beside them, or in the same ConfigMap) parse.
 func TestExampleConfigs(t *testing.T) {
-	for _, name := range []string{"examples/nginx.yaml"} {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
+	nginx, err := os.ReadFile("examples/nginx.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExampleConfig(t, "examples/nginx.yaml", nginx, func(name string) string { return filepath.Join("examples/nginx", name) })
+
+	raw, err := os.ReadFile("examples/kubernetes-sidecar.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	for {
+		var cm struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
 		}
-		var doc yaml.Node
-		if err := yaml.Unmarshal(data, &doc); err != nil {
-			t.Fatalf("%s: %v", name, err)
+		if dec.Decode(&cm) != nil {
+			break
 		}
-		root := doc.Content[0]
-		for i := 0; i+1 < len(root.Content); i += 2 {
-			k, v := root.Content[i], root.Content[i+1]
-			if !knownFlag(k.Value) {
-				t.Errorf("%s:%d: unknown key %s", name, k.Line, k.Value)
+		if cm.Kind != "ConfigMap" {
+			continue
+		}
+		dir := t.TempDir()
+		for name, text := range cm.Data {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+				t.Fatal(err)
 			}
-			if k.Value == "template" {
-				specs, err := configTemplates(v)
-				if err != nil {
-					t.Errorf("%s: %v", name, err)
-				}
-				for _, sp := range specs { // the templates beside it, as installed
-					sp.Src = filepath.Join("examples/nginx", filepath.Base(sp.Src))
-					if _, err := template.Parse([]template.Spec{sp}, template.Options{}); err != nil {
-						t.Errorf("%s: %v", name, err)
-					}
-				}
+		}
+		checkExampleConfig(t, "examples/kubernetes-sidecar.yaml", []byte(cm.Data["scaivault-run.yaml"]), func(name string) string { return filepath.Join(dir, name) })
+		return
+	}
+	t.Fatal("examples/kubernetes-sidecar.yaml: no ConfigMap")
+}
+
+func checkExampleConfig(t *testing.T, name string, data []byte, source func(base string) string) {
+	t.Helper()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		t.Fatalf("%s: %v", name, err)
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if !knownFlag(k.Value) {
+			t.Errorf("%s:%d: unknown key %s", name, k.Line, k.Value)
+		}
+		if k.Value != "template" {
+			continue
+		}
+		specs, err := configTemplates(v)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		for _, sp := range specs { // the templates as installed
+			sp.Src = source(filepath.Base(sp.Src))
+			if _, err := template.Parse([]template.Spec{sp}, template.Options{}); err != nil {
+				t.Errorf("%s: %v", name, err)
 			}
 		}
 	}

@@ -66,6 +66,7 @@ func runFlags() []cli.Flag {
 		&cli.StringFlag{Name: "kill-signal", Value: "SIGTERM", Usage: "signal that stops the child", EnvVars: envName("kill-signal")},
 		&cli.DurationFlag{Name: "kill-timeout", Value: 7 * time.Second, Usage: "wait this long after the kill signal before SIGKILL", EnvVars: envName("kill-timeout")},
 		&cli.StringFlag{Name: "reload-signal", Usage: "signal sent when only files changed (default: restart)", EnvVars: envName("reload-signal")},
+		&cli.StringFlag{Name: "reload-pid-file", Usage: "with no command (files only): send the reload signal to the pid in `FILE`, read at each signal", EnvVars: envName("reload-pid-file")},
 		&cli.DurationFlag{Name: "restart-splay", Usage: "wait a random 0..`D` before acting on a change", EnvVars: envName("restart-splay")},
 		&cli.BoolFlag{Name: "exit-on-lost", Usage: "stop the child and exit 125 when a secret is lost for good", EnvVars: envName("exit-on-lost")},
 		&cli.DurationFlag{Name: "cleanup-timeout", Value: 2 * time.Second, Usage: "bound the lease revocations on exit, all of them together", EnvVars: envName("cleanup-timeout")},

@@ -493,7 +493,7 @@ func scriptServer(ts *testscript.TestScript) *devserver.Server {
 //	testchild lines NAME       print the file named by $NAME, then each of its lines alone
 //	testchild bulk N           print N numbered lines and exit at once
 //	testchild serve DIR ARGS.. print ARGS ($NAME expanded) with the number of this start,
-//	                           mark DIR/started.K (K from 1), wait for SIGTERM; print
+//	                           write DIR/pid, mark DIR/started.K (K from 1), wait for SIGTERM; print
 //	                           "signal HUP" (USR1, USR2) and mark DIR/HUP.N for the Nth
 func testChild() {
 	args := os.Args[1:]

@@ -64,6 +64,7 @@ func maskChild(args []string) {
 			}
 		}
 		fmt.Printf("start %d: %s\n", k, os.ExpandEnv(strings.Join(args[2:], " ")))
+		os.WriteFile(fmt.Sprintf("%s/pid", args[1]), []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o600)
 		os.WriteFile(fmt.Sprintf("%s/started.%d", args[1], k), nil, 0o600)
 		got := map[os.Signal]int{}
 		for sig := <-stop; sig != syscall.SIGTERM; sig = <-stop {

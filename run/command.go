@@ -52,6 +52,7 @@ func (s *Supervisor) startCommand(c Command, env []string, done func()) {
 	r, err := s.forkCommand(c, env)
 	if err != nil {
 		s.log.Error("template command did not start", "file", c.Dst, "command", c.Argv[0], "err", err)
+		s.cfg.Observer.CommandEnded("error")
 		done()
 		return
 	}
@@ -112,6 +113,16 @@ func (s *Supervisor) endCommands() {
 // commandEnded logs how a command ended; on Run's goroutine.
 func (s *Supervisor) commandEnded(r *cmdRun, st signal.Status, killed string, timeout time.Duration) {
 	s.cmds--
+	result := "ok"
+	switch {
+	case st.Err != nil || killed == "scaivault-run exiting":
+		result = "error"
+	case killed != "":
+		result = "timeout"
+	case st.Code() != 0:
+		result = "failed"
+	}
+	s.cfg.Observer.CommandEnded(result)
 	attrs := []any{"file", r.c.Dst, "command", r.c.Argv[0], "pid", r.proc.pid(),
 		"took", time.Since(r.start).Round(time.Millisecond), "output", r.out.String()}
 	switch {

@@ -3,10 +3,13 @@
 package run
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -100,4 +103,75 @@ func TestPhaseMaskBeforeFiles(t *testing.T) {
 	ph.write("app/tpl", map[string]any{"v": "tpl-SECRET-2"})
 	ph.log.await(t, `msg="restarting child"`, 1)
 	readFile(t, dst, "v=tpl-SECRET-2")
+}
+
+// TestPhaseFilesOnly: no command. The files are rendered and kept fresh
+// through a lease replacement; the file's command runs each time it
+// changed (the first render included: the file was new), and the lease
+// the file held before is revoked after the command has ended (that the
+// release waits for the command is pinned by TestLoopTemplateCommand);
+// /readyz is 200 once the files are rendered, /status shows no child,
+// the commands are counted; cancellation (SIGTERM) exits 0, files stay.
+func TestPhaseFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a.tmpl"), filepath.Join(dir, "a.conf")
+	gate := filepath.Join(dir, "gate")
+	if err := os.WriteFile(src, []byte(`{{ with dynamic "db" "fixed" }}{{ .LeaseID }} {{ .Data.username }}{{ end }}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The command of a change (not the first) waits for the gate.
+	script := `if [ -e "$2" ]; then while [ ! -e "$1" ]; do sleep 0.01; done; fi; touch "$2"`
+	p := startPhase(t, refDBPassword, func(_ *phase, o *Options) {
+		o.Argv, o.Env = nil, template.EnvSpec{}
+		o.StatusAddr = "127.0.0.1:0"
+		o.Templates = []template.Spec{{Src: src, Dst: dst, Command: []string{"sh", "-c", script, "sh", gate, filepath.Join(dir, "first")}}}
+	})
+	addr := p.log.await(t, `status endpoint listening" addr=(\S+)`, 1)[1]
+	sc := &scraper{t: t, base: "http://" + addr}
+	p.log.await(t, `msg="files rendered; keeping them fresh \(no command\)" templates=1 changed=1`, 1)
+	p.log.await(t, `msg="template command done" file=`+regexp.QuoteMeta(dst), 1)
+	sc.until("/readyz", func(code int, _ string) bool { return code == 200 })
+	var doc statusDoc
+	if _, raw := sc.get("/status"); json.Unmarshal([]byte(raw), &doc) != nil || doc.Child != nil || !doc.Ready {
+		t.Errorf("/status: %s", raw)
+	}
+	first := strings.Fields(readAll(t, dst))[0]
+
+	// The 6s lease is replaced before its end: the file changes, the
+	// command runs and waits; the old lease stays valid meanwhile.
+	p.log.await(t, `msg="template command started"`, 2)
+	now := strings.Fields(readAll(t, dst))[0]
+	if now == first {
+		t.Fatalf("the file still holds lease %s", first)
+	}
+	if p.log.count(`msg="superseded lease revoked"`) != 0 {
+		t.Errorf("the old lease was revoked while the command ran")
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.log.await(t, `msg="template command done"`, 2)
+	p.log.await(t, `msg="superseded lease revoked" lease=`+first, 1)
+	if log := p.log.String(); strings.Index(log, `msg="superseded lease revoked"`) < strings.LastIndex(log, `msg="template command done"`) {
+		t.Errorf("the old lease was revoked before the command ended")
+	}
+	if m := sc.metrics(); m[`scaivault_run_template_commands_total{result="ok"}`] != 2 {
+		t.Errorf("commands counted: %v", m)
+	}
+	p.cancel()
+	if code, err := p.wait(); code != 0 || err != nil {
+		t.Errorf("exit %d, %v; want 0", code, err)
+	}
+	if _, err := os.Stat(dst); err != nil {
+		t.Errorf("the rendered file is gone: %v", err)
+	}
+}
+
+func readAll(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -33,7 +33,12 @@ type Options struct {
 	Templates       []template.Spec
 	TemplateOptions template.Options
 
-	Argv           []string
+	// Argv is the command; empty (and not Once): files only, the
+	// templates are kept fresh with no child.
+	Argv []string
+	// ReloadPidFile, files only, names the pid file of the process the
+	// reload signals go to (--reload-pid-file).
+	ReloadPidFile  string
 	Once           bool          // exec in place, no supervision
 	NoRevoke       bool          // leave leases to their ttl on exit
 	ExitOnLost     bool          // stop and exit 125 when a secret is lost for good
@@ -87,6 +92,7 @@ type startup struct {
 	files    *template.FileDir
 	vars     []template.EnvVar
 	out      []template.Rendered // the templates as the start-up gate rendered them
+	written  []string            // the DSTs of the templates whose files the start-up changed
 	status   *statusRun          // nil without a status endpoint
 }
 
@@ -200,6 +206,21 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	cfg := st.opts.Supervisor
 	cfg.Signals = sigs
 	cfg.Argv = st.opts.Argv
+	if len(cfg.Argv) == 0 {
+		cfg.FilesOnly, cfg.ReloadPidFile = true, st.opts.ReloadPidFile
+		st.status.rendered()
+		st.log.Info("files rendered; keeping them fresh (no command)", "templates", len(st.opts.Templates), "changed", len(st.written))
+		if len(st.written) > 0 {
+			// As consul-template: a file the start changed on disk is
+			// acted on, for a process that runs on its old content.
+			c := Change{Reasons: []string{"first render"}}
+			for _, d := range st.written {
+				c.Reasons = append(c.Reasons, "template "+d)
+			}
+			c.Commands, c.Signals, c.FilesChanged, c.Wait, c.WaitAlso = fileActions(specsByDst(st.opts.Templates), st.written, false)
+			cfg.Initial = &c
+		}
+	}
 	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
 	cfg.Observer = st.status.observer()
@@ -357,10 +378,11 @@ func (st *startup) resolveAll(ctx context.Context) error {
 		return err
 	}
 	// as=file files and templates: one step, all or nothing.
-	changed, _, err := template.WriteStep(writes, out, st.opts.TemplateOptions, st.opts.stdout())
+	changed, written, err := template.WriteStep(writes, out, st.opts.TemplateOptions, st.opts.stdout())
 	if err != nil {
 		return err
 	}
+	st.written = written
 	template.MarkFilesChanged(vars, changed)
 	st.vars = vars
 	return nil

@@ -26,8 +26,10 @@ type board struct {
 
 	mu      sync.Mutex
 	child   childView
-	everRan bool // a child was started at least once
+	everRan bool // a child was started at least once (files only: the files were rendered)
 	done    bool // the supervisor loop has ended
+	// filesOnly: no child (files-only mode): ready means every file is fresh.
+	filesOnly bool
 }
 
 // childView is the child as the loop last told it.
@@ -41,11 +43,12 @@ type childView struct {
 
 // view is a copy of the board, for one answer.
 type view struct {
-	Started time.Time
-	Child   childView
-	EverRan bool
-	Done    bool
-	Watch   *watch.State // nil: nothing watched (yet)
+	Started   time.Time
+	Child     childView
+	EverRan   bool
+	Done      bool
+	FilesOnly bool
+	Watch     *watch.State // nil: nothing watched (yet)
 }
 
 func newBoard(now time.Time) *board {
@@ -55,7 +58,7 @@ func newBoard(now time.Time) *board {
 func (b *board) view() view {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return view{Started: b.started, Child: b.child, EverRan: b.everRan, Done: b.done, Watch: b.watch.Load()}
+	return view{Started: b.started, Child: b.child, EverRan: b.everRan, Done: b.done, FilesOnly: b.filesOnly, Watch: b.watch.Load()}
 }
 
 // Observer of the supervisor: on Run's goroutine, never blocking.
@@ -89,6 +92,19 @@ func (b *board) Reloaded() {
 	b.mu.Unlock()
 }
 
+func (b *board) CommandEnded(result string) {
+	if c := b.metrics.commands[result]; c != nil {
+		c.Inc()
+	}
+}
+
+// rendered: files only, the first render's files are written.
+func (b *board) rendered() {
+	b.mu.Lock()
+	b.everRan = true
+	b.mu.Unlock()
+}
+
 func (b *board) LoopDone() {
 	b.mu.Lock()
 	b.child.Up, b.done = false, true
@@ -115,14 +131,20 @@ type notReady struct {
 // secret stale while the events stream is down.
 const staleAfter = 2
 
-// readiness is what /readyz answers at now: ready when the child runs and
-// nothing it uses is stale. A watched secret is stale when the events
+// readiness is what /readyz answers at now: ready when the child runs (or,
+// files only, once the files are rendered) and nothing it (or they) uses
+// is stale. A watched secret is stale when the events
 // stream is down and the server has not answered for it within
 // staleAfter poll intervals, counted from its last refresh or from when
 // the stream went down, whichever is later (while the stream was up, the
 // events kept it fresh). A lease or certificate is stale once past its end.
 func readiness(v view, now time.Time) []notReady {
 	switch {
+	case v.Done && v.FilesOnly:
+		return []notReady{{Reason: "exiting"}}
+	case !v.EverRan && v.FilesOnly:
+		return []notReady{{Reason: "starting: the files are not rendered yet"}}
+	case v.FilesOnly:
 	case v.Done:
 		return []notReady{{Reason: "exiting: the child has ended"}}
 	case !v.EverRan:
@@ -210,7 +232,7 @@ type listDoc struct {
 func document(v view, now time.Time) statusDoc {
 	nr := readiness(v, now)
 	d := statusDoc{Ready: len(nr) == 0, NotReady: nr, Started: v.Started, References: []refDoc{}}
-	if v.EverRan {
+	if v.EverRan && !v.FilesOnly {
 		c := v.Child
 		d.Child = &childDoc{Pid: c.Pid, Running: c.Up, Started: c.Started, Restarts: c.Restarts, Reloads: c.Reloads}
 	}

@@ -27,7 +27,12 @@ const (
 	mCertExpiry     = "scaivault_run_certificate_expiry_timestamp_seconds"
 	mSecretsWatched = "scaivault_run_secrets_watched"
 	mEventsUp       = "scaivault_run_events_connected"
+	mCommands       = "scaivault_run_template_commands_total"
 )
+
+// commandResults are the values of template_commands_total's result
+// label (see Observer.CommandEnded); every one is exposed from the start.
+var commandResults = []string{"ok", "failed", "timeout", "error"}
 
 // restartReasons are the values of restarts_total's reason label (see
 // Observer.Restarting); every one is exposed from the start, at 0.
@@ -37,6 +42,7 @@ type statusMetrics struct {
 	set      *metrics.Set
 	reloads  *metrics.Counter
 	restarts map[string]*metrics.Counter
+	commands map[string]*metrics.Counter
 
 	mu      sync.Mutex      // one scrape at a time updates the gauges
 	labeled map[string]bool // lease and certificate series of the last scrape
@@ -46,10 +52,13 @@ func newStatusMetrics() *statusMetrics {
 	// HELP and TYPE lines (the library writes the HELP line without a
 	// text; README.md describes every metric).
 	metrics.ExposeMetadata(true)
-	m := &statusMetrics{set: metrics.NewSet(), restarts: map[string]*metrics.Counter{}, labeled: map[string]bool{}}
+	m := &statusMetrics{set: metrics.NewSet(), restarts: map[string]*metrics.Counter{}, commands: map[string]*metrics.Counter{}, labeled: map[string]bool{}}
 	m.reloads = m.set.NewCounter(mReloads)
 	for _, r := range restartReasons {
 		m.restarts[r] = m.set.NewCounter(series(mRestarts, "reason", r))
+	}
+	for _, r := range commandResults {
+		m.commands[r] = m.set.NewCounter(series(mCommands, "result", r))
 	}
 	// A family without a series yet still shows its HELP and TYPE lines.
 	m.set.RegisterMetricsWriter(func(w io.Writer) {

@@ -196,6 +196,7 @@ func startStatus(opts *Options, log *slog.Logger) (*statusRun, error) {
 		return nil, err
 	}
 	b := newBoard(time.Now())
+	b.filesOnly = len(opts.Argv) == 0
 	opts.Client.Observer = b.metrics
 	log.Info("status endpoint listening", "addr", ln.Addr().String())
 	return &statusRun{board: b, srv: serveStatus(ln, b, log)}, nil
@@ -204,6 +205,14 @@ func startStatus(opts *Options, log *slog.Logger) (*statusRun, error) {
 func (s *statusRun) close() {
 	if s != nil {
 		s.srv.close()
+	}
+}
+
+// rendered tells the board the first render's files are written (files
+// only).
+func (s *statusRun) rendered() {
+	if s != nil {
+		s.board.rendered()
 	}
 }
 

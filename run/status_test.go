@@ -51,6 +51,10 @@ func TestReadiness(t *testing.T) {
 			Leases: []watch.LeaseState{{Ref: "dynamic db/ro", LeaseID: "l1", ExpiresAt: now.Add(time.Second)}}}), nil},
 		{"lease past its end", runningView(&watch.State{PollInterval: poll, EventsConnected: true,
 			Leases: []watch.LeaseState{{Ref: "dynamic db/ro", LeaseID: "l1", ExpiresAt: now}}}), []string{"dynamic db/ro"}},
+		{"files only, before the first render", view{Started: t0, FilesOnly: true}, []string{""}},
+		{"files only, rendered (no child ever)", view{Started: t0, FilesOnly: true, EverRan: true}, nil},
+		{"files only, stale", view{Started: t0, FilesOnly: true, EverRan: true, Watch: state(false, t0, secret(old, false))}, []string{"app/db"}},
+		{"files only, exiting", view{Started: t0, FilesOnly: true, EverRan: true, Done: true}, []string{""}},
 		{"certificate past its end", runningView(&watch.State{PollInterval: poll, EventsConnected: true,
 			Certs: []watch.CertState{{Ref: "pki svc common_name=a", ExpiresAt: now.Add(-time.Second)}}}), []string{"pki svc common_name=a"}},
 	}

@@ -20,6 +20,17 @@ import (
 // Config is what Supervisor runs and how. The zero value of each field is
 // its documented default.
 type Config struct {
+	// FilesOnly runs no child (Argv is empty): the loop acts on Changes
+	// with template commands and with signals to the process named by
+	// ReloadPidFile, until SIGTERM, SIGINT or cancellation end it (exit
+	// status 0). A change never restarts anything.
+	FilesOnly bool
+	// ReloadPidFile, with FilesOnly, names the file holding the pid that
+	// reload signals go to, read at each signal ("" : none).
+	ReloadPidFile string
+	// Initial, when set, is acted on as the first change (FilesOnly: the
+	// files the first render changed on disk).
+	Initial *Change
 	// Argv is the command. It goes to execve unchanged; no shell ever.
 	// Argv[0] without a slash is looked up in the PATH of Env (the
 	// environment the command runs in), or in scaivault-run's own PATH when
@@ -95,6 +106,10 @@ type Observer interface {
 	// "certificate" or "list", or "multiple".
 	Restarting(reason string)
 	Reloaded()
+	// CommandEnded: a template command ended: "ok", "failed" (non-zero
+	// status), "timeout", or "error" (it did not start, or was killed at
+	// exit).
+	CommandEnded(result string)
 	// LoopDone: Run's loop has ended; no child runs any more.
 	LoopDone()
 }
@@ -106,6 +121,7 @@ func (nopObserver) ChildStarted(int, time.Time) {}
 func (nopObserver) ChildExited(int)             {}
 func (nopObserver) Restarting(string)           {}
 func (nopObserver) Reloaded()                   {}
+func (nopObserver) CommandEnded(string)         {}
 func (nopObserver) LoopDone()                   {}
 
 // Change is one update of what the child runs on.
@@ -218,7 +234,7 @@ func New(cfg Config) *Supervisor {
 // Run then returns the child's status. Run returns as soon as the child
 // has exited, whatever its descendants do with their stdio.
 func (s *Supervisor) Run(ctx context.Context) (exitCode int, err error) {
-	if len(s.cfg.Argv) == 0 {
+	if len(s.cfg.Argv) == 0 && !s.cfg.FilesOnly {
 		return ExitFailure, errors.New("start child: no command")
 	}
 	runtime.LockOSThread() // the parent-death signal follows the forking thread
@@ -263,7 +279,14 @@ func pendingStop(sigs <-chan os.Signal) os.Signal {
 func (s *Supervisor) loop(ctx context.Context, sigs <-chan os.Signal) (int, error) {
 	defer s.stopTimers()
 	defer s.cfg.Observer.LoopDone()
-	s.startChild(s.cfg.Env)
+	if s.cfg.FilesOnly {
+		s.cur, s.st = &pidFileTarget{path: s.cfg.ReloadPidFile}, stateRunning
+	} else {
+		s.startChild(s.cfg.Env)
+	}
+	if c := s.cfg.Initial; c != nil && s.st == stateRunning {
+		s.onChange(*c, true)
+	}
 	done := ctx.Done()
 	for s.st != stateExited {
 		select {

@@ -151,6 +151,14 @@ func (s *Supervisor) act() {
 	}
 	s.startCommands(b, env)
 	switch {
+	case s.cfg.FilesOnly && (b.files && s.cfg.ReloadSignal != 0 || len(b.signals) > 0):
+		sigs := b.signals
+		if b.files && s.cfg.ReloadSignal != 0 && !slices.Contains(sigs, s.cfg.ReloadSignal) {
+			sigs = append([]syscall.Signal{s.cfg.ReloadSignal}, sigs...)
+		}
+		s.reload(b, sigs)
+	case s.cfg.FilesOnly:
+		s.applied(b) // the files are written: nothing else to do
 	case b.envSet:
 		s.restart(b)
 	case b.files && s.cfg.ReloadSignal != 0:
@@ -189,6 +197,15 @@ func (s *Supervisor) startCommands(b *batch, env []string) {
 
 func (s *Supervisor) reload(b *batch, sigs []syscall.Signal) {
 	for _, sig := range sigs {
+		if s.cfg.FilesOnly {
+			// The pid is read at the signal: log after it.
+			if err := s.cur.signal(sig); err != nil {
+				s.log.Warn("reload signal not delivered", "signal", signal.Name(sig), "reasons", b.reasons, "err", err)
+				continue
+			}
+			s.log.Info("reload signal sent", "pid", s.cur.pid(), "signal", signal.Name(sig), "reasons", b.reasons)
+			continue
+		}
 		s.log.Info("reloading child", "pid", s.cur.pid(), "signal", signal.Name(sig), "reasons", b.reasons)
 		s.signalChild(sig)
 	}

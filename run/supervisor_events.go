@@ -137,6 +137,10 @@ func (s *Supervisor) signalChild(sig syscall.Signal) {
 // SIGTERM does not turn it into a SIGKILL.
 func (s *Supervisor) onSignal(received os.Signal) {
 	sig, _ := received.(syscall.Signal)
+	if s.cfg.FilesOnly {
+		s.filesOnlySignal(sig)
+		return
+	}
 	switch signal.ActionFor(sig) {
 	case signal.Stop:
 		// Forwarded as received (a SIGINT stays a SIGINT), every time;
@@ -154,6 +158,11 @@ func (s *Supervisor) onSignal(received os.Signal) {
 // onCancel stops the child with the kill signal, unless it is stopping
 // already (a restart's kill signal went out: the kill timer runs).
 func (s *Supervisor) onCancel() {
+	if s.cfg.FilesOnly {
+		s.log.Info("exiting: context done; the files stay")
+		s.filesOnlyStop()
+		return
+	}
 	s.log.Info("stopping child: context done", "state", s.st)
 	switch s.st {
 	case stateStopping:

@@ -167,15 +167,15 @@ func specsByDst(specs []template.Spec) map[string]template.Spec {
 	return m
 }
 
-// actions sorts what changed by what is done about it: the commands and
+// fileActions sorts what changed by what is done about it: the commands and
 // reload signals of templates that have one, whether anything without an
 // action of its own changed (the run's reload signal, or a restart), and
 // the waits of the templates that have one, combined (nil: none), and
 // whether any file changed has none (--wait's).
-func (r *refresher) actions(dsts []string, asFiles bool) (cmds []Command, sigs []syscall.Signal, plain bool, wait *template.Wait, dflt bool) {
+func fileActions(specs map[string]template.Spec, dsts []string, asFiles bool) (cmds []Command, sigs []syscall.Signal, plain bool, wait *template.Wait, dflt bool) {
 	plain, dflt = asFiles, asFiles
 	for _, d := range dsts {
-		sp := r.specs[d]
+		sp := specs[d]
 		switch {
 		case sp.Command != nil:
 			cmds = append(cmds, Command{Dst: d, Argv: sp.Command, Timeout: sp.CommandTimeout})
@@ -377,7 +377,7 @@ func (r *refresher) send(ctx context.Context, u watch.Update, snap *fetch.Snapsh
 		return
 	}
 	c := Change{Reasons: reasons, Causes: causes, ActBy: u.ActBy}
-	c.Commands, c.Signals, c.FilesChanged, c.Wait, c.WaitAlso = r.actions(dsts, asFiles)
+	c.Commands, c.Signals, c.FilesChanged, c.Wait, c.WaitAlso = fileActions(r.specs, dsts, asFiles)
 	if envChanged {
 		c.Env, c.EnvChanged, c.WaitAlso = env, true, true
 	}
