@@ -149,6 +149,9 @@ func (s *Supervisor) act() {
 	if b.envSet {
 		env = b.env
 	}
+	if s.cfg.FilesOnly {
+		s.log.Info("files changed", "reasons", b.reasons)
+	}
 	s.startCommands(b, env)
 	switch {
 	case s.cfg.FilesOnly && (b.files && s.cfg.ReloadSignal != 0 || len(b.signals) > 0):
