@@ -88,13 +88,14 @@ func runAsOther(t *testing.T, argv ...string) (string, bool) {
 }
 
 // --user nobody with as=file: the child reads its file, which is nobody's,
-// 0600 in a 0700 directory of nobody's; another uid (even one in nobody's
-// group) can read neither; the directory is gone once the run ends.
+// 0600 in a 0700 directory of nobody's that it cannot move; another uid
+// (even one in nobody's group) can read neither; the directory is gone
+// once the run ends.
 func TestUserAsFileClosedToOthers(t *testing.T) {
 	needRootT(t)
 	env, _ := userEnv(t)
 	cmd := exec.Command(buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db?as=file#password", "--",
-		"sh", "-c", `echo "path=$A"; echo "value=$(cat "$A")"; echo "uid=$(id -u)"; read x || true`)
+		"sh", "-c", `echo "path=$A"; echo "value=$(cat "$A")"; mv "${A%/*}" "${A%/*}.moved" 2>/dev/null || echo "rename refused"; echo "uid=$(id -u)"; read x || true`)
 	cmd.Env, cmd.Dir = env, "/"
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -117,6 +118,11 @@ func TestUserAsFileClosedToOthers(t *testing.T) {
 	got := lines.String()
 	if !strings.Contains(got, "value=pw-user-test") || !strings.Contains(got, "uid=65534") {
 		t.Fatalf("the child (nobody) did not read its file:\n%s\n%s", got, stderr.String())
+	}
+	// Its own directory, but in one of ours: it cannot move it away (and
+	// put a symlink in its place for our next write to follow).
+	if !strings.Contains(got, "rename refused") {
+		t.Errorf("the child could rename its private directory:\n%s", got)
 	}
 	path := strings.TrimPrefix(strings.Split(got, "\n")[0], "path=")
 	if !filepath.IsAbs(path) {
@@ -146,7 +152,7 @@ func TestUserAsFileClosedToOthers(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("scaivault-run: %v\n%s", err, stderr.String())
 	}
-	if _, err := os.Stat(filepath.Dir(path)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Dir(filepath.Dir(path))); !os.IsNotExist(err) {
 		t.Errorf("the private directory is still there after the run: %v", err)
 	}
 }

@@ -14,7 +14,8 @@ import (
 // 0700, on tmpfs where one is available, removed when scaivault-run exits.
 // Made for a FileUser, it and its files belong to that user.
 type FileDir struct {
-	dir   string
+	dir   string // where the files are
+	top   string // what Remove removes: dir, or the directory of ours around it
 	owner *Owner // nil: ours
 }
 
@@ -74,6 +75,13 @@ func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, 
 
 // makeFileDir makes a fresh 0700 directory inside parent, given to u when
 // set.
+//
+// Given to another user than ours, the directory would be that user's to
+// rename inside a sticky parent (/dev/shm, /tmp) and to replace by a
+// symlink, through which our later writes (as root) would go wherever it
+// pleases. So it is made inside a directory of ours (0711: passable, not
+// listable), where the user can neither rename nor replace it:
+// parent/scaivault-run-N/files.
 func makeFileDir(parent string, u *FileUser) (*FileDir, error) {
 	fi, err := os.Stat(parent)
 	if err != nil {
@@ -82,28 +90,45 @@ func makeFileDir(parent string, u *FileUser) (*FileDir, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a directory", parent)
 	}
-	dir, err := os.MkdirTemp(parent, "scaivault-run-")
+	top, err := os.MkdirTemp(parent, "scaivault-run-")
 	if err != nil {
 		return nil, err
 	}
-	d := &FileDir{}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		os.Remove(dir)
+	if top, err = filepath.Abs(top); err != nil {
+		os.Remove(top)
 		return nil, err
 	}
-	if u != nil {
-		owner := u.Owner
-		if err := giveDir(dir, owner); err != nil {
-			os.Remove(dir)
-			return nil, fmt.Errorf("give %s to uid %d, gid %d: %w", dir, owner.UID, owner.GID, err)
-		}
-		d.owner = &owner
-	}
-	if d.dir, err = filepath.Abs(dir); err != nil {
-		os.Remove(dir)
+	d := &FileDir{dir: top, top: top}
+	if err := d.own(u); err != nil {
+		os.RemoveAll(top)
 		return nil, err
 	}
 	return d, nil
+}
+
+// own sets the modes of d's new directories and gives d.dir to u.
+func (d *FileDir) own(u *FileUser) error {
+	if err := os.Chmod(d.top, 0o700); err != nil {
+		return err
+	}
+	if u == nil {
+		return nil
+	}
+	owner := u.Owner
+	if owner.UID != os.Geteuid() {
+		if err := os.Chmod(d.top, 0o711); err != nil {
+			return err
+		}
+		d.dir = filepath.Join(d.top, "files")
+		if err := os.Mkdir(d.dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := giveDir(d.dir, owner); err != nil {
+		return fmt.Errorf("give %s to uid %d, gid %d: %w", d.dir, owner.UID, owner.GID, err)
+	}
+	d.owner = &owner
+	return nil
 }
 
 // giveDir gives the directory at path to o, through a descriptor of its own.
@@ -160,7 +185,7 @@ func canSearch(fi os.FileInfo, u *FileUser) bool {
 	return perm&0o001 != 0
 }
 
-// Path is the directory's absolute path.
+// Path is the absolute path of the directory that holds the files.
 func (d *FileDir) Path() string { return d.dir }
 
 // fileOwner is the owner of the directory's files: nil for ours.
@@ -185,7 +210,11 @@ func (d *FileDir) Remove() error {
 	if d == nil || d.dir == "" {
 		return nil
 	}
-	if err := os.RemoveAll(d.dir); err != nil {
+	top := d.top
+	if top == "" {
+		top = d.dir
+	}
+	if err := os.RemoveAll(top); err != nil {
 		return fmt.Errorf("remove private file directory: %w", err)
 	}
 	return nil

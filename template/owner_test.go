@@ -126,9 +126,15 @@ func TestFileDirForUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Remove()
-	if filepath.Dir(d.Path()) != open || warn {
-		t.Fatalf("dir %s (warn %v), want one inside %s", d.Path(), warn, open)
+	// Inside a directory of ours, which the user cannot rename or
+	// replace by a symlink as it could a directory of its own in a
+	// sticky /dev/shm.
+	top := filepath.Dir(d.Path())
+	if filepath.Dir(top) != open || warn {
+		t.Fatalf("dir %s (warn %v), want one inside one inside %s", d.Path(), warn, open)
 	}
+	checkOwner(t, top, 0, 0)
+	checkFileMode(t, top, 0o711)
 	checkOwner(t, d.Path(), 4321, 4322)
 	checkFileMode(t, d.Path(), 0o700)
 	path, changed, err := writeVar(d, "TLS_KEY", []byte("k1"))
@@ -139,6 +145,12 @@ func TestFileDirForUser(t *testing.T) {
 	checkFileMode(t, path, 0o600)
 	if _, changed, _ = writeVar(d, "TLS_KEY", []byte("k1")); changed {
 		t.Error("same content and owner: written again")
+	}
+	if err := d.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(top); !os.IsNotExist(err) {
+		t.Errorf("after Remove: %v", err)
 	}
 
 	// Root reaches everything: the runtime directory is used for root.
