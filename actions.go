@@ -25,6 +25,7 @@ import (
 	"github.com/scailabs/scaivault-run/run"
 	"github.com/scailabs/scaivault-run/signal"
 	"github.com/scailabs/scaivault-run/template"
+	"github.com/scailabs/scaivault-run/user"
 )
 
 func actionRun(c *cli.Context, st *status) error {
@@ -95,6 +96,13 @@ func actionCheck(c *cli.Context, st *status) error {
 	if err := runOptions(c, &opts); err != nil {
 		return err
 	}
+	// --user is not looked up: the machine that checks (a CI runner) often
+	// has another user database than the image that runs; its form is.
+	if opts.User != "" {
+		if _, _, err := user.ParseSpec(opts.User); err != nil {
+			return fmt.Errorf("--user %w", err)
+		}
+	}
 	co := run.CheckOptions{Format: c.String("format"), Stdout: c.App.Writer}
 	if co.Format != "text" && co.Format != "json" {
 		return fmt.Errorf("--format %q: want text or json", co.Format)
@@ -144,6 +152,7 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 			KeepCredentials: c.Bool("keep-credentials"),
 		},
 	}
+	opts.User = strings.TrimSpace(c.String("user"))
 	opts.Client.UserAgent = "scaivault-run/" + version
 	opts.Client.Logger = logger
 	if !c.Bool("pristine") {

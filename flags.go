@@ -31,6 +31,7 @@ func sourceFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "upcase", Usage: "upper-case the names of --secret imports", EnvVars: envName("upcase")},
 		&cli.BoolFlag{Name: "pristine", Usage: "start the child from an empty environment instead of the inherited one", EnvVars: envName("pristine")},
 		&cli.BoolFlag{Name: "keep-credentials", Usage: "pass SCAIVAULT_TOKEN and SCAIKEY_CLIENT_* on to the child", EnvVars: envName("keep-credentials")},
+		&cli.StringFlag{Name: "user", Usage: "run the child as `USER[:GROUP]` (names or ids; needs root unless it is yourself); as=file files and templates belong to it", EnvVars: envName("user")},
 		&cli.GenericFlag{Name: "template", Value: &rawList{}, Usage: "render template `SRC:DST[:MODE]` (repeatable; without MODE an existing DST keeps its mode and owner, a new one is 0600)"},
 		&cli.BoolFlag{Name: "template-create-dirs", Usage: "create missing parent directories of template destinations", EnvVars: envName("template-create-dirs")},
 		&cli.StringFlag{Name: "template-delims", Usage: "template delimiters as `LEFT:RIGHT`, e.g. '[[:]]'", EnvVars: envName("template-delims")},

@@ -57,6 +57,7 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 	return testscript.Params{
 		Dir:                 dir,
 		RequireExplicitExec: true,
+		Condition:           scriptCondition,
 		Setup: func(env *testscript.Env) error {
 			// A clean slate: no credentials or flags from the machine.
 			for _, kv := range os.Environ() {
@@ -77,6 +78,7 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 			"gencert":   cmdGencert,
 			"exportenv": cmdExportEnv,
 			"waitfile":  cmdWaitFile,
+			"needroot":  cmdNeedRoot,
 		},
 	}
 }
@@ -447,6 +449,30 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(10 * time.Millisecond) // another process makes it; poll, bounded
 	}
+}
+
+// cmdNeedRoot fails a script that needs root (--user) when it is not
+// root in CI, which runs the tests as root, so that the script cannot go
+// unrun there; elsewhere the script skips itself with the [root]
+// condition:
+//
+//	needroot
+//	[!root] skip 'needs root'
+func cmdNeedRoot(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: needroot")
+	}
+	if os.Geteuid() != 0 && os.Getenv("CI") != "" {
+		ts.Fatalf("this script needs root, and CI runs the tests as root")
+	}
+}
+
+// scriptCondition adds [root] (the tests run as root) to testscript's own.
+func scriptCondition(cond string) (bool, error) {
+	if cond == "root" {
+		return os.Geteuid() == 0, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
 }
 
 // cmdFifoWrite waits (bounded) until a process has the FIFO open for

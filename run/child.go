@@ -126,6 +126,7 @@ func (sp *spawner) spawn(env []string) (child, error) {
 		Files: files,
 		Sys:   signal.ChildAttr(sp.ctty),
 	}
+	attr.Sys.Credential = sp.cfg.Credential
 	fork := func() (pid int, err error) {
 		err = sp.guard.Fork(func() error {
 			pid, err = syscall.ForkExec(path, argv, attr)

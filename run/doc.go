@@ -27,7 +27,10 @@
 // the child and its stdio, except under --mask (Config.Mask): then the
 // child's stdout and stderr are pipes, each read by one goroutine of the
 // spawner through a mask.Filter (maskpipe.go), joined after the last child
-// has exited and its output was drained; stdin stays the child's own.
+// has exited and its output was drained; stdin stays the child's own. Nor
+// may it change its own ids: with --user (Options.User, user.go) the child
+// alone gets the user's (Config.Credential, or ExecAs with --once, which
+// execs at once), and the files written for it are given to that user.
 //
 // Concurrency: the refresher and the watcher each run on one goroutine that
 // Launch starts and joins; they talk to the supervisor only through the

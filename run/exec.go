@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/scailabs/scaivault-run/signal"
 )
 
 // Exec replaces this process with the command (--once): argv goes to
@@ -20,6 +22,16 @@ import (
 // signal mask and ignored signals (caught ones are reset by execve): do not
 // ignore signals before calling it.
 func Exec(argv []string, env []string) error {
+	return ExecAs(argv, env, nil)
+}
+
+// ExecAs is Exec as another user (--once --user): once the command is
+// found, this process becomes non-dumpable (the kernel's own reset on a
+// change of ids follows a sysctl) and takes cred's groups, then its gid,
+// then its uid, real, effective and saved, in every thread, and checks
+// that it holds them before execve; a failure there is a *setupError (exit
+// status 125), and nothing is exec'd. nil cred changes nothing.
+func ExecAs(argv []string, env []string, cred *syscall.Credential) error {
 	if len(argv) == 0 {
 		return errors.New("exec: no command")
 	}
@@ -30,10 +42,44 @@ func Exec(argv []string, env []string) error {
 	if env == nil {
 		env = []string{}
 	}
+	if cred != nil {
+		if err := becomeUser(cred); err != nil {
+			return &setupError{fmt.Errorf("exec %q: %w", path, err)}
+		}
+	}
 	if err := syscall.Exec(path, argv, env); err != nil {
 		return fmt.Errorf("exec %q: %w", path, err)
 	}
 	return nil // not reached
+}
+
+// becomeUser gives this process cred's ids, in the order that keeps the
+// privilege to set the next: groups, gid, uid. Go's syscall.Setgroups,
+// Setgid and Setuid apply to every thread of the process (since Go 1.16),
+// so the thread that calls execve has them whichever it is; as root,
+// Setuid and Setgid set the real, effective and saved ids at once.
+func becomeUser(cred *syscall.Credential) error {
+	if err := signal.SetNotDumpable(); err != nil {
+		return err
+	}
+	groups := make([]int, len(cred.Groups))
+	for i, g := range cred.Groups {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("set groups %v: %w", cred.Groups, err)
+	}
+	if err := syscall.Setgid(int(cred.Gid)); err != nil {
+		return fmt.Errorf("set gid %d: %w", cred.Gid, err)
+	}
+	if err := syscall.Setuid(int(cred.Uid)); err != nil {
+		return fmt.Errorf("set uid %d: %w", cred.Uid, err)
+	}
+	uid, euid, gid, egid := syscall.Getuid(), syscall.Geteuid(), syscall.Getgid(), syscall.Getegid()
+	if uid != int(cred.Uid) || euid != int(cred.Uid) || gid != int(cred.Gid) || egid != int(cred.Gid) {
+		return fmt.Errorf("ids not changed: uid %d euid %d gid %d egid %d, want uid %d gid %d", uid, euid, gid, egid, cred.Uid, cred.Gid)
+	}
+	return nil
 }
 
 // Exit statuses of scaivault-run's own failures; 126 and 127 as POSIX

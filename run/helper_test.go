@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childMain(os.Args[1:]))
 	case "supervisor":
 		os.Exit(supervisorMain())
+	case "becomeuser", "execas":
+		os.Exit(userHelperMain(os.Getenv("SVTEST_ROLE")))
 	case "exec": // Exec(argv[1:], the env in SVTEST_EXEC_ENV)
 		var env []string
 		json.Unmarshal([]byte(os.Getenv("SVTEST_EXEC_ENV")), &env)

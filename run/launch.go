@@ -58,6 +58,14 @@ type Options struct {
 	// PidFile, when set, is --pid-file: our pid, written at start, removed
 	// at exit; with Once it stays, naming the exec'd command.
 	PidFile string
+	// User, when set, is --user USER[:GROUP] (names or ids, see
+	// user.Lookup): the child runs as that user, every restart too (with
+	// Once, the exec'd command), with HOME from its passwd entry where HOME
+	// was inherited; the as=file directory and files and every template
+	// whose Spec has no Owner belong to it. scaivault-run keeps its own
+	// ids. Not root, only our own user may be asked for. "": the child
+	// runs as we do.
+	User string
 
 	Stdout io.Writer // where templates with DST "-" go; nil: os.Stdout
 	Logger *slog.Logger
@@ -90,6 +98,7 @@ type startup struct {
 	set      *template.Set
 	snap     *fetch.Snapshot
 	files    *template.FileDir
+	runAs    *runAs // --user; nil: the child runs as we do
 	vars     []template.EnvVar
 	out      []template.Rendered // the templates as the start-up gate rendered them
 	written  []string            // the DSTs of the templates whose files the start-up changed
@@ -197,9 +206,9 @@ func Render(ctx context.Context, opts Options, ro RenderOptions) error {
 }
 
 func (st *startup) exec() (int, error) {
-	err := Exec(st.opts.Argv, template.Environ(st.vars))
+	err := ExecAs(st.opts.Argv, template.Environ(st.vars), st.runAs.credential())
 	st.cleanup()
-	return ExitCodeForExecError(err), err
+	return exitCodeFor(err), err
 }
 
 func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, error) {
@@ -224,6 +233,7 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
 	cfg.Observer = st.status.observer()
+	cfg.Credential = st.runAs.credential()
 	cfg.Reap = signal.IsPID1()
 	// Before the first child: it must not read our credentials through
 	// /proc/<our pid>/environ or our memory.
@@ -310,6 +320,14 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 		}
 	}()
 	// Everything that needs no network first: bad input fails fast.
+	if opts.User != "" {
+		if st.runAs, err = resolveUser(opts.User); err != nil {
+			return st, err
+		}
+		opts = st.runAs.apply(opts)
+		st.opts = opts
+		log.Debug("the child runs as", "user", opts.User, "uid", st.runAs.creds.UID, "gid", st.runAs.creds.GID, "groups", st.runAs.creds.Groups)
+	}
 	if st.plan, err = template.PlanEnv(opts.Env); err != nil {
 		return st, err
 	}
@@ -362,7 +380,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	st.out = out
 	if st.plan.NeedsFiles() {
 		var warn bool
-		if st.files, warn, err = template.NewFileDir(os.Getenv); err != nil {
+		if st.files, warn, err = template.NewFileDir(os.Getenv, st.runAs.fileUser()); err != nil {
 			return err
 		}
 		if warn {

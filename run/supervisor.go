@@ -42,6 +42,10 @@ type Config struct {
 	Env []string
 	// Dir is the child's working directory; "" is ours.
 	Dir string
+	// Credential, when set, is the uid, gid and groups every child starts
+	// with (--user; set in the forked child before execve, groups first);
+	// nil: ours. The supervisor keeps its own.
+	Credential *syscall.Credential
 	// Stdin, Stdout, Stderr are given to the child directly (no pipes,
 	// unless Mask); nil means os.Stdin, os.Stdout, os.Stderr. When Stdin
 	// is the controlling terminal and we are in its foreground group, the

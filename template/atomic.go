@@ -20,7 +20,7 @@ import (
 // the mode and owner of the file at path (DefaultMode for a new file), as
 // WriteAll does for a template without MODE.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) (changed bool, err error) {
-	st, err := stageFile(path, data, mode.Perm())
+	st, err := stageFile(path, data, mode.Perm(), nil)
 	if err != nil || st == nil {
 		return false, err
 	}
@@ -43,10 +43,14 @@ type staged struct {
 }
 
 // stageFile writes data to a temp file beside path, with permission bits
-// mode; mode 0 keeps those (and the owner) of the regular file at path, or
-// is DefaultMode for a new file. It returns nil, creating nothing, when
-// path already holds data with the right mode. On error nothing is left.
-func stageFile(path string, data []byte, mode os.FileMode) (st *staged, err error) {
+// mode; mode 0 keeps those of the regular file at path, or is DefaultMode
+// for a new file. With owner, the temp file is given that owner and group
+// before it is renamed (a failure is an error: a secret must not land with
+// the wrong owner); without, mode 0 keeps the owner of the file at path
+// where it can (chownErr says why it could not). It returns nil, creating
+// nothing, when path already holds data with the right mode and owner. On
+// error nothing is left.
+func stageFile(path string, data []byte, mode os.FileMode, owner *Owner) (st *staged, err error) {
 	old, err := existingFile(path)
 	if err != nil {
 		return nil, err
@@ -58,7 +62,7 @@ func stageFile(path string, data []byte, mode os.FileMode) (st *staged, err erro
 			want = old.Mode().Perm()
 		}
 	}
-	if old != nil && old.Mode().Perm() == want && sameContent(path, old, data) {
+	if old != nil && old.Mode().Perm() == want && ownedBy(old, owner) && sameContent(path, old, data) {
 		return nil, nil
 	}
 	dir, base := filepath.Split(path)
@@ -70,16 +74,22 @@ func stageFile(path string, data []byte, mode os.FileMode) (st *staged, err erro
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	st = &staged{path: path, tmp: tmp.Name(), dir: dir}
+	tmpName := st.tmp // the error returns below set st to nil
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(st.tmp)
+			os.Remove(tmpName)
 		}
 	}()
 	if _, err = tmp.Write(data); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if mode == 0 && old != nil {
+	switch {
+	case owner != nil:
+		if err = giveTo(tmp, *owner); err != nil {
+			return nil, fmt.Errorf("write %s: give it to uid %d, gid %d: %w", path, owner.UID, owner.GID, err)
+		}
+	case mode == 0 && old != nil:
 		st.chownErr = keepOwner(tmp, old)
 	}
 	if err = tmp.Chmod(want); err != nil {
@@ -155,21 +165,38 @@ func keepOwner(tmp *os.File, old os.FileInfo) error {
 	if !ok {
 		return nil
 	}
-	fi, err := tmp.Stat()
+	return giveTo(tmp, Owner{UID: int(want.Uid), GID: int(want.Gid)})
+}
+
+// giveTo makes o the owner and group of the open file f (fchown: no path,
+// so nothing can be swapped under it), unless they are already.
+func giveTo(f *os.File, o Owner) error {
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	if have, ok := fi.Sys().(*syscall.Stat_t); ok && have.Uid == want.Uid && have.Gid == want.Gid {
+	if ownedBy(fi, &o) {
 		return nil
 	}
-	return tmp.Chown(int(want.Uid), int(want.Gid))
+	return chownFile(f, o.UID, o.GID)
 }
 
-// renameFile and createTemp are os.Rename and os.CreateTemp; tests replace
-// them to make a write fail.
+// ownedBy reports whether fi belongs to o; a nil o (no owner asked for)
+// is anyone.
+func ownedBy(fi os.FileInfo, o *Owner) bool {
+	if o == nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == o.UID && int(st.Gid) == o.GID
+}
+
+// renameFile, createTemp and chownFile are os.Rename, os.CreateTemp and
+// (*os.File).Chown; tests replace them to make a write fail.
 var (
 	renameFile = os.Rename
 	createTemp = os.CreateTemp
+	chownFile  = (*os.File).Chown
 )
 
 func syncDir(dir string) error {

@@ -378,6 +378,7 @@ type FileWrite struct {
 	Path  string
 	Data  []byte
 	where string // its origin, for errors: `--env DB_PASS`
+	owner *Owner // the FileDir's owner; nil: ours
 }
 
 // MarkFilesChanged sets FileChanged on the variables named in names (the
@@ -435,7 +436,7 @@ func (p *Plan) Stage(snap *fetch.Snapshot, files *FileDir) (vars []EnvVar, write
 				continue
 			}
 			v.Value, v.File = path, path
-			writes = append(writes, FileWrite{Var: name, Path: path, Data: content, where: e.where()})
+			writes = append(writes, FileWrite{Var: name, Path: path, Data: content, where: e.where(), owner: files.fileOwner()})
 		}
 		vars = append(vars, v)
 	}

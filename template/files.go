@@ -5,44 +5,84 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // FileDir is the private directory for as=file values (DESIGN.md): mode
 // 0700, on tmpfs where one is available, removed when scaivault-run exits.
-type FileDir struct{ dir string }
+// Made for a FileUser, it and its files belong to that user.
+type FileDir struct {
+	dir   string // where the files are
+	top   string // what Remove removes: dir, or the directory of ours around it
+	owner *Owner // nil: ours
+}
+
+// FileUser is whom the private directory is for (--user): the directory
+// and its files belong to Owner, and the directory is made only inside a
+// parent that Owner.UID, with Owner.GID and Groups, can reach.
+type FileUser struct {
+	Owner
+	Groups []uint32 // the user's supplementary groups
+}
 
 // NewFileDir makes a private 0700 directory: inside $XDG_RUNTIME_DIR when
 // set and writable, else inside /dev/shm when present and writable, else
 // inside the system temp directory ($TMPDIR, else /tmp) with warn true (the
 // caller logs a warning: that directory may be on disk). getenv is injected
 // for tests.
-func NewFileDir(getenv func(string) string) (d *FileDir, warn bool, err error) {
-	return newFileDir(getenv, "/dev/shm")
+//
+// With u, the directory is given to u (chown; a failure is an error), and
+// a parent is only used when u can reach it: every directory on its path
+// searchable by u's uid, gid or groups (by the mode bits; ACLs are not
+// read). Root's runtime directory (/run/user/0, 0700) is thus skipped for
+// another user, who gets one in /dev/shm instead.
+func NewFileDir(getenv func(string) string, u *FileUser) (d *FileDir, warn bool, err error) {
+	return newFileDir(getenv, "/dev/shm", u)
 }
 
-func newFileDir(getenv func(string) string, shm string) (*FileDir, bool, error) {
+func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, bool, error) {
+	var skipped []string
+	try := func(parent string) (*FileDir, error) {
+		if u != nil && !reachable(parent, u) {
+			skipped = append(skipped, parent)
+			return nil, fmt.Errorf("%s: not reachable by uid %d", parent, u.UID)
+		}
+		return makeFileDir(parent, u)
+	}
 	if dir := getenv("XDG_RUNTIME_DIR"); dir != "" {
-		if d, err := makeFileDir(dir); err == nil {
+		if d, err := try(dir); err == nil {
 			return d, false, nil
 		}
 	}
-	if d, err := makeFileDir(shm); err == nil {
+	if d, err := try(shm); err == nil {
 		return d, false, nil
 	}
 	tmp := getenv("TMPDIR")
 	if tmp == "" {
 		tmp = "/tmp"
 	}
-	d, err := makeFileDir(tmp)
+	d, err := try(tmp)
 	if err != nil {
+		if len(skipped) > 0 {
+			return nil, false, fmt.Errorf("make private file directory: %w (uid %d cannot reach %s)", err, u.UID, strings.Join(skipped, ", "))
+		}
 		return nil, false, fmt.Errorf("make private file directory: %w", err)
 	}
 	return d, true, nil
 }
 
-// makeFileDir makes a fresh 0700 directory inside parent.
-func makeFileDir(parent string) (*FileDir, error) {
+// makeFileDir makes a fresh 0700 directory inside parent, given to u when
+// set.
+//
+// Given to another user than ours, the directory would be that user's to
+// rename inside a sticky parent (/dev/shm, /tmp) and to replace by a
+// symlink, through which our later writes (as root) would go wherever it
+// pleases. So it is made inside a directory of ours (0711: passable, not
+// listable), where the user can neither rename nor replace it:
+// parent/scaivault-run-N/files.
+func makeFileDir(parent string, u *FileUser) (*FileDir, error) {
 	fi, err := os.Stat(parent)
 	if err != nil {
 		return nil, err
@@ -50,24 +90,111 @@ func makeFileDir(parent string) (*FileDir, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a directory", parent)
 	}
-	dir, err := os.MkdirTemp(parent, "scaivault-run-")
+	top, err := os.MkdirTemp(parent, "scaivault-run-")
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		os.Remove(dir)
+	if top, err = filepath.Abs(top); err != nil {
+		os.Remove(top)
 		return nil, err
 	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		os.Remove(dir)
+	d := &FileDir{dir: top, top: top}
+	if err := d.own(u); err != nil {
+		os.RemoveAll(top)
 		return nil, err
 	}
-	return &FileDir{dir: abs}, nil
+	return d, nil
 }
 
-// Path is the directory's absolute path.
+// own sets the modes of d's new directories and gives d.dir to u.
+func (d *FileDir) own(u *FileUser) error {
+	if err := os.Chmod(d.top, 0o700); err != nil {
+		return err
+	}
+	if u == nil {
+		return nil
+	}
+	owner := u.Owner
+	if owner.UID != os.Geteuid() {
+		if err := os.Chmod(d.top, 0o711); err != nil {
+			return err
+		}
+		d.dir = filepath.Join(d.top, "files")
+		if err := os.Mkdir(d.dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := giveDir(d.dir, owner); err != nil {
+		return fmt.Errorf("give %s to uid %d, gid %d: %w", d.dir, owner.UID, owner.GID, err)
+	}
+	d.owner = &owner
+	return nil
+}
+
+// giveDir gives the directory at path to o, through a descriptor of its own.
+func giveDir(path string, o Owner) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return giveTo(f, o)
+}
+
+// reachable reports whether u may search every directory from / down to
+// dir (symlinks resolved), by the mode bits.
+func reachable(dir string, u *FileUser) bool {
+	if u.UID == 0 {
+		return true
+	}
+	p, err := filepath.Abs(dir)
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil {
+		return false
+	}
+	for {
+		fi, err := os.Stat(p)
+		if err != nil || !canSearch(fi, u) {
+			return false
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return true
+		}
+		p = parent
+	}
+}
+
+// canSearch reports whether the directory fi describes lets u through:
+// the owner's x bit when u owns it, else the group's when u is in its
+// group, else the others'.
+func canSearch(fi os.FileInfo, u *FileUser) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case int(st.Uid) == u.UID:
+		return perm&0o100 != 0
+	case int(st.Gid) == u.GID || slices.Contains(u.Groups, uint32(st.Gid)):
+		return perm&0o010 != 0
+	}
+	return perm&0o001 != 0
+}
+
+// Path is the absolute path of the directory that holds the files.
 func (d *FileDir) Path() string { return d.dir }
+
+// fileOwner is the owner of the directory's files: nil for ours.
+func (d *FileDir) fileOwner() *Owner {
+	if d == nil {
+		return nil
+	}
+	return d.owner
+}
 
 // pathOf is the absolute path of the file of variable name (see
 // safeFileName); WriteStep writes it, 0600.
@@ -83,7 +210,11 @@ func (d *FileDir) Remove() error {
 	if d == nil || d.dir == "" {
 		return nil
 	}
-	if err := os.RemoveAll(d.dir); err != nil {
+	top := d.top
+	if top == "" {
+		top = d.dir
+	}
+	if err := os.RemoveAll(top); err != nil {
 		return fmt.Errorf("remove private file directory: %w", err)
 	}
 	return nil

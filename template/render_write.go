@@ -30,9 +30,13 @@ const DirMode os.FileMode = 0o755
 // and leaves no temp file. A rename that fails after that leaves the files
 // renamed before it in place, each whole.
 //
-// Replacing a file owned by someone else needs root (or CAP_CHOWN) to keep
-// its owner; without it the new file is ours and WriteAll logs a warning
-// on opt.Logger rather than fail.
+// A spec with an Owner has its file given to that owner and group before
+// the rename (fchown of the temp file); a failure is an error of the whole
+// step, like a failed write: a secret must not land with the wrong owner.
+// A file whose content and mode are right but whose owner is not is
+// written again. Without an Owner, replacing a file owned by someone else
+// needs root (or CAP_CHOWN) to keep its owner; without it the new file is
+// ours and WriteAll logs a warning on opt.Logger rather than fail.
 func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, err error) {
 	_, changed, err = WriteStep(nil, out, opt, stdout)
 	return changed, err
@@ -40,8 +44,9 @@ func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, 
 
 // WriteStep is WriteAll with the as=file values of Plan.Stage in the same
 // step: their files are staged with the templates' (0600, in the private
-// directory), so that a failure before the renames changes neither, and a
-// new certificate file never lands beside an old key. It returns the
+// directory, owned by its FileUser), so that a failure before the renames
+// changes neither, and a new certificate file never lands beside an old
+// key. It returns the
 // variables whose files changed and the DSTs of the templates that did.
 func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer) (vars, changed []string, err error) {
 	if err := checkDestinations(out, opt); err != nil {
@@ -54,7 +59,7 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 		}
 	}()
 	for _, f := range files {
-		st, err := stageFile(f.Path, f.Data, 0o600)
+		st, err := stageFile(f.Path, f.Data, 0o600, f.owner)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", f.where, err)
 		}
@@ -67,7 +72,7 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 		if r.Spec.Dst == Stdout {
 			continue
 		}
-		st, err := stageFile(r.Spec.Dst, r.Data, r.Spec.Mode.Perm())
+		st, err := stageFile(r.Spec.Dst, r.Data, r.Spec.Mode.Perm(), r.Spec.Owner)
 		if err != nil {
 			return nil, nil, fmt.Errorf("template %s: %w", r.Spec.Src, err)
 		}

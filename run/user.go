@@ -1,0 +1,128 @@
+package run
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/template"
+	"github.com/scailabs/scaivault-run/user"
+)
+
+// runAs is the user the child runs as (--user), as resolveUser found it.
+// scaivault-run itself keeps its own ids: it must go on re-rendering
+// files, signalling the child and revoking leases.
+type runAs struct {
+	spec  string
+	creds user.Creds
+	// change is whether the child's ids differ from ours; false when we
+	// are not root and were asked for ourselves, which needs no change
+	// (and could not set groups: setgroups needs CAP_SETGID).
+	change bool
+}
+
+// resolveUser resolves spec (Options.User) and checks that this process
+// may start a child as that user: as root, any; otherwise only itself.
+// Errors name the spec and are exit status 125.
+func resolveUser(spec string) (*runAs, error) {
+	creds, err := user.Lookup(spec)
+	if err != nil {
+		return nil, fmt.Errorf("--user %s: %w", spec, err)
+	}
+	if os.Geteuid() == 0 {
+		return &runAs{spec: spec, creds: creds, change: true}, nil
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	_, group, _ := strings.Cut(spec, ":")
+	switch {
+	case creds.UID != uid:
+		return nil, fmt.Errorf("--user %s: scaivault-run runs as uid %d, not as root, so it cannot start the child as another user (uid %d): start scaivault-run as root (it keeps root, the child alone runs as %s), or leave --user out", spec, uid, creds.UID, spec)
+	case group != "" && creds.GID != gid:
+		return nil, fmt.Errorf("--user %s: scaivault-run runs as uid %d, gid %d, not as root, so it cannot start the child with another group (gid %d): start scaivault-run as root, or leave the group out", spec, uid, gid, creds.GID)
+	}
+	// Ourselves: the child keeps our ids and groups, which is what it
+	// would get.
+	creds.GID = gid
+	if gs, err := os.Getgroups(); err == nil {
+		creds.Groups = creds.Groups[:0]
+		for _, g := range gs {
+			creds.Groups = append(creds.Groups, uint32(g))
+		}
+	}
+	return &runAs{spec: spec, creds: creds}, nil
+}
+
+// credential is the child's Credential: nil when nothing changes.
+func (u *runAs) credential() *syscall.Credential {
+	if u == nil || !u.change {
+		return nil
+	}
+	return u.creds.Credential()
+}
+
+// owner is the owner of the files written for the child.
+func (u *runAs) owner() *template.Owner {
+	if u == nil {
+		return nil
+	}
+	return &template.Owner{UID: u.creds.UID, GID: u.creds.GID}
+}
+
+// fileUser is whom the as=file directory is made for.
+func (u *runAs) fileUser() *template.FileUser {
+	if u == nil {
+		return nil
+	}
+	return &template.FileUser{Owner: *u.owner(), Groups: u.creds.Groups}
+}
+
+// apply returns opts with what --user changes before anything is
+// resolved: the inherited HOME becomes the user's (a HOME given by
+// --env, --env-file or --secret still wins, being a later layer), and
+// every template without an owner of its own is given to the user.
+//
+// HOME alone, as gosu and su-exec do: USER and LOGNAME stay as inherited
+// (set them with --env if the program reads them). With --pristine
+// nothing is inherited and no HOME is added.
+func (u *runAs) apply(opts Options) Options {
+	if u == nil {
+		return opts
+	}
+	if opts.Env.Inherited != nil {
+		opts.Env.Inherited = withHome(opts.Env.Inherited, u.creds.Home)
+	}
+	specs := slices.Clone(opts.Templates)
+	for i := range specs {
+		if specs[i].Owner == nil && specs[i].Dst != template.Stdout {
+			specs[i].Owner = u.owner()
+		}
+	}
+	opts.Templates = specs
+	return opts
+}
+
+// withHome is env with HOME set to home: replaced where it was inherited,
+// added where it was not there at all. An inherited HOME that is a
+// secret reference is somebody's choice and stays.
+func withHome(env []string, home string) []string {
+	out := make([]string, 0, len(env)+1)
+	found := false
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "HOME="); ok {
+			found = true
+			if _, isRef, _ := fetch.ParseRef(v); isRef {
+				out = append(out, kv)
+				continue
+			}
+			kv = "HOME=" + home
+		}
+		out = append(out, kv)
+	}
+	if !found {
+		out = append(out, "HOME="+home)
+	}
+	return out
+}

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	osuser "os/user"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scailabs/scaivault-run/devserver"
+	"github.com/scailabs/scaivault-run/fetch"
+)
+
+// The --user tests run the real static binary (CGO_ENABLED=0, as
+// shipped) as root against a dev server in this process, and compare what
+// the child gets with what the system's own tools (id, NSS through
+// os/user) say of the user. testdata/script/user.txtar has the rest:
+// numeric ids, USER:GROUP, --once, owners of files, HOME, errors.
+
+// needRootT skips a test that needs root, except in CI, which runs the
+// tests as root: there it fails, so that it cannot go unrun.
+func needRootT(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("this test needs root (to run the child as another user), and CI runs the tests as root")
+	}
+	t.Skip("needs root to run the child as another user")
+}
+
+const userSeed = `{"root_token": "root-user-test", "secrets": {"app/db": {"data": {"password": "pw-user-test"}}}}`
+
+// userEnv starts a dev server and returns the environment a run of the
+// binary gets: the server, its root token, a PATH, root's HOME.
+func userEnv(t *testing.T) (env []string, admin *devserver.Admin) {
+	t.Helper()
+	seed, err := devserver.ParseSeed([]byte(userSeed), "seed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := devserver.New(devserver.Options{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	env = []string{"PATH=/usr/bin:/bin", "HOME=/root", "SCAIVAULT_BASE_URL=" + hs.URL, "SCAIVAULT_TOKEN=" + srv.RootToken()}
+	return env, &devserver.Admin{BaseURL: hs.URL, Token: srv.RootToken()}
+}
+
+// runUser runs the binary with args, as cred (nil: as we are), and
+// returns its stdout, stderr and exit status.
+func runUser(t *testing.T, env []string, cred *syscall.Credential, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(buildBinaryT(t), args...)
+	cmd.Env, cmd.Dir = env, "/"
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+// runAsOther runs argv as uid 4242 (in nobody's group too) and returns
+// its combined output and whether it succeeded.
+func runAsOther(t *testing.T, argv ...string) (string, bool) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4242, Gid: 65534, Groups: []uint32{65534}}}
+	out, err := cmd.CombinedOutput()
+	return string(out), err == nil
+}
+
+// --user nobody with as=file: the child reads its file, which is nobody's,
+// 0600 in a 0700 directory of nobody's that it cannot move; another uid
+// (even one in nobody's group) can read neither; the directory is gone
+// once the run ends.
+func TestUserAsFileClosedToOthers(t *testing.T) {
+	needRootT(t)
+	env, _ := userEnv(t)
+	cmd := exec.Command(buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db?as=file#password", "--",
+		"sh", "-c", `echo "path=$A"; echo "value=$(cat "$A")"; mv "${A%/*}" "${A%/*}.moved" 2>/dev/null || echo "rename refused"; echo "uid=$(id -u)"; read x || true`)
+	cmd.Env, cmd.Dir = env, "/"
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := newLineLog(stdout)
+	if !lines.waitCount("uid=", 1, 20*time.Second) {
+		t.Fatalf("the child did not start:\n%s\n%s", lines, stderr.String())
+	}
+	got := lines.String()
+	if !strings.Contains(got, "value=pw-user-test") || !strings.Contains(got, "uid=65534") {
+		t.Fatalf("the child (nobody) did not read its file:\n%s\n%s", got, stderr.String())
+	}
+	// Its own directory, but in one of ours: it cannot move it away (and
+	// put a symlink in its place for our next write to follow).
+	if !strings.Contains(got, "rename refused") {
+		t.Errorf("the child could rename its private directory:\n%s", got)
+	}
+	path := strings.TrimPrefix(strings.Split(got, "\n")[0], "path=")
+	if !filepath.IsAbs(path) {
+		t.Fatalf("no path: %q", got)
+	}
+	for _, p := range []string{path, filepath.Dir(path)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if st.Uid != 65534 || fi.Mode().Perm() != want {
+			t.Errorf("%s: uid %d mode %v, want nobody's, %v", p, st.Uid, fi.Mode().Perm(), want)
+		}
+	}
+	if out, ok := runAsOther(t, "cat", path); ok || !strings.Contains(out, "Permission denied") || strings.Contains(out, "pw-user-test") {
+		t.Errorf("another uid read the file (ok %v):\n%s", ok, out)
+	}
+	if out, ok := runAsOther(t, "ls", filepath.Dir(path)); ok || !strings.Contains(out, "Permission denied") {
+		t.Errorf("another uid listed the directory (ok %v):\n%s", ok, out)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("scaivault-run: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Dir(filepath.Dir(path))); !os.IsNotExist(err) {
+		t.Errorf("the private directory is still there after the run: %v", err)
+	}
+}
+
+// The child's uid, gid, groups and HOME are what the system's id(1) and
+// passwd say of the user, supervised and with --once: for nobody, and for
+// a user of this machine with supplementary groups when there is one
+// (postgres, in ssl-cert, where PostgreSQL is installed, as in CI).
+func TestUserIDsMatchTheSystem(t *testing.T) {
+	needRootT(t)
+	env, _ := userEnv(t)
+	users := []string{"nobody"}
+	if u := userWithGroups(t); u != "" {
+		users = append(users, u)
+	} else {
+		t.Log("no user with supplementary groups in /etc/group: nobody only")
+	}
+	t.Logf("users: %v", users)
+	for _, name := range users {
+		want := systemIDs(t, name)
+		for _, mode := range [][]string{nil, {"--once"}} {
+			args := append(append([]string{"--user", name}, mode...), "--", "sh", "-c",
+				`echo "uid=$(id -u)"; echo "gid=$(id -g)"; echo "groups=$(id -G)"; echo "HOME=$HOME"; grep "^Groups:" /proc/self/status`)
+			out, errOut, code := runUser(t, env, nil, args...)
+			if code != 0 {
+				t.Fatalf("--user %s %v: exit %d\n%s", name, mode, code, errOut)
+			}
+			got := map[string]string{}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				if k, v, ok := strings.Cut(line, "="); ok {
+					got[k] = v
+				}
+				if v, ok := strings.CutPrefix(line, "Groups:"); ok {
+					got["status"] = v
+				}
+			}
+			if got["uid"] != want["uid"] || got["gid"] != want["gid"] || got["HOME"] != want["HOME"] ||
+				!sameSet(got["groups"], want["groups"]) || !sameSet(got["status"], want["groups"]) {
+				t.Errorf("--user %s %v: the child has %v, the system says %v", name, mode, got, want)
+			}
+		}
+	}
+}
+
+// systemIDs is what id(1) and os/user (NSS in this cgo test build) say of
+// the user: uid, gid, groups, home.
+func systemIDs(t *testing.T, name string) map[string]string {
+	t.Helper()
+	id := func(flag string) string {
+		out, err := exec.Command("id", flag, name).Output()
+		if err != nil {
+			t.Fatalf("id %s %s: %v", flag, name, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	u, err := osuser.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"uid": id("-u"), "gid": id("-g"), "groups": id("-G"), "HOME": u.HomeDir}
+}
+
+// userWithGroups is a user of passwd that a group of /etc/group lists as
+// a member, other than root; "" when there is none.
+func userWithGroups(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open("/etc/group")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 4 {
+			continue
+		}
+		for _, m := range strings.Split(fields[3], ",") {
+			if m == "" || m == "root" {
+				continue
+			}
+			if _, err := osuser.Lookup(m); err == nil {
+				return m
+			}
+		}
+	}
+	return ""
+}
+
+func sameSet(a, b string) bool {
+	x, y := strings.Fields(a), strings.Fields(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(slices.Compact(x), slices.Compact(y))
+}
+
+// A restart (the secret rotated) starts the new child as the user too.
+func TestUserRestartKeepsIDs(t *testing.T) {
+	needRootT(t)
+	env, admin := userEnv(t)
+	cmd := exec.Command(buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db#password", "--",
+		"sh", "-c", `echo "start $(id -u) $(id -G) ${#A}"; read x || true`)
+	cmd.Env, cmd.Dir = env, "/"
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := newLineLog(stdout)
+	if !lines.waitCount("start ", 1, 20*time.Second) {
+		t.Fatalf("no first start:\n%s", stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.Rotate(ctx, "app/db", fetch.RotateRequest{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.waitCount("start ", 2, 20*time.Second) {
+		t.Fatalf("no restart after the rotation:\n%s\n%s", lines, stderr)
+	}
+	if n := lines.count("start 65534 65534 "); n != 2 {
+		t.Errorf("%d of 2 starts as nobody:\n%s", n, lines)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("scaivault-run: %v\n%s", err, stderr)
+	}
+}
+
+// Not root: another user is a 125 saying why, before anything is fetched;
+// our own user is fine (the child keeps our ids), and the child still
+// cannot read our environment (--user does not undo PR_SET_DUMPABLE).
+func TestUserNotRoot(t *testing.T) {
+	needRootT(t)
+	bin := buildBinaryT(t)
+	os.Chmod(filepath.Dir(bin), 0o755) // reachable by nobody
+	env, _ := userEnv(t)
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
+	_, errOut, code := runUser(t, env, nobody, "--user", "daemon", "--", "true")
+	if code != 125 || !strings.Contains(errOut, "scaivault-run: error: --user daemon: scaivault-run runs as uid 65534, not as root, so it cannot start the child as another user (uid 1)") {
+		t.Errorf("another user, not root: exit %d\n%s", code, errOut)
+	}
+	if strings.Contains(errOut, "child started") {
+		t.Errorf("a child was started:\n%s", errOut)
+	}
+	_, errOut, code = runUser(t, env, nobody, "--user", "nobody:daemon", "--", "true")
+	if code != 125 || !strings.Contains(errOut, "cannot start the child with another group (gid 1)") {
+		t.Errorf("another group, not root: exit %d\n%s", code, errOut)
+	}
+	_, errOut, code = runUser(t, env, nobody, "render", "--user", "daemon")
+	if code != 125 || !strings.Contains(errOut, "not as root") {
+		t.Errorf("render for another user, not root: exit %d\n%s", code, errOut)
+	}
+	out, errOut, code := runUser(t, env, nobody, "--user", "nobody", "--env", "A=scaivault://app/db#password", "--",
+		"sh", "-c", `id -u; cat /proc/$PPID/environ || echo refused`)
+	if code != 0 || !strings.Contains(out, "65534\n") || !strings.Contains(out, "refused") || strings.Contains(out, "root-user-test") {
+		t.Errorf("ourselves, not root: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = runUser(t, env, nobody, "--once", "--user", "65534", "--", "id", "-u")
+	if code != 0 || out != "65534\n" {
+		t.Errorf("--once, ourselves, not root: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
