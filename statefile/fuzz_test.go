@@ -3,7 +3,6 @@ package statefile
 import (
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +90,3 @@ func FuzzDocument(f *testing.F) {
 		}
 	})
 }
-
-// TestMain keeps fuzzing's temp files out of the way.
-func TestMain(m *testing.M) { os.Exit(m.Run()) }

@@ -32,8 +32,9 @@ import (
 //
 // Concurrency: the table is guarded by a mutex, so that Add and Release
 // never block on the network (the supervisor and the watcher call them);
-// revocations run on Run's goroutine only, and on Close's after Run has
-// returned.
+// revocations run on Run's goroutine only, on Close's after Run has
+// returned, and at start-up, before Run, on Reclaim's and RevokeLeftover's
+// (the leases of a previous run, ledger_state.go).
 
 // Phase is where a lease is in its life.
 type Phase int
@@ -82,12 +83,14 @@ type revoker interface {
 // Ledger is the table of leases; create it with NewLedger.
 type Ledger struct {
 	api  revoker
+	look looker // Reclaim's look-ups (ledger_state.go)
 	log  *slog.Logger
 	rnd  func() float64
 	wake chan struct{}
 
-	mu    sync.Mutex
-	table map[string]*entry
+	mu       sync.Mutex
+	table    map[string]*entry
+	onChange func() // SetOnChange
 }
 
 // entry is one lease of the table.
@@ -106,7 +109,7 @@ type entry struct {
 func NewLedger(c *fetch.Client, logger *slog.Logger) *Ledger {
 	l := newLedger(nil, logger)
 	if c != nil {
-		l.api = c
+		l.api, l.look = c, c
 	}
 	return l
 }
@@ -125,9 +128,13 @@ func (l *Ledger) Add(src fetch.Source, lease *fetch.Lease) {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if _, ok := l.table[lease.LeaseID]; !ok {
+	_, had := l.table[lease.LeaseID]
+	if !had {
 		l.table[lease.LeaseID] = &entry{lease: lease, src: src, added: time.Now()}
+	}
+	l.mu.Unlock()
+	if !had {
+		l.changed()
 	}
 }
 
@@ -139,9 +146,13 @@ func (l *Ledger) Renewed(lease *fetch.Lease) {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if e := l.table[lease.LeaseID]; e != nil && !e.revoking {
+	e := l.table[lease.LeaseID]
+	if e != nil && !e.revoking {
 		e.lease, e.added = lease, time.Now()
+	}
+	l.mu.Unlock()
+	if e != nil {
+		l.changed()
 	}
 }
 
