@@ -258,7 +258,10 @@ func runOptions(c *cli.Context, opts *run.Options) error {
 		}
 	}
 	opts.Supervisor.WaitMin, opts.Supervisor.WaitMax, err = parseWait(c.String("wait"))
-	return err
+	if err != nil {
+		return err
+	}
+	return stateOptions(c, opts)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

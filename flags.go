@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/run"
 )
 
 // envName is the environment variable of a flag: SCAIVAULT_ + NAME.
@@ -75,6 +76,10 @@ func runFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "mask", Usage: "conceal every injected value in the child's stdout and stderr as <concealed:NAME> (they become pipes; not with --once)", EnvVars: envName("mask")},
 		&cli.BoolFlag{Name: "subreaper", Usage: "reap orphaned descendants even when not PID 1 (Linux)", EnvVars: envName("subreaper")},
 		&cli.StringFlag{Name: "status-addr", Usage: "serve /healthz, /readyz, /status and /metrics on `ADDR` (e.g. 127.0.0.1:9100; default: off)", EnvVars: envName("status-addr")},
+		&cli.StringFlag{Name: "state-file", Usage: "keep what the child runs on in this encrypted `FILE`, for crash recovery and fallback (needs --state-key-file)", EnvVars: envName("state-file")},
+		&cli.StringFlag{Name: "state-key-file", Usage: "the age identity `KEY` file (age-keygen) the state file is encrypted to", EnvVars: envName("state-key-file")},
+		&cli.DurationFlag{Name: "fallback-after", Value: run.DefaultFallbackAfter, Usage: "with --state-file: start the child on the state file when the server has not answered for this long at start", EnvVars: envName("fallback-after")},
+		&cli.DurationFlag{Name: "fallback-max-age", Value: run.DefaultFallbackMaxAge, Usage: "never fall back on a state file older than this", EnvVars: envName("fallback-max-age")},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	ossignal "os/signal"
@@ -66,6 +67,16 @@ type Options struct {
 	// ids. Not root, only our own user may be asked for. "": the child
 	// runs as we do.
 	User string
+	// StateFile and StateKeyFile, when set, are --state-file and
+	// --state-key-file (an age identity): what the child runs on is
+	// written there, encrypted, after each resolution, for crash recovery
+	// and fallback (state.go). FallbackAfter (0: 5s) is how long the
+	// server may not answer at start before the child starts on the
+	// state; FallbackMaxAge (0: 24h) the oldest state that may be used.
+	StateFile      string
+	StateKeyFile   string
+	FallbackAfter  time.Duration
+	FallbackMaxAge time.Duration
 
 	Stdout io.Writer // where templates with DST "-" go; nil: os.Stdout
 	Logger *slog.Logger
@@ -103,6 +114,8 @@ type startup struct {
 	out      []template.Rendered // the templates as the start-up gate rendered them
 	written  []string            // the DSTs of the templates whose files the start-up changed
 	status   *statusRun          // nil without a status endpoint
+	state    *stateRun           // nil without --state-file
+	fallback *fallback           // the child starts on the state file; nil: on what the server gave
 }
 
 // Launch runs the main job: resolve everything, start the child (or exec it
@@ -206,6 +219,7 @@ func Render(ctx context.Context, opts Options, ro RenderOptions) error {
 }
 
 func (st *startup) exec() (int, error) {
+	st.state.flush()
 	err := ExecAs(st.opts.Argv, template.Environ(st.vars), st.runAs.credential())
 	st.cleanup()
 	return exitCodeFor(err), err
@@ -297,7 +311,9 @@ func (st *startup) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	held := st.ledger.Held()
 	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
+	st.state.close(&exitInfo{held: held, failed: failedLeases(err), revoked: !st.opts.NoRevoke})
 	switch {
 	case err != nil:
 		st.log.Error("revoking leases on exit; those left run out on their ttl", "left", left, "err", err)
@@ -339,6 +355,10 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	}
 	st.ledger = watch.NewLedger(st.client, log)
 	st.resolver = &fetch.Resolver{Client: st.client, Logger: log, OnLease: st.ledger.Add}
+	if st.state, err = openState(opts, log, st.plan, st.ledger); err != nil {
+		return st, err
+	}
+	st.state.start()
 	return st, st.resolveAll(ctx)
 }
 
@@ -363,14 +383,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	resolve := func(ctx context.Context, srcs []fetch.Source, have *fetch.Snapshot) (*fetch.Snapshot, error) {
 		return st.resolveRetry(ctx, srcs, have, timeout)
 	}
-	snap, err := resolve(ctx, st.plan.Sources(), nil)
-	if snap != nil {
-		st.snap = snap
-	}
-	if err != nil {
-		return nameUsers(err, st.plan)
-	}
-	out, snap, err := st.set.RenderAll(ctx, resolve, st.snap)
+	snap, out, err := st.resolveOrFallback(ctx, resolve)
 	if snap != nil {
 		st.snap = snap
 	}
@@ -403,7 +416,26 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	st.written = written
 	template.MarkFilesChanged(vars, changed)
 	st.vars = vars
+	if st.fallback == nil {
+		st.state.revokeLeftover(st.opts.cleanupTimeout())
+		users := usersOf(st.plan, out)
+		st.state.resolved(st.snap.Only(slices.Collect(maps.Keys(users))), users)
+	}
 	return nil
+}
+
+// resolveLive resolves the environment's sources, then renders the
+// templates, resolving what they read, with resolve.
+func (st *startup) resolveLive(ctx context.Context, resolve template.ResolveFunc) (*fetch.Snapshot, []template.Rendered, error) {
+	snap, err := resolve(ctx, st.plan.Sources(), nil)
+	if err != nil {
+		return snap, nil, nameUsers(err, st.plan)
+	}
+	out, rendered, err := st.set.RenderAll(ctx, resolve, snap)
+	if rendered != nil {
+		snap = rendered
+	}
+	return snap, out, err
 }
 
 // resolveRetry resolves srcs, retrying temporary failures (server down,
@@ -413,7 +445,7 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		// What an attempt did fetch is kept: the next one fetches only
 		// what failed, so no lease is generated twice; on failure the
 		// ledger, which saw every lease generated, revokes them.
-		snap, err := st.resolver.Resolve(ctx, srcs, have)
+		snap, err := st.resolveOnce(ctx, srcs, have)
 		if err == nil {
 			return snap, nil
 		}

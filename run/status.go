@@ -30,6 +30,13 @@ type board struct {
 	done    bool // the supervisor loop has ended
 	// filesOnly: no child (files-only mode): ready means every file is fresh.
 	filesOnly bool
+	fallback  *fallbackView // the child runs on the state file (state_fallback.go)
+}
+
+// fallbackView is a start on the state file, until the server answers.
+type fallbackView struct {
+	Since      time.Time // when the child was given the state
+	ResolvedAt time.Time // the state's
 }
 
 // childView is the child as the loop last told it.
@@ -49,6 +56,7 @@ type view struct {
 	Done      bool
 	FilesOnly bool
 	Watch     *watch.State // nil: nothing watched (yet)
+	Fallback  *fallbackView
 }
 
 func newBoard(now time.Time) *board {
@@ -58,7 +66,7 @@ func newBoard(now time.Time) *board {
 func (b *board) view() view {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return view{Started: b.started, Child: b.child, EverRan: b.everRan, Done: b.done, FilesOnly: b.filesOnly, Watch: b.watch.Load()}
+	return view{Started: b.started, Child: b.child, EverRan: b.everRan, Done: b.done, FilesOnly: b.filesOnly, Watch: b.watch.Load(), Fallback: b.fallback}
 }
 
 // Observer of the supervisor: on Run's goroutine, never blocking.
@@ -152,6 +160,12 @@ func readiness(v view, now time.Time) []notReady {
 	case !v.Child.Up:
 		return []notReady{{Reason: "the child is not running (restarting)"}}
 	}
+	if f := v.Fallback; f != nil {
+		return []notReady{{
+			Reason: fmt.Sprintf("running on the state file (fallback): the server has not answered since the start; the state was resolved %v before it", f.Since.Sub(f.ResolvedAt).Round(time.Second)),
+			Since:  f.Since,
+		}}
+	}
 	w := v.Watch
 	if w == nil {
 		return nil
@@ -197,6 +211,14 @@ type statusDoc struct {
 	PollInterval    string     `json:"poll_interval,omitempty"`
 	References      []refDoc   `json:"references"`
 	Lists           []listDoc  `json:"lists,omitempty"`
+	// Fallback: the child runs on the state file, since, on a state
+	// resolved at state_resolved_at; absent once the server answered.
+	Fallback *fallbackDoc `json:"fallback,omitempty"`
+}
+
+type fallbackDoc struct {
+	Since           time.Time `json:"since"`
+	StateResolvedAt time.Time `json:"state_resolved_at"`
 }
 
 type childDoc struct {
@@ -232,6 +254,9 @@ type listDoc struct {
 func document(v view, now time.Time) statusDoc {
 	nr := readiness(v, now)
 	d := statusDoc{Ready: len(nr) == 0, NotReady: nr, Started: v.Started, References: []refDoc{}}
+	if f := v.Fallback; f != nil {
+		d.Fallback = &fallbackDoc{Since: f.Since, StateResolvedAt: f.ResolvedAt}
+	}
 	if v.EverRan && !v.FilesOnly {
 		c := v.Child
 		d.Child = &childDoc{Pid: c.Pid, Running: c.Up, Started: c.Started, Restarts: c.Restarts, Reloads: c.Reloads}

@@ -216,6 +216,21 @@ func (s *statusRun) rendered() {
 	}
 }
 
+// setFallback tells the board the child runs on the state file (fb), or,
+// nil, no longer.
+func (s *statusRun) setFallback(fb *fallback) {
+	if s == nil {
+		return
+	}
+	var v *fallbackView
+	if fb != nil {
+		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt}
+	}
+	s.board.mu.Lock()
+	s.board.fallback = v
+	s.board.mu.Unlock()
+}
+
 // observer is the supervisor's Observer: the board, or nil.
 func (s *statusRun) observer() Observer {
 	if s == nil {

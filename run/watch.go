@@ -62,7 +62,7 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 		SafetyPoll:   st.opts.EventsSafetyPoll,
 		Ledger:       st.ledger,
 		Logger:       st.log,
-		OnState:      st.status.onState(),
+		OnState:      st.onWatchState(),
 	}
 	if st.opts.ExitOnLost {
 		cfg.OnLost = func(e *watch.LostError) {
@@ -78,10 +78,17 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 			}
 		}
 	}
-	r.w = watch.NewWatcher(cfg, r.snap, used)
 	wt.wg.Go(func() { st.ledger.Run(ctx) })
-	wt.wg.Go(func() { r.w.Run(ctx) })
-	wt.wg.Go(func() { r.run(ctx) })
+	if st.fallback != nil {
+		// On the state file: the watcher starts once the server answered
+		// and everything was re-resolved (state_fallback.go).
+		st.status.setFallback(st.fallback)
+		wt.wg.Go(func() { st.recoverThenWatch(ctx, r, cfg, &wt.wg) })
+	} else {
+		r.w = watch.NewWatcher(cfg, r.snap, used)
+		wt.wg.Go(func() { r.w.Run(ctx) })
+		wt.wg.Go(func() { r.run(ctx) })
+	}
 	wt.wg.Go(func() {
 		if err := client.WatchTokenFile(ctx); err != nil {
 			st.log.Warn("token file changes are noticed at the next request only", "error", err)
@@ -131,7 +138,8 @@ func (wt *watching) lostErr() *watch.LostError {
 // its run goroutine (and, before that, by the goroutine that made it).
 type refresher struct {
 	log      *slog.Logger
-	w        *watch.Watcher
+	w        *watch.Watcher // nil while a fallback start recovers (state_fallback.go): no watcher to answer
+	state    *stateRun      // --state-file: told of each change applied
 	ledger   *watch.Ledger
 	resolver *fetch.Resolver
 	plan     *template.Plan
@@ -152,7 +160,7 @@ type refresher struct {
 
 func (st *startup) newRefresher(changes chan<- Change) *refresher {
 	return &refresher{
-		log: st.log, ledger: st.ledger, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions,
+		log: st.log, ledger: st.ledger, resolver: st.resolver, plan: st.plan, set: st.set, topts: st.opts.TemplateOptions, state: st.state,
 		files: st.files, stdout: st.opts.stdout(), changes: changes,
 		snap: st.snap, env: template.Environ(st.vars), printed: map[int][]byte{},
 		specs: specsByDst(st.opts.Templates),
@@ -272,7 +280,9 @@ func (r *refresher) apply(ctx context.Context, u watch.Update) {
 		}
 	}
 	r.ledger.Release(goneLeases(full, u.Snapshot), watch.Unused, 0)
-	r.w.Reject()
+	if r.w != nil {
+		r.w.Reject()
+	}
 	if ctx.Err() == nil {
 		r.log.Error("cannot apply a change; the child keeps running on what it has",
 			"reasons", u.Reasons, "error", err)
@@ -307,7 +317,9 @@ const maxWriteRetry = 30 * time.Second
 
 // commit answers the watcher and writes the files, then sends the change.
 func (r *refresher) commit(ctx context.Context, p *pendingWrite, used []fetch.Source) {
-	r.w.Commit(p.snap, used)
+	if r.w != nil {
+		r.w.Commit(p.snap, used)
+	}
 	if old := r.pending; old != nil {
 		// A newer update replaces one whose files were never all written.
 		// The child still runs on what the older one replaced, so its
@@ -356,6 +368,7 @@ func (r *refresher) flush(ctx context.Context) {
 	}
 	r.pending, r.retry = nil, nil
 	template.MarkFilesChanged(p.vars, p.files)
+	r.state.resolved(p.snap, usersOf(r.plan, p.out)) // written off this goroutine
 	r.send(ctx, p.u, p.snap, p.vars, p.dsts, p.orphans)
 }
 

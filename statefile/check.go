@@ -84,10 +84,13 @@ func (d *Doc) checkLeases() error {
 	for i, l := range d.Leases {
 		what := fmt.Sprintf("lease %d", i+1)
 		src, err := l.Source.Source()
-		if err != nil {
+		switch {
+		case l.Source == (Source{}) && l.Lease == nil:
+			// A lease whose source is not known (one whose answer was
+			// unusable): there only to be revoked.
+		case err != nil:
 			return fmt.Errorf("%s: %v", what, err)
-		}
-		if src.Kind != fetch.Dynamic {
+		case src.Kind != fetch.Dynamic:
 			return fmt.Errorf("%s: a %s source", what, src.Kind)
 		}
 		if l.LeaseID == "" || len(l.LeaseID) > maxString || !printable(l.LeaseID) {

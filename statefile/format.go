@@ -69,6 +69,8 @@ type Secret struct {
 // update in flight) only have their id and times, for the next run to
 // revoke.
 type Lease struct {
+	// Source is what it was generated for; empty for a lease whose
+	// answer could not be used (only its id is known).
 	Source  Source   `json:"source"`
 	LeaseID string   `json:"lease_id"`
 	Phase   string   `json:"phase"` // "in use", "superseded", "unused"

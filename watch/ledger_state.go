@@ -75,8 +75,9 @@ func Reusable(remaining, life time.Duration) bool {
 // It looks the lease up:
 //
 //   - the server knows it and enough of its life is left: it is entered in
-//     the table, in use, and returned: prev with the server's current
-//     times (lease_duration is what remains);
+//     the table, in use (a lease held already gets the new times), and
+//     returned: prev with the server's current times (lease_duration is
+//     what remains);
 //   - the server knows it, but too little is left: it is revoked, and nil
 //     returned;
 //   - the server no longer knows it (expired or revoked): nil.
@@ -112,7 +113,11 @@ func (l *Ledger) Reclaim(ctx context.Context, src fetch.Source, prev *fetch.Leas
 	if !got.MaxExpiresAt.IsZero() {
 		reused.MaxExpiresAt = got.MaxExpiresAt
 	}
-	l.Add(src, &reused)
+	if _, held := l.Phase(id); held {
+		l.Renewed(&reused) // a fallback start holds it: the times are new
+	} else {
+		l.Add(src, &reused)
+	}
 	l.log.Info("lease of the previous run reused", "lease", id, "source", src.String(), "left", remaining)
 	return &reused, nil
 }

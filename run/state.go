@@ -1,0 +1,461 @@
+package run
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/statefile"
+	"github.com/scailabs/scaivault-run/template"
+	"github.com/scailabs/scaivault-run/watch"
+)
+
+// The state file (--state-file, DESIGN.md "State across restarts"). After
+// each successful resolution (the start-up gate's, each change the
+// refresher applied, a poll that confirmed every value) and each lease
+// entered or renewed, what the child runs on is written, encrypted, by one
+// writer goroutine: the callers only hand over a pointer and never wait
+// for the disk, so a write never delays acting on a change. At start the
+// previous run's file is read: its leases are reused or revoked
+// (state_reuse.go) and, when the server cannot be reached, the child may
+// start from it (state_fallback.go). A file that cannot be used (wrong
+// key, truncated, corrupt, tampered with, another configuration) is left
+// alone with a warning until this run has resolved everything itself.
+//
+// The file is held with a lock on FILE.lock for the life of the run (as
+// --pid-file's): a second scaivault-run given the same file neither reads
+// nor writes it.
+
+// Defaults of the state options.
+const (
+	DefaultFallbackAfter  = 5 * time.Second
+	DefaultFallbackMaxAge = 24 * time.Hour
+	// confirmEvery: a poll that finds nothing new moves the state's
+	// resolved_at on at most this often (a rewrite of the file).
+	confirmEvery = time.Minute
+	// maxStateRetry bounds the backoff between attempts to write the
+	// file after a failure.
+	maxStateRetry = 30 * time.Second
+)
+
+// stateRun is the state file of one run; nil without --state-file (every
+// method of a nil *stateRun does nothing).
+type stateRun struct {
+	path   string
+	key    *statefile.Key
+	lock   *os.File
+	log    *slog.Logger
+	ledger *watch.Ledger
+	fp     string
+	pid    int
+	opts   stateOptions
+
+	// prev is the previous run's state when it may be used: it decrypted,
+	// authenticated, and belongs to this configuration. reuse tracks
+	// which of its leases are settled (state_reuse.go). Owned by the
+	// start-up gate, then by the recovery (one goroutine at a time).
+	prev  *statefile.Doc
+	reuse map[string]bool
+
+	mu      sync.Mutex
+	rec     *record         // what the file should hold; nil: nothing this run has resolved
+	dirty   bool            // rec is not on disk yet
+	revoked map[string]bool // lease ids this run revoked (or found gone)
+
+	wake    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	started bool
+}
+
+type stateOptions struct {
+	fallbackAfter, maxAge time.Duration
+}
+
+// record is what was resolved: the snapshot the child runs on, who uses
+// each source, and when the server last confirmed all of it.
+type record struct {
+	snap       *fetch.Snapshot
+	users      map[fetch.Source][]string
+	resolvedAt time.Time
+}
+
+// openState locks and reads the state file of opts. A bad key file or a
+// lock that cannot be made is an error (the run's configuration is wrong);
+// a file that cannot be used is only a warning.
+func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watch.Ledger) (*stateRun, error) {
+	if opts.StateFile == "" {
+		return nil, nil
+	}
+	key, open, err := statefile.LoadKey(opts.StateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--state-key-file %s: %w", opts.StateKeyFile, err)
+	}
+	if open {
+		log.Warn("the state key file is readable by others than its owner", "file", opts.StateKeyFile)
+	}
+	path, err := filepath.Abs(opts.StateFile)
+	if err != nil {
+		return nil, fmt.Errorf("--state-file %s: %w", opts.StateFile, err)
+	}
+	lock, err := takeLock(path + ".lock")
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		log.Warn("state file held by another running scaivault-run: this run neither reads nor writes it", "file", opts.StateFile)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--state-file %s: lock: %w", opts.StateFile, err)
+	}
+	s := &stateRun{
+		path: path, key: key, lock: lock, log: log, ledger: ledger, pid: os.Getpid(),
+		fp:    statefile.Fingerprint(fingerprintLines(plan, opts.Templates)),
+		reuse: map[string]bool{}, revoked: map[string]bool{},
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		opts: stateOptions{fallbackAfter: opts.FallbackAfter, maxAge: opts.FallbackMaxAge},
+	}
+	if s.opts.fallbackAfter <= 0 {
+		s.opts.fallbackAfter = DefaultFallbackAfter
+	}
+	if s.opts.maxAge <= 0 {
+		s.opts.maxAge = DefaultFallbackMaxAge
+	}
+	s.removeTemps()
+	s.prev = s.read(opts.StateFile)
+	ledger.SetOnChange(s.poke)
+	return s, nil
+}
+
+// read reads the previous run's state; nil when there is none to use,
+// with the reason logged.
+func (s *stateRun) read(name string) *statefile.Doc {
+	doc, err := statefile.ReadFile(s.path, s.key)
+	var de *statefile.DecodeError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		s.log.Info("no state file yet; it is written once everything is resolved", "file", name)
+		return nil
+	case errors.As(err, &de):
+		s.log.Warn("state file not used: "+de.Error()+"; it is left as it is until this run has resolved everything", "file", name)
+		return nil
+	case err != nil:
+		s.log.Warn("state file not used: it cannot be read; it is left as it is until this run has resolved everything", "file", name, "error", err)
+		return nil
+	case doc.Fingerprint != s.fp:
+		s.log.Warn("state file not used: written for another configuration (other references or templates); it is left as it is until this run has resolved everything, and its leases run out on their ttl", "file", name)
+		return nil
+	}
+	live := 0
+	for _, l := range doc.Leases {
+		if !l.Revoked {
+			live++
+		}
+	}
+	s.log.Info("state file read", "file", name, "age", time.Since(doc.ResolvedAt).Round(time.Second),
+		"clean_exit", doc.Exit != nil, "secrets", len(doc.Secrets), "leases", live, "certificates", len(doc.Certs))
+	return doc
+}
+
+// removeTemps removes the temp files a crash left beside the state file
+// (it is ours: we hold the lock).
+func (s *stateRun) removeTemps() {
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.path), statefile.TempPattern(filepath.Base(s.path))))
+	for _, f := range left {
+		os.Remove(f)
+	}
+}
+
+// start starts the writer goroutine; close joins it.
+func (s *stateRun) start() {
+	if s == nil || s.started {
+		return
+	}
+	s.started = true
+	go s.run()
+}
+
+// resolved records a successful resolution: snap is what the child runs
+// on (or will, once the supervisor has acted), users who uses each
+// source. It never blocks.
+func (s *stateRun) resolved(snap *fetch.Snapshot, users map[fetch.Source][]string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.rec, s.dirty = &record{snap: snap, users: users, resolvedAt: time.Now()}, true
+	s.mu.Unlock()
+	s.poke()
+}
+
+// confirmed records that the server confirmed every value of the state
+// at at (a poll or the events stream found nothing new): the state's age
+// starts anew, written at most every confirmEvery. versions are those the
+// watcher holds, by path (current versions only); a mismatch means an
+// update is in flight and confirms nothing.
+func (s *stateRun) confirmed(at time.Time, versions map[string]int) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec == nil || at.Sub(s.rec.resolvedAt) < confirmEvery {
+		return
+	}
+	for src, sec := range s.rec.snap.Secrets {
+		if v, ok := versions[src.Path]; src.Version == 0 && (!ok || v != sec.Version) {
+			return
+		}
+	}
+	rec := *s.rec
+	rec.resolvedAt = at
+	s.rec, s.dirty = &rec, true
+	s.poke()
+}
+
+// poke wakes the writer (a lease entered or renewed: the ledger's
+// OnChange). It never blocks.
+func (s *stateRun) poke() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if s.rec != nil {
+		s.dirty = true
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the state whenever it changed, retrying a failed write
+// with backoff, until close.
+func (s *stateRun) run() {
+	defer close(s.done)
+	var retry <-chan time.Time
+	fails := 0
+	for {
+		select {
+		case <-s.wake:
+		case <-retry:
+		case <-s.quit:
+			return
+		}
+		if err := s.write(nil); err != nil {
+			fails++
+			wait := watch.RetryBackoff(fails, maxStateRetry, rand.Float64())
+			s.log.Warn("writing the state file failed; retrying", "file", s.path, "error", err, "retry_in", wait.Round(time.Millisecond), "attempt", fails)
+			retry = time.After(wait)
+			continue
+		}
+		if fails > 0 {
+			s.log.Info("state file written", "attempts", fails+1)
+		}
+		fails, retry = 0, nil
+	}
+}
+
+// write writes the record if it is dirty (or exit is set), built now.
+func (s *stateRun) write(exit *exitInfo) error {
+	s.mu.Lock()
+	rec, dirty := s.rec, s.dirty
+	s.dirty = false
+	revoked := copySet(s.revoked)
+	s.mu.Unlock()
+	if !dirty && exit == nil {
+		return nil
+	}
+	var doc *statefile.Doc
+	switch {
+	case rec != nil:
+		doc = s.build(rec, s.ledger.Held(), revoked, exit)
+	case exit != nil && s.prev != nil:
+		doc = s.markPrev(revoked, exit)
+	default:
+		return nil
+	}
+	data, err := statefile.Encode(doc, s.key)
+	if err == nil {
+		err = statefile.WriteFile(s.path, data)
+	}
+	if err != nil && exit == nil {
+		s.mu.Lock()
+		s.dirty = s.dirty || rec == s.rec
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func copySet(m map[string]bool) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// noteRevoked records leases this run revoked or found gone.
+func (s *stateRun) noteRevoked(ids ...string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	for _, id := range ids {
+		s.revoked[id] = true
+	}
+	s.mu.Unlock()
+}
+
+// exitInfo is what the final write says of the exit.
+type exitInfo struct {
+	held    []watch.Held    // the table as it was before the revocations
+	failed  map[string]bool // leases whose revocation failed
+	revoked bool            // leases were revoked (not --no-revoke)
+}
+
+// close stops the writer, then writes the file one last time with the
+// mark of this (clean) exit: each lease revoked or not. It releases the
+// lock. exit nil: leave the file as the writer left it (an exec with
+// --once: the command runs on the leases).
+func (s *stateRun) close(exit *exitInfo) {
+	if s == nil {
+		return
+	}
+	s.stop()
+	if err := s.write(exit); err != nil {
+		s.log.Warn("writing the state file at exit failed", "file", s.path, "error", err)
+	} else if exit != nil && (s.rec != nil || s.prev != nil) {
+		s.log.Debug("state file written at exit", "file", s.path, "leases_revoked", exit.revoked && len(exit.failed) == 0)
+	}
+	s.lock.Close() // the lock file stays beside the state file
+
+}
+
+// flush writes what is pending now, on the caller's goroutine, and stops
+// the writer; the lock stays held (for --once: the exec'd command inherits
+// nothing, the kernel drops the lock at exec). close may follow.
+func (s *stateRun) flush() {
+	if s == nil {
+		return
+	}
+	s.stop()
+	if err := s.write(nil); err != nil {
+		s.log.Warn("writing the state file failed", "file", s.path, "error", err)
+	}
+}
+
+// stop stops the writer goroutine, once.
+func (s *stateRun) stop() {
+	if s.started {
+		s.started = false
+		close(s.quit)
+		<-s.done
+	}
+}
+
+// cleanupTimeout is CleanupTimeout or its default.
+func (o *Options) cleanupTimeout() time.Duration {
+	if o.CleanupTimeout <= 0 {
+		return DefaultCleanupTimeout
+	}
+	return o.CleanupTimeout
+}
+
+// onWatchState is the watcher's OnState: the status board's, and the
+// state file's confirmations.
+func (st *startup) onWatchState() func(*watch.State) {
+	status, s := st.status.onState(), st.state
+	if s == nil {
+		return status
+	}
+	return func(ws *watch.State) {
+		if status != nil {
+			status(ws)
+		}
+		s.watchState(ws)
+	}
+}
+
+// watchState confirms the state when the watcher has every current
+// secret fresh: the events stream is up (it tells every change), or each
+// was answered for since; at is the oldest answer.
+func (s *stateRun) watchState(ws *watch.State) {
+	at := ws.At
+	versions := map[string]int{}
+	if !ws.EventsConnected {
+		at = ws.LastSuccess
+		for _, sec := range ws.Secrets {
+			if !sec.Pinned && (at.IsZero() || sec.Refreshed.Before(at)) {
+				at = sec.Refreshed
+			}
+		}
+	}
+	for _, sec := range ws.Secrets {
+		if sec.Lost {
+			return
+		}
+		if !sec.Pinned {
+			versions[sec.Path] = sec.Version
+		}
+	}
+	s.confirmed(at, versions)
+}
+
+// usersOf maps each source to who uses it: the variables and imports of
+// the plan, and the templates that read it.
+func usersOf(plan *template.Plan, out []template.Rendered) map[fetch.Source][]string {
+	users := map[fetch.Source][]string{}
+	for _, src := range plan.Sources() {
+		users[src] = append(users[src], plan.UsersOf(src)...)
+	}
+	for _, o := range out {
+		for _, src := range o.Used {
+			if w := "template " + o.Spec.Dst; !slices.Contains(users[src], w) {
+				users[src] = append(users[src], w)
+			}
+		}
+	}
+	return users
+}
+
+// fingerprintLines are the lines of the configuration's fingerprint: one
+// per reference (scheme, source with its parameters, key, as=file or
+// not), import and template (source and destination). Variable names are
+// not in it (renaming one changes no value), nor are flags such as
+// --poll-interval.
+func fingerprintLines(plan *template.Plan, specs []template.Spec) []string {
+	var out []string
+	for _, u := range plan.Uses() {
+		if u.Ref == nil {
+			out = append(out, "import "+u.Source.Path)
+			continue
+		}
+		r := u.Ref
+		out = append(out, fmt.Sprintf("ref %s %s key=%q file=%v", schemeOf(r.Kind), r.Source().String(), r.Key, r.AsFile))
+	}
+	for _, sp := range specs {
+		out = append(out, fmt.Sprintf("template %q %q", sp.Src, sp.Dst))
+	}
+	return out
+}
+
+func schemeOf(k fetch.Kind) string {
+	switch k {
+	case fetch.Static:
+		return fetch.SchemeStatic
+	case fetch.Dynamic:
+		return fetch.SchemeDynamic
+	case fetch.PKI:
+		return fetch.SchemePKI
+	}
+	return k.String()
+}
