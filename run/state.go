@@ -250,29 +250,33 @@ func (s *stateRun) run() {
 		case <-s.quit:
 			return
 		}
-		if err := s.write(nil); err != nil {
+		wrote, err := s.write(nil)
+		if err != nil {
 			fails++
 			wait := watch.RetryBackoff(fails, maxStateRetry, rand.Float64())
 			s.log.Warn("writing the state file failed; retrying", "file", s.path, "error", err, "retry_in", wait.Round(time.Millisecond), "attempt", fails)
 			retry = time.After(wait)
 			continue
 		}
-		if fails > 0 {
-			s.log.Info("state file written", "attempts", fails+1)
+		switch {
+		case fails > 0:
+			s.log.Info("state file written", "file", s.path, "attempts", fails+1)
+		case wrote:
+			s.log.Debug("state file written", "file", s.path)
 		}
 		fails, retry = 0, nil
 	}
 }
 
 // write writes the record if it is dirty (or exit is set), built now.
-func (s *stateRun) write(exit *exitInfo) error {
+func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	s.mu.Lock()
 	rec, dirty := s.rec, s.dirty
 	s.dirty = false
 	revoked := copySet(s.revoked)
 	s.mu.Unlock()
 	if !dirty && exit == nil {
-		return nil
+		return false, nil
 	}
 	var doc *statefile.Doc
 	switch {
@@ -280,8 +284,9 @@ func (s *stateRun) write(exit *exitInfo) error {
 		doc = s.build(rec, s.ledger.Held(), revoked, exit)
 	case exit != nil && s.prev != nil:
 		doc = s.markPrev(revoked, exit)
-	default:
-		return nil
+	}
+	if doc == nil {
+		return false, nil
 	}
 	data, err := statefile.Encode(doc, s.key)
 	if err == nil {
@@ -292,7 +297,7 @@ func (s *stateRun) write(exit *exitInfo) error {
 		s.dirty = s.dirty || rec == s.rec
 		s.mu.Unlock()
 	}
-	return err
+	return err == nil, err
 }
 
 func copySet(m map[string]bool) map[string]bool {
@@ -331,9 +336,9 @@ func (s *stateRun) close(exit *exitInfo) {
 		return
 	}
 	s.stop()
-	if err := s.write(exit); err != nil {
+	if wrote, err := s.write(exit); err != nil {
 		s.log.Warn("writing the state file at exit failed", "file", s.path, "error", err)
-	} else if exit != nil && (s.rec != nil || s.prev != nil) {
+	} else if wrote {
 		s.log.Debug("state file written at exit", "file", s.path, "leases_revoked", exit.revoked && len(exit.failed) == 0)
 	}
 	s.lock.Close() // the lock file stays beside the state file
@@ -348,7 +353,7 @@ func (s *stateRun) flush() {
 		return
 	}
 	s.stop()
-	if err := s.write(nil); err != nil {
+	if _, err := s.write(nil); err != nil {
 		s.log.Warn("writing the state file failed", "file", s.path, "error", err)
 	}
 }

@@ -66,7 +66,8 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 
 // markPrev is the previous run's document as this run leaves it when it
 // resolved nothing itself (a start-up that failed or was interrupted):
-// the leases it revoked (reclaimed ones included) are marked so.
+// the leases it revoked (reclaimed ones included) are marked so. nil: it
+// revoked none of them.
 func (s *stateRun) markPrev(revoked map[string]bool, exit *exitInfo) *statefile.Doc {
 	d := *s.prev
 	d.Leases = slices.Clone(d.Leases)
@@ -75,6 +76,13 @@ func (s *stateRun) markPrev(revoked map[string]bool, exit *exitInfo) *statefile.
 		if exit.revoked && !exit.failed[h.Lease.LeaseID] {
 			revoked[h.Lease.LeaseID] = true
 		}
+	}
+	changed := false
+	for _, l := range d.Leases {
+		changed = changed || !l.Revoked && revoked[l.LeaseID]
+	}
+	if !changed {
+		return nil // this run changed nothing of it: the file stays as it is
 	}
 	markRevoked(&d, revoked, nil)
 	setExit(&d)
