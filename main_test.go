@@ -79,6 +79,7 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 			"exportenv": cmdExportEnv,
 			"waitfile":  cmdWaitFile,
 			"needroot":  cmdNeedRoot,
+			"statefile": cmdStatefile,
 		},
 	}
 }
@@ -121,12 +122,14 @@ func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	srv, err := devserver.New(opts)
 	ts.Check(err)
 	if !useTLS {
-		hs := httptest.NewServer(srv.Handler())
+		sw, err := startSwitch(srv.Handler()) // svctl stop/start (state_script_test.go)
+		ts.Check(err)
 		ts.Defer(func() {
-			srv.Close() // first: it ends event streams that hs.Close waits for
-			hs.Close()
+			srv.Close() // first: it ends event streams
+			sw.close()
 		})
-		ts.Setenv("SCAIVAULT_BASE_URL", hs.URL)
+		switches.Store(ts, sw)
+		ts.Setenv("SCAIVAULT_BASE_URL", sw.URL())
 		ts.Setenv("SCAIVAULT_TOKEN", srv.RootToken())
 		servers.Store(ts, srv)
 		return
@@ -302,11 +305,16 @@ func cmdGencert(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl requests ROUTE              print how many requests ROUTE had ("" all)
 //	svctl waitrequests ROUTE N        wait (bounded) until ROUTE had N requests
 //	svctl waitclient CN [N]           wait (bounded) until N (1) requests showed a client certificate for CN (or, refused, N handshakes)
+//	svctl stop                        the server stops answering: connections refused (svctl itself still reaches it)
+//	svctl start                       it answers again, on the same address
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: svctl write|rotate|delete|leases ...")
 	}
 	c := &devserver.Admin{BaseURL: ts.Getenv("SCAIVAULT_BASE_URL"), Token: ts.Getenv("SCAIVAULT_TOKEN")}
+	if sw := scriptSwitch(ts); sw != nil {
+		c.BaseURL = sw.admin.URL
+	}
 	if v, ok := tlsStates.Load(ts); ok {
 		c.HTTP = v.(*scriptTLS).admin
 	}
@@ -370,6 +378,16 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if !v.(*scriptTLS).waitClient(args[1], n, 10*time.Second) {
 			ts.Fatalf("svctl waitclient: fewer than %d requests with a client certificate for %q", n, args[1])
+		}
+	case "stop", "start":
+		sw := scriptSwitch(ts)
+		if sw == nil {
+			ts.Fatalf("svctl %s: only for a devserver without -tls", args[0])
+		}
+		if args[0] == "stop" {
+			sw.stop()
+		} else {
+			err = sw.start()
 		}
 	case "latency":
 		d, err := time.ParseDuration(args[1])
