@@ -42,6 +42,10 @@ const (
 	// confirmEvery: a poll that finds nothing new moves the state's
 	// resolved_at on at most this often (a rewrite of the file).
 	confirmEvery = time.Minute
+	// writeDelay is how long a write waits after what woke it: the act
+	// on a change (a restart, a reload) goes first, not beside the
+	// encryption and the fsyncs, and a burst of changes is one write.
+	writeDelay = 50 * time.Millisecond
 	// maxStateRetry bounds the backoff between attempts to write the
 	// file after a failure.
 	maxStateRetry = 30 * time.Second
@@ -246,6 +250,15 @@ func (s *stateRun) run() {
 	for {
 		select {
 		case <-s.wake:
+			// What woke us is being acted on (a restart, a reload): the
+			// write comes after it, and takes what follows with it.
+			t := time.NewTimer(writeDelay)
+			select {
+			case <-t.C:
+			case <-s.quit:
+				t.Stop()
+				return
+			}
 		case <-retry:
 		case <-s.quit:
 			return
