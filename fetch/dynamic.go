@@ -81,7 +81,11 @@ func (c *Client) Renew(ctx context.Context, leaseID, increment string) (*Lease, 
 }
 
 // LookupLease returns a lease without data; an expired or revoked lease
-// matches ErrNotFound.
+// matches ErrNotFound. The ledger calls it for the leases a previous run
+// left in the state file (watch.Ledger.Reclaim): lease_duration, the
+// remaining seconds by the server's clock, decides whether one is reused.
+// The contract's look-up is all crash recovery needs (the credential
+// itself comes from the encrypted state file), so none was added.
 func (c *Client) LookupLease(ctx context.Context, leaseID string) (*Lease, error) {
 	op := fmt.Sprintf("look up lease %q", leaseID)
 	if err := checkName("lease id", leaseID); err != nil {
