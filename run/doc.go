@@ -21,6 +21,15 @@
 // publish to as things change; its handlers read copies and never call
 // into the loop, so no client of it can delay or block supervision.
 //
+// The state file (Options.StateFile; state*.go, package statefile) is
+// written by one goroutine of its own, started by the start-up gate and
+// joined at exit; the gate, the refresher and the ledger only hand it a
+// pointer or wake it, so a write never delays acting on a change. At
+// start the previous run's leases are reused or revoked through the
+// watch.Ledger, and when the server does not answer the child may start
+// on the state; the refresher's goroutine then re-resolves everything
+// before the watcher starts.
+//
 // What it must not do: print or log a secret value (logs name reasons,
 // paths, versions, lease ids, pids and signals only), call os.Exit, run a
 // command through a shell, join argv into a string, or put a pipe between

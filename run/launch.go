@@ -311,6 +311,7 @@ func (st *startup) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	st.awaitLive(timeout)
 	held := st.ledger.Held()
 	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
 	st.state.close(&exitInfo{held: held, failed: failedLeases(err), revoked: !st.opts.NoRevoke})

@@ -29,9 +29,9 @@ import (
 
 // fallback is a start on the state file.
 type fallback struct {
-	resolvedAt time.Time     // the state's
-	since      time.Time     // when the child was given it
-	live       <-chan result // the start-up's own resolution, cancelled: the recovery waits for its end
+	resolvedAt time.Time       // the state's
+	since      time.Time       // when the child was given it
+	live       <-chan struct{} // closed when the start-up's own resolution, cancelled, has ended
 }
 
 // result is what a resolution of the start-up gate gave.
@@ -50,8 +50,9 @@ func (st *startup) resolveOrFallback(ctx context.Context, resolve template.Resol
 		return st.resolveLive(ctx, resolve)
 	}
 	liveCtx, cancelLive := context.WithCancel(ctx)
-	ch := make(chan result, 1)
+	ch, done := make(chan result, 1), make(chan struct{})
 	go func() {
+		defer close(done)
 		snap, out, err := st.resolveLive(liveCtx, resolve)
 		ch <- result{snap, out, err}
 	}()
@@ -81,10 +82,26 @@ func (st *startup) resolveOrFallback(ctx context.Context, resolve template.Resol
 		st.ledger.Add(src, l)
 	}
 	now := time.Now()
-	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, live: ch}
+	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, live: done}
 	st.log.Warn("the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers",
 		"waited", s.opts.fallbackAfter, "age", now.Sub(s.prev.ResolvedAt).Round(time.Second), "resolved_at", s.prev.ResolvedAt.Format(time.RFC3339))
 	return snap, out, nil
+}
+
+// awaitLive waits, at most timeout, for the cancelled start-up resolution
+// of a fallback start to end: a lease it generates after the ledger has
+// closed would be revoked by nobody.
+func (st *startup) awaitLive(timeout time.Duration) {
+	if st.fallback == nil {
+		return
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-st.fallback.live:
+	case <-t.C:
+		st.log.Warn("the start-up's own resolution did not end in time; a lease it generates now runs out on its ttl")
+	}
 }
 
 // fallbackRender renders the templates from the state alone. Its error
