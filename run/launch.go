@@ -328,6 +328,8 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 		st.opts = opts
 		log.Debug("the child runs as", "user", opts.User, "uid", st.runAs.creds.UID, "gid", st.runAs.creds.GID, "groups", st.runAs.creds.Groups)
 	}
+	opts.Templates = groupOnlyOwners(opts.Templates, st.runAs)
+	st.opts.Templates = opts.Templates
 	if st.plan, err = template.PlanEnv(opts.Env); err != nil {
 		return st, err
 	}
