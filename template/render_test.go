@@ -106,7 +106,7 @@ func TestDelims(t *testing.T) {
 	}
 	out, _, err := set.Render(testSnapshot(t))
 	if err != nil || string(out[0].Data) != "app {{ not an action }}" {
-		t.Fatalf("render: %q, %v", out, err)
+		t.Fatalf("render: %+v, %v", out, err)
 	}
 	for in, want := range map[string][2]string{"[[:]]": {"[[", "]]"}, "<%:%>": {"<%", "%>"}, "<<:>>": {"<<", ">>"}, "(:::)": {"(:", ":)"}} {
 		if got, err := ParseDelims(in); err != nil || got != want {
@@ -122,11 +122,11 @@ func TestDelims(t *testing.T) {
 
 func TestParseSpec(t *testing.T) {
 	good := map[string]Spec{
-		"a.tmpl:/etc/a.conf":      {"a.tmpl", "/etc/a.conf", 0}, // keep DST's, or 0600
-		"a.tmpl:/etc/a.conf:0644": {"a.tmpl", "/etc/a.conf", 0o644},
-		"a.tmpl:out:640":          {"a.tmpl", "out", 0o640},
-		"a.tmpl:-":                {"a.tmpl", "-", 0},
-		"a:b:0o400":               {"a", "b", 0o400},
+		"a.tmpl:/etc/a.conf":      {Src: "a.tmpl", Dst: "/etc/a.conf", Mode: 0}, // keep DST's, or 0600
+		"a.tmpl:/etc/a.conf:0644": {Src: "a.tmpl", Dst: "/etc/a.conf", Mode: 0o644},
+		"a.tmpl:out:640":          {Src: "a.tmpl", Dst: "out", Mode: 0o640},
+		"a.tmpl:-":                {Src: "a.tmpl", Dst: "-", Mode: 0},
+		"a:b:0o400":               {Src: "a", Dst: "b", Mode: 0o400},
 	}
 	for in, want := range good {
 		if got, err := ParseSpec(in); err != nil || got != want {
@@ -371,7 +371,7 @@ func TestRenderConcurrently(t *testing.T) {
 			for range 50 {
 				out, _, err := set.Render(snap)
 				if err != nil || string(out[0].Data) != "app" {
-					t.Errorf("render: %q %v", out, err)
+					t.Errorf("render: %+v %v", out, err)
 					return
 				}
 			}
