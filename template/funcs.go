@@ -106,7 +106,7 @@ var laxPureFuncs = sync.OnceValue(func() texttemplate.FuncMap {
 // executing the template touches it.
 type renderState struct {
 	snap      *fetch.Snapshot
-	getenv    func(string) string
+	lookupEnv func(string) (string, bool)
 	interrupt <-chan struct{} // RenderAll's ctx.Done()
 	// lax is the discovery run after a strict run stopped at a
 	// placeholder: missingkey=zero and no function fails.
@@ -134,9 +134,9 @@ type dataRef struct {
 	data jsonObject
 }
 
-func newRenderState(snap *fetch.Snapshot, getenv func(string) string, lax bool) *renderState {
+func newRenderState(snap *fetch.Snapshot, lookupEnv func(string) (string, bool), lax bool) *renderState {
 	return &renderState{
-		snap: snap, getenv: getenv, lax: lax,
+		snap: snap, lookupEnv: lookupEnv, lax: lax,
 		usedSet: map[fetch.Source]bool{}, missingSet: map[fetch.Source]bool{},
 		secrets: map[fetch.Source]*secretValue{},
 		leases:  map[fetch.Source]*leaseValue{},

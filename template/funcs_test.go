@@ -69,7 +69,10 @@ func render(t testing.TB, snap *fetch.Snapshot, text string) (string, []fetch.So
 	}
 	env := map[string]string{"HOME": "/home/test", "EMPTY": ""}
 	s := &Set{
-		opt:     Options{Getenv: func(k string) string { return env[k] }},
+		opt: Options{LookupEnv: func(k string) (string, bool) {
+			v, ok := env[k]
+			return v, ok
+		}},
 		entries: []*tmplEntry{{spec: Spec{Src: "app.tmpl", Dst: Stdout, Mode: DefaultMode}, tmpl: tm}},
 	}
 	out, missing, err := s.Render(snap)
@@ -99,7 +102,7 @@ func TestFuncs(t *testing.T) {
 			"dyn_1 v-ro true 7200 1795608000"},
 		{"pkiCert", `{{ with pkiCert "svc-mtls" "common_name=billing.svc" "alt_names=a,b" }}{{ .Cert }}{{ .Key }}{{ .CA }}{{ len .CAChain }} {{ .Serial }} {{ .CAID }}{{ end }}`,
 			"CERT\nKEY\nISSUER\nROOT\n2 3a:91 ca1"},
-		{"env", `{{ env "HOME" }}|{{ env "NOPE" }}|{{ envOrDefault "EMPTY" "d" }}|{{ envOrDefault "HOME" "d" }}|{{ mustEnv "HOME" }}`, "/home/test||d|/home/test|/home/test"},
+		{"env", `{{ env "HOME" }}|{{ env "NOPE" }}|{{ envOrDefault "EMPTY" "d" }}|{{ envOrDefault "NOPE" "d" }}|{{ envOrDefault "HOME" "d" }}|{{ mustEnv "HOME" }}`, "/home/test|||d|/home/test|/home/test"},
 		{"file", `{{ file "` + file + `" }}`, "from file\n"},
 		{"toJSON", `{{ toJSON (secret "app/cfg").Data.html }} {{ toUnescapedJSON (secret "app/cfg").Data.html }} {{ toJSON (dict "n" (secret "app/db").Data.port) }}`,
 			`"\u003ca\u0026b\u003e" "<a&b>" {"n":5432}`},

@@ -273,12 +273,16 @@ func hasString(fnList []string, s string) bool {
 }
 
 // env implements {{ env NAME }}: "" when unset.
-func (st *renderState) env(name string) string { return st.getenv(name) }
+func (st *renderState) env(name string) string {
+	v, _ := st.lookupEnv(name)
+	return v
+}
 
 // envOrDefault implements {{ envOrDefault NAME DEFAULT }}: DEFAULT when
-// NAME is unset or empty.
+// NAME is unset; a variable set to "" gives "" (as consul-template; for a
+// default on empty too: {{ or (env "NAME") "DEFAULT" }}).
 func (st *renderState) envOrDefault(name, def string) string {
-	if v := st.getenv(name); v != "" {
+	if v, ok := st.lookupEnv(name); ok {
 		return v
 	}
 	return def
@@ -286,7 +290,7 @@ func (st *renderState) envOrDefault(name, def string) string {
 
 // mustEnv implements {{ mustEnv NAME }}: an error when unset or empty.
 func (st *renderState) mustEnv(name string) (string, error) {
-	if v := st.getenv(name); v != "" {
+	if v, _ := st.lookupEnv(name); v != "" {
 		return v, nil
 	}
 	return "", fmt.Errorf("environment variable %s is unset or empty", name)
