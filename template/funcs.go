@@ -9,7 +9,9 @@ package template
 //
 //	secret PATH ["version=N"]      .Path .Version .SecretType .Data .Metadata
 //	                               .CreatedAt .UpdatedAt .Rotation
-//	secrets PREFIX                 sorted full paths under PREFIX (list API, all pages)
+//	secrets PREFIX                 the names in the folder PREFIX, relative to it and one
+//	                               level deep, sorted ("db", "users/"), as consul-template
+//	                               gives them (list API, all pages)
 //	dynamic ENGINE ROLE ["ttl=2h"] .Data .LeaseID .ExpiresAt .Renewable .LeaseDuration
 //	                               .Engine .Role .IssuedAt .MaxExpiresAt
 //	pkiCert ROLE "common_name=CN" ["alt_names=a,b"] ["ip_sans=10.0.0.1"] ["ttl=72h"]

@@ -97,7 +97,7 @@ func TestFuncs(t *testing.T) {
 			`{"a":{"b":"deep"},"list":[1,"two",true]} [1,"two",true] deep`},
 		{"secret data as JSON", `{{ (secret "app/db").Data }}`, `{"api-key":"k-1","password":"pw1","port":5432,"username":"app"}`},
 		{"index dash key", `{{ index (secret "app/db").Data "api-key" }}`, "k-1"},
-		{"secrets", `{{ range secrets "app/" }}{{ . }},{{ end }}`, "app/cfg,app/db,"},
+		{"secrets", `{{ range secrets "app/" }}{{ . }},{{ end }}{{ range secrets "app" }}{{ (secret (print "app/" .)).Version }},{{ end }}`, "cfg,db,1,3,"},
 		{"dynamic", `{{ with dynamic "support-db" "readonly" "ttl=120m" }}{{ .LeaseID }} {{ .Data.username }} {{ .Renewable }} {{ .LeaseDuration }} {{ .ExpiresAt.Unix }}{{ end }}`,
 			"dyn_1 v-ro true 7200 1795608000"},
 		{"pkiCert", `{{ with pkiCert "svc-mtls" "common_name=billing.svc" "alt_names=a,b" }}{{ .Cert }}{{ .Key }}{{ .CA }}{{ len .CAChain }} {{ .Serial }} {{ .CAID }}{{ end }}`,

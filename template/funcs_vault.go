@@ -135,11 +135,22 @@ func (st *renderState) newSecretValue(path string, sec *fetch.Secret) (*secretVa
 	return v, nil
 }
 
-// secretList implements {{ secrets PREFIX }}: the sorted paths under the
-// prefix (a plain string prefix, as the list API takes it).
+// secretList implements {{ secrets PREFIX }} as consul-template does for
+// Vault's list: PREFIX is a folder ("app" and "app/" are the same, "" is
+// the top), and the names are relative to it, one level deep, sorted: the
+// secret "app/db" is "db", and everything under "app/users/" is one
+// "users/" (list that folder for what is in it). It reads the list API
+// (all pages) for the folder.
 func (st *renderState) secretList(prefix string) ([]string, error) {
 	st.lastData = nil
-	src := fetch.ListSource(prefix)
+	folder := strings.Trim(strings.TrimSpace(prefix), "/")
+	if folder != "" {
+		if err := fetch.ValidatePath(folder); err != nil {
+			return nil, err
+		}
+		folder += "/"
+	}
+	src := fetch.ListSource(folder)
 	var entries []fetch.ListEntry
 	ok := false
 	if st.snap != nil {
@@ -150,12 +161,30 @@ func (st *renderState) secretList(prefix string) ([]string, error) {
 		return []string{}, nil
 	}
 	st.use(src)
-	paths := make([]string, len(entries))
-	for i, e := range entries {
-		paths[i] = e.Path
+	return folderNames(folder, entries), nil
+}
+
+// folderNames lists the names directly in folder, sorted: the path of a
+// secret in it without the folder, and the name of each subfolder with
+// its "/", once.
+func folderNames(folder string, entries []fetch.ListEntry) []string {
+	names := []string{}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Path, folder)
+		if !ok || name == "" {
+			continue
+		}
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			name = name[:i+1]
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
 	}
-	sort.Strings(paths)
-	return paths, nil
+	sort.Strings(names)
+	return names
 }
 
 // dynamic implements {{ dynamic ENGINE ROLE ["ttl=2h"] }}.
