@@ -16,7 +16,8 @@ package template
 //	                               .Engine .Role .IssuedAt .MaxExpiresAt
 //	pkiCert ROLE "common_name=CN" ["alt_names=a,b"] ["ip_sans=10.0.0.1"] ["ttl=72h"]
 //	                               .Cert .Key .CA (the chain as one PEM bundle)
-//	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt
+//	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt, and
+//	                               consul-template's .Data.Cert .Data.Key .Data.CA
 //
 // .Data holds the JSON-decoded values: a JSON string is a Go string,
 // numbers are json.Number (printed as written; the math functions, in and

@@ -59,6 +59,13 @@ type certValue struct {
 	ExpiresAt time.Time
 }
 
+// certData is the .Data of a pkiCert result: consul-template's fields.
+type certData struct{ Cert, Key, CA string }
+
+// Data gives consul-template's .Data.Cert, .Data.Key and .Data.CA, the same
+// values as .Cert, .Key and .CA.
+func (c *certValue) Data() certData { return certData{Cert: c.Cert, Key: c.Key, CA: c.CA} }
+
 // placeholderMap is the .Data of a source not fetched yet: any key of it,
 // at any depth, is another placeholderMap (under missingkey=zero), so that
 // a discovery run gets past `.Data.a.b` to the next secret.
@@ -228,6 +235,10 @@ func (st *renderState) dynamic(engine, role string, opts ...string) (*leaseValue
 // pkiCert implements {{ pkiCert ROLE "common_name=CN" ... }}.
 func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) {
 	st.lastData = nil
+	if i := strings.LastIndexByte(role, '/'); i >= 0 {
+		// consul-template's form: pkiCert "pki/issue/web" ...
+		return nil, fmt.Errorf("role %q: a ScaiVault PKI role is a name, not a Vault path (pkiCert %q \"common_name=...\")", role, role[i+1:])
+	}
 	o, err := parseFuncOptions(opts, "common_name", "alt_names", "ip_sans", "ttl")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", role, err)
