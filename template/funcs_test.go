@@ -143,6 +143,8 @@ func TestFuncs(t *testing.T) {
 		{"executeTemplate", `{{ define "x" }}<{{ . }}>{{ end }}{{ executeTemplate "x" "a" | toUpper }}`, "<A>"},
 		{"scratch", `{{ scratch.Set "k" 1 }}{{ scratch.SetX "k" 2 }}{{ scratch.Get "k" }} {{ scratch.Key "k" }} {{ scratch.Key "z" }}{{ scratch.MapSet "m" "b" 2 }}{{ scratch.MapSet "m" "a" 1 }}{{ scratch.MapSetX "m" "a" 9 }} {{ scratch.MapValues "m" }}`,
 			"1 true false [1 2]"},
+		{"scratch MapValues of no map", `{{ scratch.Set "s" "x" }}{{ scratch.MapValues "s" }} {{ scratch.MapValues "unset" }} {{ len (scratch.MapValues "s") }} {{ scratch.Set "d" (dict "b" 2 "a" 1) }}{{ scratch.MapValues "d" }}`,
+			"[] [] 0 [1 2]"},
 		{"builtins", `{{ len (secret "app/db").Data.password }} {{ printf "%05d" 42 }} {{ if and true (not false) }}y{{ end }} {{ slice "abc" 1 }}`, "3 00042 y bc"},
 	}
 	for _, tt := range tests {
