@@ -31,7 +31,7 @@ package template
 //
 // Environment and files: env, envOrDefault, mustEnv, file.
 // Encoding: toJSON toJSONPretty toUnescapedJSON toUnescapedJSONPretty toYAML
-// parseJSON parseYAML base64Encode base64Decode base64URLEncode
+// toTOML parseJSON parseYAML base64Encode base64Decode base64URLEncode
 // base64URLDecode sha256Hex md5sum hmacSHA256Hex.
 // Strings: toLower toUpper title toTitle trim trimSpace trimPrefix trimSuffix
 // replace replaceAll regexMatch regexReplaceAll split splitToMap join
@@ -45,8 +45,7 @@ package template
 //
 // Left out on purpose: timestamp and other clocks (an output that changes on
 // every render would restart the child on every poll), writeToFile and
-// plugin (side effects), toTOML, sockaddr, spew and the Consul-only
-// functions.
+// plugin (side effects), sockaddr, spew and the Consul-only functions.
 
 import (
 	"bytes"
@@ -65,7 +64,7 @@ var pureFuncs = texttemplate.FuncMap{
 	// encoding (funcs_encoding.go)
 	"toJSON": fnToJSON, "toJSONPretty": fnToJSONPretty,
 	"toUnescapedJSON": fnToUnescapedJSON, "toUnescapedJSONPretty": fnToUnescapedJSONPretty,
-	"toYAML": fnToYAML, "parseJSON": fnParseJSON, "parseYAML": fnParseYAML,
+	"toYAML": fnToYAML, "toTOML": fnToTOML, "parseJSON": fnParseJSON, "parseYAML": fnParseYAML,
 	"base64Encode": fnBase64Encode, "base64Decode": fnBase64Decode,
 	"base64URLEncode": fnBase64URLEncode, "base64URLDecode": fnBase64URLDecode,
 	"sha256Hex": fnSha256Hex, "md5sum": fnMd5sum, "hmacSHA256Hex": fnHmacSHA256Hex,

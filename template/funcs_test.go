@@ -110,6 +110,8 @@ func TestFuncs(t *testing.T) {
 			`"\u003ca\u0026b\u003e" "<a&b>" {"n":5432}`},
 		{"toJSONPretty", `{{ toJSONPretty (dict "a" 1) }}|{{ toUnescapedJSONPretty (list "<") }}`, "{\n  \"a\": 1\n}|[\n  \"<\"\n]"},
 		{"toYAML", `{{ toYAML (secret "app/cfg").Data.nested }}`, "a:\n  b: deep\nlist:\n  - 1\n  - two\n  - true"},
+		{"toTOML", `{{ toTOML (secret "app/db").Data }}|{{ toTOML (secret "app/cfg").Data.nested }}`,
+			"api-key = \"k-1\"\npassword = \"pw1\"\nport = 5432\nusername = \"app\"|list = [1, \"two\", true]\n\n[a]\n  b = \"deep\""},
 		{"parseJSON", `{{ with parseJSON (secret "app/cfg").Data.json }}{{ .k }} {{ index .k 1 }}{{ end }}{{ parseJSON "" }}`, "[1,2] 2{}"},
 		{"parseYAML", `{{ with parseYAML "a: 1\nb: [x, y]" }}{{ .a }} {{ index .b 1 }}{{ end }}`, "1 y"},
 		{"base64", `{{ base64Decode (secret "app/cfg").Data.blob }} {{ base64Encode "hello" }} {{ base64Decode "aGVsbG8" }} {{ base64URLEncode "hi??>" }} {{ base64URLDecode "aGk_Pz4=" }} {{ base64URLDecode "aGk_Pz4" }}`,
