@@ -42,6 +42,12 @@ package template
 // hasKey get index mergeMap mergeMapWithOverride explodeMap.
 // Numbers: add sub subtract multiply divide modulo minimum maximum.
 // Templates: executeTemplate, scratch.
+// Sprig's names, as consul-template offers them: sprig_NAME for each of the
+// above that has a Sprig name (trim trimPrefix trimSuffix title repeat
+// replace contains hasPrefix hasSuffix quote squote indent nindent split
+// join sortAlpha default empty coalesce list dict get hasKey keys first
+// last add sub env regexMatch regexReplaceAll), with Sprig's arguments and
+// output (funcs_sprig.go).
 //
 // Left out on purpose: timestamp and other clocks (an output that changes on
 // every render would restart the child on every poll), writeToFile and
@@ -88,6 +94,10 @@ var pureFuncs = texttemplate.FuncMap{
 	// numbers (funcs_math.go)
 	"add": fnAdd, "sub": fnSub, "subtract": fnSubtract, "multiply": fnMultiply,
 	"divide": fnDivide, "modulo": fnModulo, "minimum": fnMinimum, "maximum": fnMaximum,
+	// Sprig's own versions of functions whose namesakes here behave
+	// otherwise (funcs_sprig.go); the other sprig_NAMEs are aliases.
+	"sprig_split": fnSprigSplit, "sprig_indent": fnSprigIndent, "sprig_nindent": fnSprigNindent,
+	"sprig_regexReplaceAll": fnSprigRegexReplaceAll, "sprig_add": fnSprigAdd, "sprig_keys": fnSprigKeys,
 }
 
 // parseFuncs declares every function name at parse time; each render binds
@@ -173,6 +183,7 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 	for k, f := range bound {
 		m[k] = f
 	}
+	addSprigAliases(m)
 	return m
 }
 
@@ -182,7 +193,7 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 // functions that return maps forget by themselves.)
 var mapMakers = []string{
 	"dict", "parseJSON", "parseYAML", "mergeMap", "mergeMapWithOverride", "explodeMap",
-	"splitToMap", "get", "first", "last", "coalesce", "default",
+	"splitToMap", "get", "first", "last", "coalesce", "default", "sprig_split",
 }
 
 // forgetting wraps fn to clear st.lastData before each call.
