@@ -8,6 +8,7 @@ package template
 // Values from ScaiVault (secret, secrets, dynamic, pkiCert):
 //
 //	secret PATH ["version=N"]      .Path .Version .SecretType .Data .Metadata
+//	secret "PATH?version=N"        (consul-template's form of the same)
 //	                               .CreatedAt .UpdatedAt .Rotation
 //	secrets PREFIX                 the names in the folder PREFIX, relative to it and one
 //	                               level deep, sorted ("db", "users/"), as consul-template

@@ -93,6 +93,7 @@ func TestFuncs(t *testing.T) {
 		{"secret", `{{ with secret "app/db" }}{{ .Path }} v{{ .Version }} {{ .SecretType }} {{ .Data.username }} {{ .Data.port }} {{ .Metadata.custom.owner }} {{ .UpdatedAt.Unix }} {{ .CreatedAt.Unix }}{{ end }}`,
 			"app/db v3 json app 5432 team-a 1795608000 1795604400"},
 		{"secret version", `{{ (secret "app/db" "version=2").Data.password }}`, "old"},
+		{"secret ?version", `{{ with secret "app/db?version=2" }}{{ .Data.password }} {{ .Path }} {{ .Version }}{{ end }}`, "old app/db 2"},
 		{"secret nested JSON prints as JSON", `{{ (secret "app/cfg").Data.nested }} {{ (secret "app/cfg").Data.nested.list }} {{ (secret "app/cfg").Data.nested.a.b }}`,
 			`{"a":{"b":"deep"},"list":[1,"two",true]} [1,"two",true] deep`},
 		{"secret data as JSON", `{{ (secret "app/db").Data }}`, `{"api-key":"k-1","password":"pw1","port":5432,"username":"app"}`},
@@ -187,6 +188,9 @@ func TestFuncErrors(t *testing.T) {
 	tests := []struct{ name, text, want string }{
 		{"unknown option", `{{ secret "app/db" "verison=2" }}`, `template app.tmpl:1:4: at <secret "app/db" "verison=2">: error calling secret: "app/db": unknown option "verison" (want version=...)`},
 		{"bad version", `{{ secret "app/db" "version=x" }}`, `bad version "x" (want a positive integer)`},
+		{"bad ?version", `{{ secret "app/db?version=x" }}`, `"app/db": bad version "x" (want a positive integer)`},
+		{"query other than version", `{{ secret "app/db?ns=a" }}`, `"app/db?ns=a": a path's query may only be version=N`},
+		{"version twice", `{{ secret "app/db?version=2" "version=3" }}`, `option "version" given twice`},
 		{"option twice", `{{ dynamic "support-db" "readonly" "ttl=1h" "ttl=2h" }}`, `option "ttl" given twice`},
 		{"not an option", `{{ pkiCert "svc-mtls" "billing.svc" }}`, `option "billing.svc" is not KEY=VALUE`},
 		{"pki without common_name", `{{ pkiCert "svc-mtls" "ttl=1h" }}`, `missing common_name`},

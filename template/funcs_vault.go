@@ -2,6 +2,7 @@ package template
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -87,9 +88,17 @@ func (st *renderState) own(desc string, data jsonObject) *dataRef {
 	return ref
 }
 
-// secret implements {{ secret PATH ["version=N"] }}.
+// secret implements {{ secret PATH ["version=N"] }}, and consul-template's
+// {{ secret "PATH?version=N" }} for the same.
 func (st *renderState) secret(path string, opts ...string) (*secretValue, error) {
 	st.lastData = nil
+	if base, query, ok := strings.Cut(path, "?"); ok {
+		q, err := url.ParseQuery(query)
+		if err != nil || len(q) != 1 || len(q["version"]) != 1 {
+			return nil, fmt.Errorf("%q: a path's query may only be version=N", path)
+		}
+		path, opts = base, append(opts[:len(opts):len(opts)], "version="+q.Get("version"))
+	}
 	o, err := parseFuncOptions(opts, "version")
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", path, err)
