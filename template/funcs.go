@@ -1,9 +1,11 @@
 package template
 
-// The functions a template may call. A curated set in the spirit of
-// consul-template (and Vault Agent, which uses it), not Sprig: names and
-// argument orders follow consul-template where it has the function, Sprig
-// otherwise, so that the value being worked on can come last, from a pipe.
+// The functions a template may call: consul-template's (and Vault Agent's,
+// which uses it), so that its templates port without edits, less those
+// that read Consul or have side effects, plus a curated few of Sprig's.
+// Names and argument orders follow consul-template where it has the
+// function, Sprig otherwise, so that the value being worked on can come
+// last, from a pipe. docs/consul-template.md is the table for people.
 //
 // Values from ScaiVault (secret, secrets, dynamic, pkiCert):
 //
@@ -52,7 +54,8 @@ package template
 //
 // Left out on purpose: timestamp and other clocks (an output that changes on
 // every render would restart the child on every poll), writeToFile and
-// plugin (side effects), sockaddr, spew and the Consul-only functions.
+// plugin (side effects), sockaddr, spew and the functions that read Consul
+// or Nomad. Each fails at parse time with why (funcs_refused.go).
 
 import (
 	"bytes"
