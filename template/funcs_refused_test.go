@@ -1,6 +1,7 @@
 package template
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,28 @@ func TestRefusedSprigNames(t *testing.T) {
 	_, err = parseTemplateText("app.tmpl", `{{ nosuch }}`, "{{", "}}")
 	if err == nil || err.Error() != `template app.tmpl:1:4: function "nosuch" not defined` {
 		t.Errorf("nosuch: %v", err)
+	}
+}
+
+// docs/consul-template.md names every consul-template function refused
+// here and every sprig_NAME there is.
+func TestMigrationGuideNamesEveryFunction(t *testing.T) {
+	b, err := os.ReadFile("../docs/consul-template.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for name := range refusedFuncs {
+		if name == "key_exists" || name == "key_or_default" {
+			continue // consul-template's old names
+		}
+		if !strings.Contains(doc, "`"+name+"`") {
+			t.Errorf("docs/consul-template.md does not name %s", name)
+		}
+	}
+	for name := range parseFuncs {
+		if strings.HasPrefix(name, "sprig_") && !strings.Contains(doc, "`"+name) {
+			t.Errorf("docs/consul-template.md does not name %s", name)
+		}
 	}
 }
