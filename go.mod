@@ -3,6 +3,7 @@ module github.com/scailabs/scaivault-run
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/VictoriaMetrics/metrics v1.45.0
 	github.com/creack/pty v1.1.24
 	github.com/fsnotify/fsnotify v1.10.1

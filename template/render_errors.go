@@ -50,11 +50,21 @@ func templateParseError(name, text, left string, err error) error {
 	}
 	line, _ := strconv.Atoi(m[2])
 	msg := m[3]
-	if col := guessColumn(text, line, left, msg); col > 0 {
+	col := guessColumn(text, line, left, msg)
+	if f := undefinedRE.FindStringSubmatch(msg); f != nil {
+		// A consul-template or Sprig function we do not offer: say why.
+		if why := refusedFunc(f[1]); why != "" {
+			msg += ": " + why
+		}
+	}
+	if col > 0 {
 		return &renderError{msg: fmt.Sprintf("template %s:%d:%d: %s", name, line, col, msg)}
 	}
 	return &renderError{msg: fmt.Sprintf("template %s:%d: %s", name, line, msg)}
 }
+
+// undefinedRE is text/template's parse error for a function it does not know.
+var undefinedRE = regexp.MustCompile(`^function "([^"]+)" not defined$`)
 
 // guessColumn finds, on line (from 1) of text, the token a parse error
 // message names; 0 when it cannot tell.
