@@ -214,7 +214,14 @@ func filesOnlyOptions(c *cli.Context, opts *run.Options) error {
 		}
 	}
 	// References in the environment scaivault-run was started with have
-	// no child to go to either: not resolved.
+	// no child to go to either: not resolved. That environment, without
+	// scaivault-run's credentials, is the template commands' own.
+	for _, kv := range opts.Env.Inherited {
+		name, _, _ := strings.Cut(kv, "=")
+		if opts.Env.KeepCredentials || !slices.Contains(template.CredentialVars, name) {
+			opts.CommandEnv = append(opts.CommandEnv, kv)
+		}
+	}
 	opts.Env.Inherited = nil
 	switch {
 	case opts.Once:

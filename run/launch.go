@@ -38,7 +38,10 @@ type Options struct {
 	Argv []string
 	// ReloadPidFile, files only, names the pid file of the process the
 	// reload signals go to (--reload-pid-file).
-	ReloadPidFile  string
+	ReloadPidFile string
+	// CommandEnv, files only, is the environment of the template
+	// commands (there is no child's to give them).
+	CommandEnv     []string
 	Once           bool          // exec in place, no supervision
 	NoRevoke       bool          // leave leases to their ttl on exit
 	ExitOnLost     bool          // stop and exit 125 when a secret is lost for good
@@ -215,8 +218,9 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	cfg := st.opts.Supervisor
 	cfg.Signals = sigs
 	cfg.Argv = st.opts.Argv
+	cfg.Env = template.Environ(st.vars)
 	if len(cfg.Argv) == 0 {
-		cfg.FilesOnly, cfg.ReloadPidFile = true, st.opts.ReloadPidFile
+		cfg.FilesOnly, cfg.ReloadPidFile, cfg.Env = true, st.opts.ReloadPidFile, st.opts.CommandEnv
 		st.status.rendered()
 		st.log.Info("files rendered; keeping them fresh (no command)", "templates", len(st.opts.Templates), "changed", len(st.written))
 		if len(st.written) > 0 {
@@ -230,7 +234,6 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 			cfg.Initial = &c
 		}
 	}
-	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
 	cfg.Observer = st.status.observer()
 	cfg.Credential = st.runAs.credential()
