@@ -38,6 +38,7 @@ func main() {
 	n := flag.Int("n", 30, "runs of each arm")
 	sup := flag.Int("supervisors", 10, "supervisors at once for the footprint")
 	counts := flag.String("refs", "0,1,100,1000", "reference counts")
+	server := flag.String("server", "", "the binary whose dev-server subcommand serves (default: -bin)")
 	flag.Parse()
 	abs, err := filepath.Abs(*bin)
 	check(err)
@@ -47,7 +48,12 @@ func main() {
 	dir, err := os.MkdirTemp("", "startup-bench")
 	check(err)
 	defer os.RemoveAll(dir)
-	url, token, stop := devServer(abs, dir)
+	srvBin := abs
+	if *server != "" {
+		srvBin, err = filepath.Abs(*server)
+		check(err)
+	}
+	url, token, stop := devServer(srvBin, dir)
 	defer stop()
 
 	fmt.Printf("scaivault-run %s, %d runs per arm, medians [p10 p90] in ms\n\n", *bin, *n)
