@@ -156,6 +156,22 @@ type ACMEState struct {
 	Valid, Pending, Invalid *ACMEOrder
 }
 
+// HeldOff is, when the newest order is a failed one younger than
+// ACMERetryInvalidAfter, its failure (an *ACMEOrderError with Hold set):
+// no new order is placed for the domains yet. Otherwise nil.
+func (st *ACMEState) HeldOff(domains []string) error {
+	if st.Valid != nil || st.Pending != nil || st.Invalid == nil {
+		return nil
+	}
+	age := time.Since(st.Invalid.CreatedAt)
+	if age >= ACMERetryInvalidAfter {
+		return nil
+	}
+	e := orderFailed(st.Invalid, domains)
+	e.Age, e.Hold = max(age, 0), ACMERetryInvalidAfter
+	return e
+}
+
 // LookupACME finds the account named account and its orders for exactly
 // domains (canonical: CanonicalDomains), creating nothing. An account this
 // identity cannot see is an error matching ErrNotFound.
@@ -231,10 +247,8 @@ func (c *Client) ObtainACME(ctx context.Context, account string, domains []strin
 	case st.Pending != nil:
 		o = st.Pending
 		c.log.Info("waiting for a pending ACME order", "order", o.ID, "account", account, "domains", strings.Join(domains, ","))
-	case st.Invalid != nil && time.Since(st.Invalid.CreatedAt) < ACMERetryInvalidAfter:
-		e := orderFailed(st.Invalid, domains)
-		e.Age, e.Hold = max(time.Since(st.Invalid.CreatedAt), 0), ACMERetryInvalidAfter
-		return nil, false, e
+	case st.HeldOff(domains) != nil:
+		return nil, false, st.HeldOff(domains)
 	default:
 		req := ACMEOrderRequest{AccountID: st.Account.ID, Domains: domains, ChallengeType: challenge, AutoRenew: true}
 		if o, err = c.CreateACMEOrder(ctx, req); err != nil {

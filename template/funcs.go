@@ -15,6 +15,8 @@ package template
 //	pkiCert ROLE "common_name=CN" ["alt_names=a,b"] ["ip_sans=10.0.0.1"] ["ttl=72h"]
 //	                               .Cert .Key .CA (the chain as one PEM bundle)
 //	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt
+//	acmeCert ACCOUNT "domains=a.example.com,b.example.com" ["challenge=dns-01"]
+//	                               the same fields, from the account's ACME order (funcs_acme.go)
 //
 // .Data holds the JSON-decoded values: a JSON string is a Go string,
 // numbers are json.Number (printed as written; the math functions, in and
@@ -149,7 +151,7 @@ func newRenderState(snap *fetch.Snapshot, getenv func(string) string, lax bool) 
 func (st *renderState) funcMap() texttemplate.FuncMap {
 	bound := texttemplate.FuncMap{
 		"secret": st.secret, "secrets": st.secretList,
-		"dynamic": st.dynamic, "pkiCert": st.pkiCert,
+		"dynamic": st.dynamic, "pkiCert": st.pkiCert, "acmeCert": st.acmeCert,
 		"env": st.env, "envOrDefault": st.envOrDefault, "mustEnv": st.mustEnv,
 		"file": st.readFile, "index": st.index,
 		"executeTemplate": st.executeTemplate, "scratch": st.scratchFunc,
