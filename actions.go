@@ -294,6 +294,7 @@ func actionDevServer(c *cli.Context, st *status) error {
 		DataFile:  c.String("data"),
 		FaultRate: c.Float64("fault-rate"),
 		Latency:   c.Duration("latency"),
+		ACMEDelay: c.Duration("acme-delay"),
 		Logger:    logger,
 	}
 	if f := c.String("seed"); f != "" {

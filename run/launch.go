@@ -438,6 +438,9 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		}
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if errors.Is(err, fetch.ErrOrderNotReady) {
+					return have, fmt.Errorf("not ready within the start-up timeout (%v): %w", timeout, err)
+				}
 				return have, fmt.Errorf("server not reachable within the start-up timeout (%v): %w", timeout, err)
 			}
 			return have, fmt.Errorf("start-up interrupted: %w", err)

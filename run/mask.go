@@ -81,9 +81,12 @@ func sourceValues(snap *fetch.Snapshot, src fetch.Source) []mask.Value {
 			}
 			keyed(ref, fetch.Ref{Kind: fetch.Dynamic, Engine: src.Engine, Role: src.Role, TTL: src.TTL}, slices.Sorted(maps.Keys(l.Data)))
 		}
-	case fetch.PKI:
+	case fetch.PKI, fetch.ACME:
 		if c := snap.Certs[src]; c != nil {
 			ref := "scaivault+pki://" + src.PKIRole + "?" + src.Params
+			if src.Kind == fetch.ACME {
+				ref = "scaivault+acme://" + src.Account + "?" + src.Params
+			}
 			for _, f := range []struct{ field, v string }{
 				{fetch.FieldCertificate, c.CertificatePEM},
 				{fetch.FieldPrivateKey, c.PrivateKeyPEM},

@@ -21,6 +21,8 @@ package template
 //	                               .Cert .Key .CA (the chain as one PEM bundle)
 //	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt, and
 //	                               consul-template's .Data.Cert .Data.Key .Data.CA
+//	acmeCert ACCOUNT "domains=a.example.com,b.example.com" ["challenge=dns-01"]
+//	                               the same fields, from the account's ACME order (funcs_acme.go)
 //
 // .Data holds the JSON-decoded values: a JSON string is a Go string,
 // numbers are json.Number (printed as written; the math functions, in and
@@ -165,7 +167,7 @@ func newRenderState(snap *fetch.Snapshot, lookupEnv func(string) (string, bool),
 func (st *renderState) funcMap() texttemplate.FuncMap {
 	bound := texttemplate.FuncMap{
 		"secret": st.secret, "secrets": st.secretList,
-		"dynamic": st.dynamic, "pkiCert": st.pkiCert,
+		"dynamic": st.dynamic, "pkiCert": st.pkiCert, "acmeCert": st.acmeCert,
 		"env": st.env, "envOrDefault": st.envOrDefault, "mustEnv": st.mustEnv,
 		"file": st.readFile, "index": st.index,
 		"executeTemplate": st.executeTemplate, "scratch": st.scratchFunc,

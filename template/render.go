@@ -375,13 +375,13 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, lookupEnv func(string) (string,
 // them with their real arguments.
 func deferCreating(missing []fetch.Source, n int, pending func(fetch.Source) bool) []fetch.Source {
 	if !slices.ContainsFunc(missing, func(s fetch.Source) bool {
-		return (s.Kind == fetch.Static || s.Kind == fetch.List) && (pending == nil || pending(s))
+		return !s.Creates() && (pending == nil || pending(s))
 	}) {
 		return missing
 	}
 	out := missing[:n:n]
 	for _, s := range missing[n:] {
-		if s.Kind != fetch.Dynamic && s.Kind != fetch.PKI {
+		if !s.Creates() {
 			out = append(out, s)
 		}
 	}
