@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -253,7 +252,7 @@ func fnParseJSON(s any) (any, error) {
 	return decodeJSONValue([]byte(str))
 }
 
-var yamlLineRE = regexp.MustCompile(`\bline (\d+)\b`)
+var yamlLineRE = lazyRegexp(`\bline (\d+)\b`)
 
 // fnParseYAML implements {{ parseYAML S }}: "" gives an empty object. The
 // error gives the line, never the text.
@@ -264,7 +263,7 @@ func fnParseYAML(s any) (any, error) {
 	}
 	var v any
 	if err := yaml.Unmarshal([]byte(str), &v); err != nil {
-		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLineRE().FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("invalid YAML at line %s", m[1])
 		}
 		return nil, errors.New("invalid YAML")
