@@ -102,6 +102,7 @@ var pureFuncs = texttemplate.FuncMap{
 	"divide": fnDivide, "modulo": fnModulo, "minimum": fnMinimum, "maximum": fnMaximum,
 	// Sprig's own versions of functions whose namesakes here behave
 	// otherwise (funcs_sprig.go); the other sprig_NAMEs are aliases.
+	"sprig_default": fnSprigDefault, "sprig_empty": fnSprigEmpty, "sprig_coalesce": fnSprigCoalesce,
 	"sprig_split": fnSprigSplit, "sprig_indent": fnSprigIndent, "sprig_nindent": fnSprigNindent,
 	"sprig_regexReplaceAll": fnSprigRegexReplaceAll, "sprig_add": fnSprigAdd, "sprig_keys": fnSprigKeys,
 }
@@ -200,6 +201,7 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 var mapMakers = []string{
 	"dict", "parseJSON", "parseYAML", "mergeMap", "mergeMapWithOverride", "explodeMap",
 	"splitToMap", "get", "first", "last", "coalesce", "default", "sprig_split",
+	"sprig_default", "sprig_coalesce",
 }
 
 // forgetting wraps fn to clear st.lastData before each call.

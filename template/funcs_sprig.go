@@ -13,6 +13,7 @@ package template
 // (refusedFunc says why and what to use).
 
 import (
+	"encoding/json"
 	"errors"
 	"sort"
 	"strconv"
@@ -28,7 +29,6 @@ var sprigSame = map[string]string{
 	"title": "title", "repeat": "repeat", "replace": "replace",
 	"contains": "contains", "hasPrefix": "hasPrefix", "hasSuffix": "hasSuffix",
 	"quote": "quote", "squote": "squote", "join": "join", "sortAlpha": "sortAlpha",
-	"default": "default", "empty": "empty", "coalesce": "coalesce",
 	"list": "list", "dict": "dict", "get": "get", "hasKey": "hasKey",
 	"first": "first", "last": "last", "sub": "sub", "env": "env", "regexMatch": "regexMatch",
 }
@@ -39,6 +39,36 @@ func addSprigAliases(m texttemplate.FuncMap) {
 	for sprig, ours := range sprigSame {
 		m["sprig_"+sprig] = m[ours]
 	}
+}
+
+// sprigEmpty is Sprig's empty: a secret's number (json.Number) is the
+// string it was written as, as Vault's client gives consul-template, so
+// 0 is not empty (our empty says it is).
+func sprigEmpty(v any) bool {
+	if n, ok := v.(json.Number); ok {
+		return n == ""
+	}
+	return valueEmpty(v)
+}
+
+// fnSprigDefault, fnSprigEmpty and fnSprigCoalesce are Sprig's default,
+// empty and coalesce (see sprigEmpty).
+func fnSprigDefault(def any, given ...any) any {
+	if len(given) == 0 || sprigEmpty(given[0]) {
+		return def
+	}
+	return given[0]
+}
+
+func fnSprigEmpty(v any) bool { return sprigEmpty(v) }
+
+func fnSprigCoalesce(vs ...any) any {
+	for _, v := range vs {
+		if !sprigEmpty(v) {
+			return v
+		}
+	}
+	return nil
 }
 
 // fnSprigSplit implements {{ sprig_split SEP S }}: Sprig's split, a map of
