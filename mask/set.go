@@ -15,8 +15,10 @@ const (
 	// lines of a multi-line value) would conceal ordinary output.
 	MinLen = 4
 	// MaxPatternLen is the longest byte string searched for: a longer
-	// value (or line) is searched as consecutive pieces of this length,
-	// so that printed whole it is concealed whole, as adjacent masks.
+	// value (or line) is searched as pieces of this length, each
+	// overlapping the one before by a byte (the last one by as much as
+	// it takes to end where the value ends), so that printed whole it is
+	// concealed whole, as one mask.
 	MaxPatternLen = 4096
 	// MaxTotal bounds the bytes of all patterns together (the automaton's
 	// size is about 4 bytes × MaxTotal × the distinct bytes they use).
@@ -101,15 +103,24 @@ func (s *Set) Add(vals ...Value) error {
 // pieces are the byte strings to search for value that the set lacks.
 func (s *Set) pieces(value []byte) [][]byte {
 	var out [][]byte
-	consider := func(b []byte) {
-		for len(b) >= MinLen {
-			piece := b[:min(len(b), MaxPatternLen)]
-			b = b[len(piece):]
-			if len(piece) < MinLen || s.seen[string(piece)] || slices.ContainsFunc(out, func(o []byte) bool { return bytes.Equal(o, piece) }) {
-				continue
-			}
-			out = append(out, piece)
+	add := func(piece []byte) {
+		if s.seen[string(piece)] || slices.ContainsFunc(out, func(o []byte) bool { return bytes.Equal(o, piece) }) {
+			return
 		}
+		out = append(out, piece)
+	}
+	consider := func(b []byte) {
+		if len(b) < MinLen {
+			return
+		}
+		// Pieces overlap by a byte, so that printed whole the value is
+		// one run of overlapping occurrences (one mask), and the last
+		// piece is the last MaxPatternLen bytes: no end is left over.
+		for len(b) > MaxPatternLen {
+			add(b[:MaxPatternLen])
+			b = b[MaxPatternLen-1:]
+		}
+		add(b)
 	}
 	// A final line break is not concealed: the output keeps its lines.
 	value = bytes.TrimRight(value, "\r\n")
