@@ -89,10 +89,12 @@ func TestFilterPEMLines(t *testing.T) {
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
+	// Each line of the key alone, indented too; the armor lines are the
+	// same in every key and are not concealed alone.
 	for l := range strings.Lines(pem) {
-		out := run(t, set, "> "+l)
-		if strings.Contains(out, strings.TrimSpace(l)) {
-			t.Errorf("line %q shown: %q", l, out)
+		out := run(t, set, ">   "+l)
+		if armor := strings.HasPrefix(l, "-----"); strings.Contains(out, strings.TrimSpace(l)) != armor {
+			t.Errorf("line %q: %q", l, out)
 		}
 	}
 }
@@ -272,5 +274,33 @@ func TestSetLongValue(t *testing.T) {
 		} else if got != "<<concealed:A>>" {
 			t.Errorf("%d bytes printed whole: %q, want one mask", n, got)
 		}
+	}
+}
+
+// A line of a multi-line value is searched for alone only when it is
+// specific to it: not blank, not PEM armor, not a line of one or two
+// repeated characters (an underline, a closing brace). The whole value
+// still is.
+func TestSetLinesNotConcealedAlone(t *testing.T) {
+	pem := "-----BEGIN RSA PRIVATE KEY-----\r\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\r\n-----END RSA PRIVATE KEY-----\r\n"
+	cfg := "server:\n    \n\t\t\n  port: 8080\n  },\n========\nend\n"
+	s := newTestSet(t, value{"KEY", pem}, value{"CFG", cfg})
+	for _, in := range []string{
+		"-----BEGIN RSA PRIVATE KEY-----\n", // another key's armor
+		"-----END RSA PRIVATE KEY-----\n",
+		"x    y\n", // 4 spaces anywhere
+		"\t\t\tz\n",
+		"  },\n",
+		"==========\n",
+	} {
+		if got := run(t, s, in); got != in {
+			t.Errorf("%q concealed: %q", in, got)
+		}
+	}
+	if got := run(t, s, "key: MIGHAgEAMBMGByqGSM49AgEGCCqGSM49\nport:  port: 8080\n"); got != "key: <concealed:KEY>\nport:  <concealed:CFG>\n" {
+		t.Errorf("the lines specific to a value: %q", got)
+	}
+	if got := run(t, s, pem+cfg); got != "<concealed:KEY>\r\n<concealed:CFG>\n" {
+		t.Errorf("the values whole: %q", got)
 	}
 }

@@ -57,10 +57,10 @@ type Value struct {
 }
 
 // Add adds each value under its name: the whole value (but a final line
-// break) and, for a
-// multi-line value (a PEM key), each of its lines (without "\r"), each of at
-// least MinLen bytes; a byte string already in the set keeps its first
-// name. The automaton is rebuilt once per call. A value that would make the
+// break) and, for a multi-line value (a PEM key), each of its lines that
+// is specific to it, without the spaces, tabs and "\r" around it (not
+// blank, not PEM armor, of at least 3 distinct bytes), each of at least
+// MinLen bytes; a byte string already in the set keeps its first name. The automaton is rebuilt once per call. A value that would make the
 // set outgrow MaxTotal is left out, with an error that names it (never its
 // value); the others are added.
 func (s *Set) Add(vals ...Value) error {
@@ -127,10 +127,34 @@ func (s *Set) pieces(value []byte) [][]byte {
 	consider(value)
 	if bytes.IndexByte(value, '\n') >= 0 {
 		for line := range bytes.SplitSeq(value, []byte("\n")) {
-			consider(bytes.TrimSuffix(line, []byte("\r")))
+			if line = bytes.Trim(line, " \t\r"); specific(line) {
+				consider(line)
+			}
 		}
 	}
 	return out
+}
+
+// specific tells whether a line of a multi-line value (trimmed) is worth
+// searching for alone: not PEM armor ("-----BEGIN RSA PRIVATE KEY-----",
+// the same in every key), and of at least 3 distinct bytes (not an
+// underline, "====", or padding). Others would conceal ordinary output;
+// the whole value is searched for anyway.
+func specific(line []byte) bool {
+	if bytes.HasSuffix(line, []byte("-----")) && (bytes.HasPrefix(line, []byte("-----BEGIN ")) || bytes.HasPrefix(line, []byte("-----END "))) {
+		return false
+	}
+	var seen [256]bool
+	distinct := 0
+	for _, c := range line {
+		if !seen[c] {
+			seen[c] = true
+			if distinct++; distinct == 3 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Len is the number of byte strings searched for.
