@@ -22,7 +22,7 @@ type Filter struct {
 	set *Set
 	b   *built
 
-	row     int32 // the automaton's state, premultiplied
+	row     int32 // the automaton's state, as a code
 	now     int64 // bytes written to the filter
 	emitted int64 // bytes of input accounted for in the output
 	pend    []byte
@@ -55,13 +55,18 @@ func (f *Filter) Write(p []byte) (int, error) {
 		f.rebase(b)
 	}
 	m := f.b.m
-	row, trans, cls := f.row, m.trans, &m.cls
+	row, trans, cls, dense := f.row, m.trans, &m.cls, m.dense
 	base := f.now
 	for i, c := range p {
-		v := trans[row+cls[c]]
+		var v int32
+		if row < dense {
+			v = trans[row+cls[c]]
+		} else {
+			v = m.sparseStep(row, c)
+		}
 		row = v & rowMask
 		if v < 0 {
-			f.found(base+int64(i)+1, m.state(row))
+			f.found(base+int64(i)+1, m.id(row))
 		}
 	}
 	f.row = row
@@ -74,7 +79,7 @@ func (f *Filter) Write(p []byte) (int, error) {
 		f.pend = append(f.pend, p...)
 		buf = f.pend
 	}
-	safe := f.now - int64(m.depth[m.state(row)])
+	safe := f.now - int64(m.depth[m.id(row)])
 	f.emit(buf, func(iv interval) bool { return iv.e <= safe }, safe)
 	if f.err == nil && int(f.now-f.emitted) > f.maxPending() {
 		f.emit(f.pend, func(interval) bool { return true }, safe)
@@ -228,10 +233,10 @@ func (f *Filter) rebase(b *built) {
 	row := int32(0)
 	base := f.now - int64(len(scan))
 	for i, c := range scan {
-		v := m.trans[row+m.cls[c]]
+		v := m.step(row, c)
 		row = v & rowMask
 		if v < 0 {
-			f.found(base+int64(i)+1, m.state(row))
+			f.found(base+int64(i)+1, m.id(row))
 		}
 	}
 	f.row = row

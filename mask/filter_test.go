@@ -226,9 +226,9 @@ func reference(data []byte, s *Set) []byte {
 		tag  int32
 	}
 	var occs []occ
-	for _, p := range s.pats {
+	for _, p := range s.patterns() {
 		for i := 0; i+len(p.b) <= len(data); {
-			j := bytes.Index(data[i:], p.b)
+			j := bytes.Index(data[i:], []byte(p.b))
 			if j < 0 {
 				break
 			}

@@ -53,8 +53,8 @@ func FuzzFilter(f *testing.F) {
 		for _, tag := range set.current().tags {
 			shown = bytes.ReplaceAll(shown, tag, []byte{0xff})
 		}
-		for _, p := range set.pats {
-			if bytes.Contains(shown, p.b) {
+		for _, p := range set.patterns() {
+			if bytes.Contains(shown, []byte(p.b)) {
 				t.Fatalf("in %q: %q shown: %q", in, p.b, out.Bytes())
 			}
 		}

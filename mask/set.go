@@ -21,7 +21,7 @@ const (
 	// concealed whole, as one mask.
 	MaxPatternLen = 4096
 	// MaxTotal bounds the bytes of all patterns together (the automaton's
-	// size is about 4 bytes × MaxTotal × the distinct bytes they use).
+	// size is about 30 bytes a byte of pattern).
 	MaxTotal = 256 << 10
 )
 
@@ -46,7 +46,7 @@ type built struct {
 // NewSet returns an empty set.
 func NewSet() *Set {
 	s := &Set{seen: map[string]bool{}, tagOf: map[string]int32{}}
-	s.m.Store(&built{m: newMatcher(nil)})
+	s.m.Store(&built{m: newMatcher(nil, denseBudget)})
 	return s
 }
 
@@ -89,13 +89,13 @@ func (s *Set) Add(vals ...Value) error {
 		}
 		for _, p := range pieces {
 			s.seen[string(p)] = true
-			s.pats = append(s.pats, pattern{b: bytes.Clone(p), tag: tag})
+			s.pats = append(s.pats, pattern{b: string(p), tag: tag})
 		}
 		s.total += size
 		added = true
 	}
 	if added {
-		s.m.Store(&built{m: newMatcher(s.pats), tags: s.tags[:len(s.tags):len(s.tags)]})
+		s.m.Store(&built{m: newMatcher(s.pats, denseBudget), tags: s.tags[:len(s.tags):len(s.tags)]})
 	}
 	return errors.Join(errs...)
 }
@@ -165,3 +165,10 @@ func (s *Set) Len() int {
 }
 
 func (s *Set) current() *built { return s.m.Load() }
+
+// patterns are the byte strings searched for, with their tags.
+func (s *Set) patterns() []pattern {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pats)
+}
