@@ -2,7 +2,9 @@
 // between the child's stdout/stderr and scaivault-run's own.
 //
 // A Set holds the values to conceal, each with the name its mask shows
-// (`<concealed:DB_PASSWORD>`); values are only ever added. A Filter is one
+// (`<concealed:DB_PASSWORD>`): the current ones, always, and the ones
+// they superseded, the oldest dropped first when they outgrow a bound
+// (Set.Update). A Filter is one
 // stream: an io.Writer that writes what it is given to the next writer with
 // every occurrence of a value replaced by that value's mask. It finds them
 // with an Aho–Corasick automaton (a DFA over the bytes the values use,
