@@ -41,6 +41,10 @@ type maskPipe struct {
 	hold time.Duration
 	log  *slog.Logger
 	done chan struct{}
+	// now and arm are the clock and r's read deadline (tests replace
+	// them with a clock of their own).
+	now func() time.Time
+	arm func(deadline time.Time)
 
 	mu       sync.Mutex // stopping and r's read deadline, between run and stop
 	stopping bool
@@ -62,6 +66,8 @@ func startMaskPipe(name string, dst io.Writer, set *mask.Set, hold time.Duration
 		hold: hold,
 		log:  log,
 		done: make(chan struct{}),
+		now:  time.Now,
+		arm:  func(dl time.Time) { r.SetReadDeadline(dl) },
 	}
 	go p.run()
 	return p, nil
@@ -79,6 +85,7 @@ func (p *maskPipe) run() {
 			break
 		}
 		n, err := p.r.Read(buf)
+		at := p.now()
 		if n > 0 && !p.write(buf[:n]) {
 			return
 		}
@@ -86,10 +93,10 @@ func (p *maskPipe) run() {
 		case p.f.Pending() == 0:
 			heldSince = time.Time{}
 		case heldSince.IsZero():
-			heldSince = time.Now()
+			heldSince = at
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if p.f.Pending() > 0 && !p.isStopping() && !time.Now().Before(heldSince.Add(p.hold)) {
+			if p.f.Pending() > 0 && !p.isStopping() && !at.Before(heldSince.Add(p.hold)) {
 				if !p.flush() {
 					return
 				}
@@ -118,7 +125,7 @@ func (p *maskPipe) setDeadline(heldSince time.Time) bool {
 	if p.f.Pending() > 0 {
 		dl = heldSince.Add(p.hold)
 	}
-	p.r.SetReadDeadline(dl)
+	p.arm(dl)
 	return true
 }
 
