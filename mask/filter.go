@@ -101,6 +101,10 @@ func (f *Filter) maxPending() int {
 // next writer (held as a possible start of a value, or inside an open mask).
 func (f *Filter) Pending() int { return int(f.now - f.emitted) }
 
+// Emitted is the number of bytes written to the filter that are accounted
+// for in what it wrote: the held bytes are the Pending ones after them.
+func (f *Filter) Emitted() int64 { return f.emitted }
+
 // Flush writes everything held: open masks as they are, a possible start
 // of a value as it is (should the rest of a value follow, what follows is
 // still concealed, from where the flushed bytes end).
