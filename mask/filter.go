@@ -20,7 +20,11 @@ type Filter struct {
 
 	w   io.Writer
 	set *Set
+	// b is the set's version during a call (between calls the filter
+	// holds none: an idle stream does not keep a replaced automaton
+	// alive); ver is the version row is a state of.
 	b   *built
+	ver uint64
 
 	row     int32 // the automaton's state, as a code
 	now     int64 // bytes written to the filter
@@ -42,7 +46,7 @@ type interval struct {
 
 // NewFilter returns a filter writing to w.
 func NewFilter(w io.Writer, set *Set) *Filter {
-	return &Filter{w: w, set: set, b: set.current()}
+	return &Filter{w: w, set: set, ver: set.current().ver}
 }
 
 // Write filters p. It returns len(p) unless the next writer failed; every
@@ -51,9 +55,12 @@ func (f *Filter) Write(p []byte) (int, error) {
 	if f.err != nil {
 		return 0, f.err
 	}
-	if b := f.set.current(); b != f.b {
+	if b := f.set.current(); b.ver != f.ver {
 		f.rebase(b)
+	} else {
+		f.b = b
 	}
+	defer func() { f.b = nil }()
 	m := f.b.m
 	row, trans, cls, dense := f.row, m.trans, &m.cls, m.dense
 	base := f.now
@@ -112,7 +119,9 @@ func (f *Filter) Flush() error {
 	if f.err != nil {
 		return f.err
 	}
+	f.b = f.set.current() // for its tags: a newer version's are a superset
 	f.emit(f.pend, func(interval) bool { return true }, f.now)
+	f.b = nil
 	return f.err
 }
 
@@ -228,7 +237,7 @@ func (f *Filter) keepTail(p []byte) {
 // the new automaton's state is found by scanning again the input that can
 // still be part of an occurrence, and what it finds there is recorded.
 func (f *Filter) rebase(b *built) {
-	f.b = b
+	f.b, f.ver = b, b.ver
 	m := b.m
 	scan := f.tail
 	if len(f.pend) > len(scan) {

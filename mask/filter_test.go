@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"weak"
 )
 
 // value is one value of a test set.
@@ -380,5 +381,25 @@ func TestSetUpdate(t *testing.T) {
 	s.Add(Value{"NEW", []byte("new-value")})
 	if !concealed(s, "new-value") || !concealed(s, string(many[0].Value)) {
 		t.Error("Add")
+	}
+}
+
+// A filter holds no version of its set between calls: an idle stream
+// (the child's stderr) does not keep a replaced automaton alive.
+func TestFilterKeepsNoOldAutomaton(t *testing.T) {
+	s := newTestSet(t, value{"A", "first-value"})
+	var out bytes.Buffer
+	f := NewFilter(&out, s)
+	f.Write([]byte("x first-val"))
+	old := weak.Make(s.current())
+	s.Update(Value{"A", []byte("second-value")})
+	runtime.GC()
+	if old.Value() != nil {
+		t.Error("the replaced automaton is still reachable")
+	}
+	f.Write([]byte("ue second-value\n"))
+	f.Close()
+	if got := out.String(); got != "x <concealed:A> <concealed:A>\n" {
+		t.Errorf("got %q", got)
 	}
 }

@@ -54,10 +54,12 @@ type entry struct {
 	superseded int
 }
 
-// built is one immutable version of a Set: its automaton and tags.
+// built is one immutable version of a Set: its automaton and tags (only
+// ever appended to from one version to the next).
 type built struct {
 	m    *matcher
 	tags [][]byte
+	ver  uint64
 }
 
 // NewSet returns an empty set.
@@ -137,7 +139,7 @@ func (s *Set) update(vals []Value, supersede bool) []string {
 		if budget == 0 {
 			budget = denseBudget
 		}
-		s.m.Store(&built{m: newMatcher(pats, budget), tags: s.tags[:len(s.tags):len(s.tags)]})
+		s.m.Store(&built{m: newMatcher(pats, budget), tags: s.tags[:len(s.tags):len(s.tags)], ver: s.call})
 	}
 	return dropped
 }
