@@ -4,14 +4,18 @@ BIN       ?= bin/scaivault-run
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+# urfave_cli_no_docs leaves out urfave/cli's man page and Markdown
+# generators (and blackfriday, whose tables were built at every start):
+# nothing here uses them (BENCHMARKS.md, "What users pay").
+TAGS      := urfave_cli_no_docs
 FUZZTIME  ?= 30s
 
 export CGO_ENABLED = 0
 
-.PHONY: build test bench fuzz lint cross clean
+.PHONY: build test bench bench-startup fuzz lint cross clean
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+	$(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 # The README's test command. -race needs cgo, so it is switched on here only.
 test:
@@ -20,6 +24,11 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
+
+# What scaivault-run costs a command against the command started
+# directly: added start-up and the supervisor's VmRSS, RssAnon and PSS.
+bench-startup: build
+	$(GO) run ./bench/startup -bin $(BIN)
 
 # Every Fuzz target of every package, one after the other, each for
 # FUZZTIME (make fuzz FUZZTIME=2m); fails if any fails. A crasher is kept
@@ -41,7 +50,7 @@ cross:
 	@set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		echo "build $$os/$$arch"; \
-		GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/scaivault-run-$$os-$$arch . ; \
+		GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/scaivault-run-$$os-$$arch . ; \
 	done
 
 clean:

@@ -175,7 +175,7 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 		opts.Templates = fileTemplates(c) // the command line and the variable replace the file's list
 	}
 	opts.TemplateOptions.CreateDirs = c.Bool("template-create-dirs")
-	opts.TemplateOptions.Getenv = templateGetenv(opts.Env.KeepCredentials)
+	opts.TemplateOptions.LookupEnv = templateLookupEnv(opts.Env.KeepCredentials)
 	if d := c.String("template-delims"); d != "" {
 		if opts.TemplateOptions.Delims, err = template.ParseDelims(d); err != nil {
 			return opts, fmt.Errorf("--template-delims: %w", err)
@@ -184,15 +184,16 @@ func commonOptions(c *cli.Context) (run.Options, error) {
 	return opts, nil
 }
 
-// templateGetenv is what {{ env }} reads: the environment scaivault-run was
-// started in, without its own credentials unless they are kept, so that a
-// template cannot write the token into a file by accident.
-func templateGetenv(keep bool) func(string) string {
-	return func(name string) string {
+// templateLookupEnv is what {{ env }} reads: the environment scaivault-run
+// was started in, without its own credentials unless they are kept (they
+// are unset, as for the child), so that a template cannot write the token
+// into a file by accident.
+func templateLookupEnv(keep bool) func(string) (string, bool) {
+	return func(name string) (string, bool) {
 		if !keep && slices.Contains(template.CredentialVars, name) {
-			return ""
+			return "", false
 		}
-		return os.Getenv(name)
+		return os.LookupEnv(name)
 	}
 }
 
@@ -213,7 +214,14 @@ func filesOnlyOptions(c *cli.Context, opts *run.Options) error {
 		}
 	}
 	// References in the environment scaivault-run was started with have
-	// no child to go to either: not resolved.
+	// no child to go to either: not resolved. That environment, without
+	// scaivault-run's credentials, is the template commands' own.
+	for _, kv := range opts.Env.Inherited {
+		name, _, _ := strings.Cut(kv, "=")
+		if opts.Env.KeepCredentials || !slices.Contains(template.CredentialVars, name) {
+			opts.CommandEnv = append(opts.CommandEnv, kv)
+		}
+	}
 	opts.Env.Inherited = nil
 	switch {
 	case opts.Once:
@@ -289,6 +297,7 @@ func actionDevServer(c *cli.Context, st *status) error {
 		DataFile:  c.String("data"),
 		FaultRate: c.Float64("fault-rate"),
 		Latency:   c.Duration("latency"),
+		ACMEDelay: c.Duration("acme-delay"),
 		Logger:    logger,
 	}
 	if f := c.String("seed"); f != "" {

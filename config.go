@@ -11,6 +11,7 @@ import (
 
 	"github.com/scailabs/scaivault-run/signal"
 	"github.com/scailabs/scaivault-run/template"
+	"github.com/scailabs/scaivault-run/user"
 	"github.com/urfave/cli/v2"
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -197,12 +198,15 @@ func configTemplates(v *yaml.Node) ([]template.Spec, error) {
 }
 
 // templateBlock reads one template block of a --config file: source and
-// destination (required), mode, left_delimiter and right_delimiter, and
+// destination (required), mode, user and group (the file's owner, resolved
+// from /etc/passwd and /etc/group as --user is), left_delimiter and
+// right_delimiter, and
 // what to do when the file changes: command (an argv, never a shell; with
 // command_timeout) or reload_signal, and wait. Errors name the line and
 // the key.
 func templateBlock(n *yaml.Node) (template.Spec, error) {
 	var sp template.Spec
+	uid, gid := -1, -1
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -220,9 +224,6 @@ func templateBlock(n *yaml.Node) (template.Spec, error) {
 		}
 		if !slices.Contains(templateKeys, k.Value) {
 			return sp, fmt.Errorf("line %d: unknown template option %q (want %s)", k.Line, k.Value, strings.Join(templateKeys, ", "))
-		}
-		if k.Value == "user" || k.Value == "group" {
-			return sp, fmt.Errorf("line %d: template option %q is not supported yet", k.Line, k.Value)
 		}
 		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || v.Value == "" {
 			return sp, fmt.Errorf("line %d: template %s: want a string", v.Line, k.Value)
@@ -250,14 +251,33 @@ func templateBlock(n *yaml.Node) (template.Spec, error) {
 			var w template.Wait
 			w.Min, w.Max, err = parseWait(val)
 			sp.Wait = &w
+		case "user":
+			var c user.Creds
+			if strings.Contains(val, ":") {
+				err = errors.New("a user name or uid (the group goes in group)")
+			} else if c, err = user.Lookup(val); err == nil {
+				uid = c.UID
+				if !seen["group"] {
+					gid = c.GID
+				}
+			}
+		case "group":
+			gid, err = user.LookupGroup(val)
 		}
 		if err != nil {
 			return sp, fmt.Errorf("line %d: template %s: %v", v.Line, k.Value, err)
 		}
 	}
+	if gid >= 0 {
+		// user alone: its primary group; group alone: the uid is filled
+		// in at start (--user's, else scaivault-run's own).
+		sp.Owner = &template.Owner{UID: uid, GID: gid}
+	}
 	switch {
 	case sp.Src == "" || sp.Dst == "":
 		return sp, fmt.Errorf("line %d: a template needs source and destination", n.Line)
+	case sp.Owner != nil && sp.Dst == template.Stdout:
+		return sp, fmt.Errorf("line %d: template to standard output (-): user and group apply to files", n.Line)
 	case sp.Command != nil && sp.ReloadSignal != 0:
 		return sp, fmt.Errorf("line %d: template %s: command and reload_signal both given (one action per file: a command, or a signal to the child)", n.Line, sp.Dst)
 	case sp.CommandTimeout != 0 && sp.Command == nil:

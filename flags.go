@@ -97,6 +97,7 @@ func devServerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "data", Usage: "keep state in `FILE` across restarts", EnvVars: []string{"SCAIVAULT_DEV_DATA"}},
 		&cli.Float64Flag{Name: "fault-rate", Usage: "answer 503 at this rate (0..1)", EnvVars: []string{"SCAIVAULT_DEV_FAULT_RATE"}},
 		&cli.DurationFlag{Name: "latency", Usage: "add this latency to every answer", EnvVars: []string{"SCAIVAULT_DEV_LATENCY"}},
+		&cli.DurationFlag{Name: "acme-delay", Value: time.Second, Usage: "how long an ACME order takes to turn valid (or invalid)", EnvVars: []string{"SCAIVAULT_DEV_ACME_DELAY"}},
 		&cli.StringFlag{Name: "export-file", Usage: "also write the export lines to `FILE` (0600, once listening; removed at exit)", EnvVars: []string{"SCAIVAULT_DEV_EXPORT_FILE"}},
 		&cli.BoolFlag{Name: "tls", Usage: "serve HTTPS with a certificate from the dev CA for 127.0.0.1, ::1 and localhost", EnvVars: []string{"SCAIVAULT_DEV_TLS"}},
 		&cli.StringFlag{Name: "tls-ca-out", Usage: "write the dev CA (PEM) to `FILE` (default: beside --data, else in the temporary directory, removed at exit)", EnvVars: []string{"SCAIVAULT_DEV_TLS_CA_OUT"}},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scailabs/scaivault-run/devserver"
 )
@@ -18,7 +19,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := devserver.New(devserver.Options{Seed: seed})
+	srv, err := devserver.New(devserver.Options{Seed: seed, ACMEDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +45,12 @@ func TestNoSecretInLogs(t *testing.T) {
 		{"--env", "A=scaivault://app/db#password", "--env", "B=scaivault://app/db",
 			"--env", "U=scaivault+dynamic://db/ro#username", "--env", "P=scaivault+dynamic://db/ro#password",
 			"--env", "K=scaivault+pki://svc?common_name=localhost&as=file#private_key_pem",
+			"--env", "C=scaivault+acme://le?domains=leak.example.com&as=file#private_key_pem",
 			"--secret", "app/cfg", "--template", tmpl + ":" + t.TempDir() + "/out",
 			"--template", keyTmpl + ":" + keyOut, "--", "true"},
 		{"--env", "A=scaivault://app/db#nokey", "--", "true"},
 		{"--env", "A=scaivault://other/x", "--", "true"},
+		{"--env", "C=scaivault+acme://le?domains=broken.example.com#private_key_pem", "--", "true"},
 		{"--env", "A=scaivault://app/db#password", "--", "no-such-command-xyz"},
 	}
 	var stderr bytes.Buffer
@@ -67,6 +70,15 @@ func TestNoSecretInLogs(t *testing.T) {
 		t.Fatalf("no debug logs captured:\n%s", logs)
 	}
 	values := srv.SecretValues()
+	for _, v := range values {
+		if strings.HasPrefix(v, "-----BEGIN") { // an ACME key the server issued
+			for _, line := range strings.Split(v, "\n") {
+				if len(line) > 20 && !strings.HasPrefix(line, "-----") {
+					values = append(values, line)
+				}
+			}
+		}
+	}
 	key, err := os.ReadFile(keyOut)
 	if err != nil || !strings.Contains(string(key), "PRIVATE KEY") {
 		t.Fatalf("no private key rendered: %v", err)
@@ -91,12 +103,14 @@ const leakSeed = `{
   "clients": [{"client_id": "app", "client_secret": "client-secret-value", "token_ttl": "1h", "policies": ["app"]}],
   "policies": {"app": [{"path_pattern": "app/**", "permissions": ["read", "list"]},
                        {"path_pattern": "dynamic/**", "permissions": ["dynamic"]},
-                       {"path_pattern": "pki/*", "permissions": ["pki"]}]},
+                       {"path_pattern": "pki/*", "permissions": ["pki"]},
+                       {"path_pattern": "acme/le", "permissions": ["acme"]}]},
   "secrets": {
     "app/db": {"data": {"password": "pw-leak-check-1", "username": "leak-user"}},
     "app/cfg": {"data": {"api_key": "key-leak-check-2", "port": "8080"}},
     "other/x": {"data": {"v": "other-leak-check-3"}}
   },
   "dynamic": {"db": {"kind": "random", "roles": {"ro": {"ttl": "1h", "max_ttl": "2h", "renewable": true}}}},
-  "pki": {"roles": {"svc": {"allowed_domains": ["localhost"], "max_ttl": "72h", "key_type": "ec", "key_bits": 256}}}
+  "pki": {"roles": {"svc": {"allowed_domains": ["localhost"], "max_ttl": "72h", "key_type": "ec", "key_bits": 256}}},
+  "acme": {"accounts": {"le": {"fail_domains": ["broken.example.com"]}}}
 }`

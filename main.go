@@ -7,7 +7,8 @@
 //
 // It resolves secret references (scaivault://PATH[?version=N][#KEY],
 // scaivault+dynamic://ENGINE/ROLE[?ttl=D][#KEY],
-// scaivault+pki://ROLE?common_name=CN[&alt_names=..][&ip_sans=..][&ttl=D][#FIELD])
+// scaivault+pki://ROLE?common_name=CN[&alt_names=..][&ip_sans=..][&ttl=D][#FIELD],
+// scaivault+acme://ACCOUNT?domains=a,b[&challenge=dns-01][#FIELD])
 // found in the inherited environment, in --env-file files and in --env flags,
 // imports whole secrets with --secret, renders --template files, and starts
 // the command with the result. It stays beside the child: it forwards

@@ -88,28 +88,36 @@ func scriptParams(dir string, vars map[string]string) testscript.Params {
 // named file of the script (or demo data), and exports SCAIVAULT_BASE_URL
 // and SCAIVAULT_TOKEN (the root token) to the script.
 //
-//	devserver [-tls [-mtls]] [SEED]
+//	devserver [-tls [-mtls]] [-acme-delay D] [SEED]
 //
 // -tls serves HTTPS (HTTP/2 offered) with a certificate from the dev CA
 // and exports SCAIVAULT_CACERT ($WORK/devca.pem); -mtls requires client
-// certificates from the script's client CA (see gencert).
+// certificates from the script's client CA (see gencert); -acme-delay is
+// the time its ACME orders take to turn valid (default 1s).
 func cmdDevserver(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! devserver")
 	}
 	var useTLS, useMTLS bool
+	var opts devserver.Options
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "-tls":
 			useTLS = true
 		case "-mtls":
 			useTLS, useMTLS = true, true
+		case "-acme-delay":
+			if len(args) < 2 {
+				ts.Fatalf("devserver: -acme-delay needs a duration")
+			}
+			d, err := time.ParseDuration(args[1])
+			ts.Check(err)
+			opts.ACMEDelay, args = d, args[1:]
 		default:
 			ts.Fatalf("devserver: unknown flag %s", args[0])
 		}
 		args = args[1:]
 	}
-	var opts devserver.Options
 	if len(args) > 0 {
 		// $VARS in the seed are expanded from the script's environment
 		// (e.g. the port of the test's PostgreSQL).
@@ -305,6 +313,8 @@ func cmdGencert(ts *testscript.TestScript, neg bool, args []string) {
 //	svctl requests ROUTE              print how many requests ROUTE had ("" all)
 //	svctl waitrequests ROUTE N        wait (bounded) until ROUTE had N requests
 //	svctl waitclient CN [N]           wait (bounded) until N (1) requests showed a client certificate for CN (or, refused, N handshakes)
+//	svctl orders [ACCOUNT]            print the number of ACME orders placed (with ACCOUNT, or any)
+//	svctl acmerenew [ACCOUNT]         renew every valid ACME order (of ACCOUNT) now, as ScaiVault does at two thirds of its life
 //	svctl stop                        the server stops answering: connections refused (svctl itself still reaches it)
 //	svctl start                       it answers again, on the same address
 func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
@@ -388,6 +398,20 @@ func cmdSvctl(ts *testscript.TestScript, neg bool, args []string) {
 			sw.stop()
 		} else {
 			err = sw.start()
+		}
+	case "orders":
+		account := ""
+		if len(args) > 1 {
+			account = args[1]
+		}
+		fmt.Fprintf(ts.Stdout(), "%d\n", scriptServer(ts).ACMEOrders(account))
+	case "acmerenew":
+		account := ""
+		if len(args) > 1 {
+			account = args[1]
+		}
+		if n := scriptServer(ts).RenewACMEOrders(account); n == 0 {
+			ts.Fatalf("svctl acmerenew: no valid order to renew")
 		}
 	case "latency":
 		d, err := time.ParseDuration(args[1])

@@ -82,8 +82,6 @@ func startNginx(t *testing.T, ttl string, extra ...string) *nginxRun {
 // --config file, as examples/nginx.yaml does, the certificate and key
 // with `nginx -s reload` as their command.
 func startNginxWith(t *testing.T, ttl string, withConfig bool, extra ...string) *nginxRun {
-	nginx := nginxBinary(t)
-	bin := buildBinaryT(t)
 	seed, err := devserver.ParseSeed([]byte(`{"root_token": "root-t", "pki": {"roles": {"svc": {
 		"allowed_domains": ["localhost"], "allow_ip_sans": true, "max_ttl": "72h", "key_type": "ec", "key_bits": 256}}}}`), "nginx.json")
 	if err != nil {
@@ -93,6 +91,14 @@ func startNginxWith(t *testing.T, ttl string, withConfig bool, extra ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startNginxOn(t, srv, fmt.Sprintf(certTmpl, ttl), fmt.Sprintf(keyTmpl, ttl), withConfig, extra...)
+}
+
+// startNginxOn is startNginxWith against srv (whose root token is
+// "root-t"), the certificate and key rendered from the given templates.
+func startNginxOn(t *testing.T, srv *devserver.Server, certText, keyText string, withConfig bool, extra ...string) *nginxRun {
+	nginx := nginxBinary(t)
+	bin := buildBinaryT(t)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { srv.Close(); hs.Close() })
 
@@ -108,8 +114,8 @@ func startNginxWith(t *testing.T, ttl string, withConfig bool, extra ...string) 
 	port := freePort(t)
 	args := []string{
 		"--template", write("nginx.conf.tmpl", nginxConf) + ":" + dir + "/nginx.conf:0644",
-		"--template", write("crt.tmpl", fmt.Sprintf(certTmpl, ttl)) + ":" + dir + "/tls.crt:0644",
-		"--template", write("key.tmpl", fmt.Sprintf(keyTmpl, ttl)) + ":" + dir + "/tls.key",
+		"--template", write("crt.tmpl", certText) + ":" + dir + "/tls.crt:0644",
+		"--template", write("key.tmpl", keyText) + ":" + dir + "/tls.key",
 	}
 	if withConfig {
 		reload := fmt.Sprintf(`[%q, "-p", %q, "-c", %q, "-s", "reload"]`, nginx, dir, dir+"/nginx.conf")

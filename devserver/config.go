@@ -20,6 +20,8 @@ type config struct {
 	secrets   []secretSeed // in path order
 	engines   map[string]*engineConfig
 	pkiRoles  map[string]*pkiRoleConfig
+	acme      map[string]*acmeAccountConfig // by name
+	acmeByID  map[string]*acmeAccountConfig
 }
 
 type clientConfig struct {
@@ -122,6 +124,7 @@ func compileSeed(s *Seed, name string) (*config, error) {
 	cfg.secrets = compileSecrets(c, s.Secrets)
 	cfg.engines = compileEngines(c, s.Dynamic)
 	cfg.pkiRoles = compilePKIRoles(c, s.PKI.Roles)
+	cfg.acme, cfg.acmeByID = compileACME(c, s.ACME.Accounts)
 	if c.err != nil {
 		return nil, c.err
 	}

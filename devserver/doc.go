@@ -34,6 +34,8 @@
 //	GET  /v1/dev/stats             {"total":N,"routes":{"GET /v1/secrets/{path}":n,...}}
 //	POST /v1/dev/leases/{id}/expire  end a lease now, or {"in":"2s"} from now (no event is sent)
 //	POST /v1/dev/tokens/expire     expire every client token now, or {"client_id":"app"}
+//	POST /v1/dev/acme/orders/{id}/renew  renew a valid ACME order now (a new certificate
+//	                               and an acme.renewed event, as at two thirds of its life)
 //
 // # Choices where the contract is silent
 //
@@ -77,8 +79,7 @@
 //     (details: permission "root", identity_id) before any look-up; an
 //     unknown identity_id from the root token is a 404 not_found, so that a
 //     typo is not taken for a denial. context is accepted and changes
-//     nothing (these policies have no conditions). The permission acme
-//     exists for policies and this test; the ACME calls are not served.
+//     nothing (these policies have no conditions).
 //   - Leases: a role's ttl defaults to 1h, max_ttl to 24h (or ttl when
 //     longer); renewable defaults to true. A requested ttl of 0 is a 400.
 //     Revoking an unknown or expired lease is a 204 without an event; renew,
@@ -95,10 +96,32 @@
 //   - PKI: every role issues from the one intermediate CA ("default"), whose
 //     root is the last element of ca_chain. CA certificates need a valid token
 //     but no permission. The CA survives restarts only with a DataFile.
+//   - ACME (acme.go): accounts come from the seed, their ids are "acct_"
+//     and a hash of the name (the same across restarts). GET
+//     /v1/acme/accounts lists the accounts the caller holds the acme
+//     permission on (acme/NAME); every order call needs it on the order's
+//     account (403 otherwise; an unknown account_id is a 404). An order is
+//     pending, processing from half of Options.ACMEDelay (default 1s) on,
+//     and valid after it, or invalid when one of its names (a wildcard
+//     counting as its base name) is among the account's fail_domains,
+//     with error {"code": "unauthorized", "message": "<challenge> challenge
+//     for <name> failed ..."}. challenge_type defaults to http-01; a
+//     wildcard needs dns-01 (else a 400). Names are kept lower-cased,
+//     without duplicates, in the order given. Certificates come from the
+//     dev ACME CA (one self-signed CA; ca_chain is that CA, served at GET
+//     /v1/pki/cas/acme/pem), name the first domain as common name and all
+//     of them as DNS SANs, last the account's cert_ttl (default 2160h),
+//     and have a P-256 key (PKCS#8). An order with auto_renew gets a new
+//     certificate at two thirds of its life, renewed_at and an
+//     acme.renewed event (sent whatever the prefix, to subscribers with the
+//     acme permission on the account). The list is in creation order,
+//     "certificate": null. The sweeper moves orders on time and every
+//     ACME handler moves them first. Orders and the ACME CA are kept in the
+//     DataFile; orders of an account the seed no longer has are dropped.
 //   - Tokens are stored as SHA-256 hashes; an expired token answers
 //     token_expired for 24 hours, then invalid_token.
 //   - Persistence (Options.DataFile) keeps secrets with all versions, leases,
-//     token hashes, the event sequence and the CA. When the file exists its
+//     token hashes, the event sequence, the CAs and the ACME orders. When the file exists its
 //     secrets replace the seed's; clients, policies, engines and PKI roles
 //     always come from the seed. Close revokes the postgres leases it holds
 //     only when there is no DataFile (with one, they survive the restart).

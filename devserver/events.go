@@ -123,10 +123,15 @@ func (h *eventHub) setSeq(n int64) {
 
 // visible decides whether a subscriber sees an event: secret events under
 // its prefix on paths it may read or list; lease.revoked whatever the prefix
-// when it holds the dynamic permission on the lease's role.
-func visible(who *identity, prefix string, ev storedEvent) bool {
-	if ev.typ == fetch.EventLeaseRevoked {
+// when it holds the dynamic permission on the lease's role; acme.renewed
+// whatever the prefix when it holds the acme permission on the account.
+func (s *Server) visible(who *identity, prefix string, ev storedEvent) bool {
+	switch ev.typ {
+	case fetch.EventLeaseRevoked:
 		return who.can(permDynamic, "dynamic/"+ev.data.Engine+"/"+ev.data.Role)
+	case fetch.EventACMERenewed:
+		a := s.cfg.acmeByID[ev.data.AccountID]
+		return a != nil && who.can(permACME, a.resource())
 	}
 	p := ev.data.Path
 	return strings.HasPrefix(p, prefix) && (who.can(permRead, p) || who.can(permList, p))
@@ -156,7 +161,7 @@ func (s *Server) handleEvents(c *call) *apiError {
 	c.w.WriteHeader(http.StatusOK)
 	prefix := q.Get("prefix")
 	for _, ev := range replay {
-		if visible(c.who, prefix, ev) && writeEvent(c.w, ev) != nil {
+		if s.visible(c.who, prefix, ev) && writeEvent(c.w, ev) != nil {
 			return nil
 		}
 	}
@@ -182,7 +187,7 @@ func (s *Server) streamEvents(c *call, sub *subscriber, prefix string) {
 			if !ok {
 				return
 			}
-			if !visible(c.who, prefix, ev) {
+			if !s.visible(c.who, prefix, ev) {
 				continue
 			}
 			if writeEvent(c.w, ev) != nil {

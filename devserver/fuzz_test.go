@@ -29,6 +29,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v1/dev/tokens/expire"},
 	{"POST", "/v1/auth/token"}, // a form body, not JSON
 	{"POST", "/v1/policies/test"},
+	{"POST", "/v1/acme/orders"}, // ACCT in the body stands for the id of the account "le"
 }
 
 // fuzzMaxBody is the body bound of the fuzzed server, small enough for
@@ -67,6 +68,10 @@ func FuzzRequestBodies(f *testing.F) {
 			`{"path":"acme/x","permission":"acme","identity_id":"root"}`, `{"path":"dynamic/a","permission":"dynamic"}`,
 			`{"path":"app/../db","permission":"read"}`, `{"path":"app/db","permission":"admin"}`, `{"path":"app/db"}`,
 			`{"path":"app/db","permission":"read","context":[1]}`, `{"path":1,"permission":null}`, `{}`, ``},
+		12: {`{"account_id":"ACCT","domains":["a.example.com","B.example.com"],"challenge_type":"dns-01","auto_renew":true}`,
+			`{"account_id":"ACCT","domains":["*.example.com"]}`, `{"account_id":"ACCT","domains":[]}`, `{"account_id":"ACCT","domains":["a..b"]}`,
+			`{"account_id":"acct_x","domains":["a.example.com"]}`, `{"account_id":"ACCT","domains":"a.example.com"}`,
+			`{"account_id":"ACCT","domains":["a.example.com"],"challenge_type":"dns"}`, `{}`, ``},
 	}
 	for route, bodies := range seeds {
 		for _, b := range bodies {
@@ -77,7 +82,7 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		rt := fuzzRoutes[int(route)%len(fuzzRoutes)]
 		logs := &errorCounter{}
-		s, err := newServer(Options{Seed: testSeed(), Logger: slog.New(logs)}, newFakeClock().Now)
+		s, err := newServer(Options{Seed: acmeTestSeed(), Logger: slog.New(logs)}, newFakeClock().Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,6 +96,9 @@ func FuzzRequestBodies(f *testing.F) {
 				t.Fatalf("generate: %d %v", rec.Code, err)
 			}
 			path = strings.Replace(path, "LEASE", l.LeaseID, 1)
+		}
+		if acct := s.cfg.acme["le"]; acct != nil {
+			body = bytes.ReplaceAll(body, []byte("ACCT"), []byte(acct.id))
 		}
 		rec := serveOne(s, rt.method, path, body)
 		if rec.Code >= 500 || logs.n.Load() > 0 {

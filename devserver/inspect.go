@@ -20,7 +20,8 @@ func (s *Server) ActiveLeases() int {
 // SecretValues lists every secret the server holds or has handed out, for
 // tests that scan logs and errors for leaks: the string values of every
 // version of every secret, every lease's data, every client secret and the
-// root token (client tokens are kept only as hashes). Values shorter than 4 bytes are left out (they would
+// root token (client tokens are kept only as hashes), and the private key
+// of every ACME certificate it issued. Values shorter than 4 bytes are left out (they would
 // match by chance).
 func (s *Server) SecretValues() []string {
 	s.mu.Lock()
@@ -48,6 +49,11 @@ func (s *Server) SecretValues() []string {
 	}
 	for _, l := range s.leases {
 		addJSON(l.Data)
+	}
+	for _, o := range s.orders {
+		for _, k := range o.keys {
+			add(k)
+		}
 	}
 	for _, c := range s.cfg.clients {
 		add(c.secret)

@@ -23,6 +23,7 @@ type state struct {
 	Leases   []*lease          `json:"leases"`
 	Tokens   map[string]*token `json:"tokens"` // by SHA-256 of the token
 	CA       *stateCA          `json:"ca"`
+	Orders   []*acmeOrder      `json:"acme_orders,omitempty"`
 }
 
 type stateSecret struct {
@@ -57,6 +58,8 @@ type stateCA struct {
 	RootKey    string `json:"root_key"`
 	IssuerCert string `json:"issuer_cert"`
 	IssuerKey  string `json:"issuer_key"`
+	ACMECert   string `json:"acme_cert,omitempty"` // the dev ACME CA; absent in older files
+	ACMEKey    string `json:"acme_key,omitempty"`
 }
 
 // loadState fills the store from the data file when it exists, else from
@@ -89,6 +92,9 @@ func (s *Server) loadState() error {
 		return fmt.Errorf("create CA: %w", err)
 	}
 	s.pki = pki
+	if s.acmeCA, err = newACMECA(now); err != nil {
+		return fmt.Errorf("create ACME CA: %w", err)
+	}
 	return nil
 }
 
@@ -126,9 +132,13 @@ func (s *Server) restore(raw []byte) error {
 		s.tokens[h] = t
 	}
 	s.hub.setSeq(st.EventSeq)
+	s.restoreOrders(st.Orders)
 	if st.CA == nil {
 		pki, err := newPKI(s.now())
 		s.pki = pki
+		if err == nil {
+			s.acmeCA, err = newACMECA(s.now())
+		}
 		return err
 	}
 	pki, err := st.CA.load()
@@ -136,12 +146,35 @@ func (s *Server) restore(raw []byte) error {
 		return fmt.Errorf("data file %s: ca: %v", s.dataFile, err)
 	}
 	s.pki = pki
-	return nil
+	if st.CA.ACMECert == "" {
+		s.acmeCA, err = newACMECA(s.now())
+	} else if s.acmeCA, err = loadCA(st.CA.ACMECert, st.CA.ACMEKey); err != nil {
+		return fmt.Errorf("data file %s: acme ca: %v", s.dataFile, err)
+	}
+	return err
+}
+
+// restoreOrders keeps the saved orders of the accounts the seed still has.
+func (s *Server) restoreOrders(orders []*acmeOrder) {
+	for _, o := range orders {
+		if o == nil || s.cfg.acmeByID[o.AccountID] == nil {
+			s.logger.Warn("data file: dropping an ACME order of an account the seed no longer has")
+			continue
+		}
+		if o.Cert != nil {
+			o.keys = []string{o.Cert.PrivateKeyPEM}
+		}
+		s.orders[o.ID] = o
+	}
 }
 
 // snapshotLocked builds the saved form; the caller holds s.mu.
 func (s *Server) snapshotLocked() *state {
 	st := &state{Format: stateFormat, EventSeq: s.hub.lastSeq(), Tokens: s.tokens, CA: s.pki.save()}
+	st.CA.ACMECert, st.CA.ACMEKey = s.acmeCA.pem, keyPEM(s.acmeCA.key)
+	for _, id := range sortedKeys(s.orders) {
+		st.Orders = append(st.Orders, s.orders[id])
+	}
 	for _, p := range s.sortedLocked() {
 		e := s.secrets[p]
 		ss := stateSecret{Path: p, CreatedAt: e.createdAt, Current: e.current, Deleted: e.deleted,

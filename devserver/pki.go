@@ -116,6 +116,8 @@ func (s *Server) handleCAPEM(c *call) *apiError {
 		ca = s.pki.issuer
 	case s.pki.root.id:
 		ca = s.pki.root
+	case "acme", s.acmeCA.id:
+		ca = s.acmeCA
 	default:
 		return errNotFound("CA %s not found", id)
 	}

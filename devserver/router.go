@@ -42,6 +42,10 @@ func (s *Server) routeTable() []*route {
 		{method: "DELETE", pattern: "/v1/dynamic/leases/{lease_id}", handle: s.handleRevoke},
 		{method: "POST", pattern: "/v1/pki/issue/{role}", handle: s.handleIssue},
 		{method: "GET", pattern: "/v1/pki/cas/{ca_id}/pem", handle: s.handleCAPEM},
+		{method: "GET", pattern: "/v1/acme/accounts", handle: s.handleACMEAccounts},
+		{method: "POST", pattern: "/v1/acme/orders", handle: s.handleCreateOrder},
+		{method: "GET", pattern: "/v1/acme/orders", handle: s.handleListOrders},
+		{method: "GET", pattern: "/v1/acme/orders/{id}", handle: s.handleReadOrder},
 		{method: "POST", pattern: "/v1/policies/test", handle: s.handlePolicyTest},
 		{method: "GET", pattern: "/v1/rotation/due", handle: s.handleDue},
 		{method: "GET", pattern: "/v1/events", handle: s.handleEvents},
@@ -50,6 +54,7 @@ func (s *Server) routeTable() []*route {
 		{method: "GET", pattern: "/v1/dev/stats", dev: true, handle: s.handleStats},
 		{method: "POST", pattern: "/v1/dev/leases/{lease_id}/expire", dev: true, handle: s.handleExpireLease},
 		{method: "POST", pattern: "/v1/dev/tokens/expire", dev: true, handle: s.handleExpireTokens},
+		{method: "POST", pattern: "/v1/dev/acme/orders/{id}/renew", dev: true, handle: s.handleRenewOrder},
 	}
 	for _, rt := range rs {
 		rt.segs = strings.Split(strings.TrimPrefix(rt.pattern, "/"), "/")

@@ -25,6 +25,7 @@ type Seed struct {
 	Secrets   map[string]SeedSecret       `json:"secrets,omitempty"`
 	Dynamic   map[string]SeedEngine       `json:"dynamic,omitempty"`
 	PKI       SeedPKI                     `json:"pki,omitempty"`
+	ACME      SeedACME                    `json:"acme,omitempty"`
 }
 
 // SeedClient is an OAuth client of the token endpoint.
@@ -39,7 +40,7 @@ type SeedClient struct {
 // ("*" within one segment, "**" across one or more segments).
 type SeedPolicyRule struct {
 	PathPattern string   `json:"path_pattern"`
-	Permissions []string `json:"permissions"` // read list write delete rotate dynamic pki
+	Permissions []string `json:"permissions"` // read list write delete rotate dynamic pki acme
 }
 
 // SeedSecret is a secret's first version.
@@ -96,6 +97,23 @@ type SeedPKIRole struct {
 	MaxTTL          string   `json:"max_ttl,omitempty"`  // default 720h
 	KeyType         string   `json:"key_type,omitempty"` // ec (default), rsa, ed25519
 	KeyBits         int      `json:"key_bits,omitempty"` // ec 256/384/521, rsa 2048/3072/4096
+}
+
+// SeedACME holds the ACME accounts, by name.
+type SeedACME struct {
+	Accounts map[string]SeedACMEAccount `json:"accounts,omitempty"`
+}
+
+// SeedACMEAccount is an ACME account that the dev server simulates without
+// any network: its orders turn valid after Options.ACMEDelay with a
+// certificate of the dev ACME CA that lasts CertTTL, and are renewed at
+// two thirds of it; an order for a name in FailDomains turns invalid.
+type SeedACMEAccount struct {
+	Provider    string   `json:"provider,omitempty"`    // default letsencrypt
+	Environment string   `json:"environment,omitempty"` // default staging
+	Email       string   `json:"email,omitempty"`
+	CertTTL     string   `json:"cert_ttl,omitempty"` // default 2160h (90 days)
+	FailDomains []string `json:"fail_domains,omitempty"`
 }
 
 // LoadSeed reads and parses a seed file; errors name the file.
@@ -206,6 +224,7 @@ func DefaultSeed() *Seed {
 				{PathPattern: "app/**", Permissions: []string{"read", "list"}},
 				{PathPattern: "dynamic/support-db/*", Permissions: []string{"dynamic"}},
 				{PathPattern: "pki/svc-mtls", Permissions: []string{"pki"}},
+				{PathPattern: "acme/letsencrypt-staging", Permissions: []string{"acme"}},
 			},
 		},
 		Secrets: map[string]SeedSecret{
@@ -232,6 +251,10 @@ func DefaultSeed() *Seed {
 				AllowedDomains: []string{"svc.cluster.local", "localhost"}, AllowSubdomains: true,
 				AllowIPSANs: true, MaxTTL: "720h", KeyType: "ec", KeyBits: 256,
 			},
+		}},
+		ACME: SeedACME{Accounts: map[string]SeedACMEAccount{
+			"letsencrypt-staging": {Provider: "letsencrypt", Environment: "staging", Email: "certs@example.com",
+				CertTTL: "2160h", FailDomains: []string{"broken.example.com"}},
 		}},
 	}
 }

@@ -20,6 +20,9 @@ type Options struct {
 	FaultRate float64       // answer 503 (with Retry-After: 1) at this rate
 	Latency   time.Duration // added to every answer
 	Logger    *slog.Logger  // nil: discard. Logs method, path, status, request id; never bodies
+	// ACMEDelay is how long an ACME order takes from pending (through
+	// processing, at half of it) to valid or invalid; 0: 1s.
+	ACMEDelay time.Duration
 }
 
 // Tunables, read once by New: set them before New (tests shorten them).
@@ -45,12 +48,15 @@ type Server struct {
 	faults    faultKnobs
 	hub       *eventHub
 	pki       *pkiState
+	acmeCA    *caCert // issues the ACME orders' certificates
+	acmeDelay time.Duration
 
 	mu          sync.Mutex // guards the store below
 	secrets     map[string]*secretEntry
 	sortedPaths []string // nil when a secret was created or removed since the last sort
 	leases      map[string]*lease
 	tokens      map[string]*token // by SHA-256 of the token
+	orders      map[string]*acmeOrder
 
 	persistMu sync.Mutex
 	wake      chan struct{}
@@ -84,12 +90,19 @@ func newServer(opts Options, now func() time.Time) (*Server, error) {
 	if opts.FaultRate < 0 || opts.FaultRate > 1 {
 		return nil, fmt.Errorf("fault rate %v: want a value between 0 and 1", opts.FaultRate)
 	}
+	if opts.ACMEDelay < 0 {
+		return nil, fmt.Errorf("acme delay %v: want a positive duration (0: 1s)", opts.ACMEDelay)
+	}
 	s := &Server{
 		cfg: cfg, now: func() time.Time { return now().UTC() }, logger: opts.Logger,
 		dataFile: opts.DataFile, keepAlive: KeepAliveInterval, maxBody: MaxBodyBytes,
 		hub:     newEventHub(EventBufferSize),
 		secrets: map[string]*secretEntry{}, leases: map[string]*lease{}, tokens: map[string]*token{},
+		orders: map[string]*acmeOrder{}, acmeDelay: opts.ACMEDelay,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	if s.acmeDelay == 0 {
+		s.acmeDelay = DefaultACMEDelay
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.logger == nil {

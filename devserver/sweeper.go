@@ -11,7 +11,8 @@ const (
 )
 
 // sweeper is the one background goroutine: it ends expired leases on time
-// (dropping the postgres roles) and forgets long-expired tokens. kick wakes
+// (dropping the postgres roles), moves ACME orders on (acme.go) and
+// forgets long-expired tokens. kick wakes
 // it when a lease's expiry moved.
 func (s *Server) sweeper() {
 	defer s.wg.Done()
@@ -56,6 +57,12 @@ func (s *Server) sweep(ctx context.Context) time.Duration {
 		default:
 			delete(s.leases, id)
 			removed = true
+		}
+	}
+	if due, changed := s.advanceACMELocked(now); changed || !due.IsZero() {
+		removed = removed || changed
+		if !due.IsZero() {
+			next = earlier(next, due)
 		}
 	}
 	for h, t := range s.tokens {

@@ -131,6 +131,10 @@ type Client struct {
 	// 429's Retry-After holds back the whole process (DESIGN.md), the
 	// start-up, the watcher and the revocations on exit alike.
 	gate *rateGate
+	// orders serializes ACME order look-ups per account and domain set
+	// (shared like gate), so that two references to one set never both
+	// create an order.
+	orders *orderLocks
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -162,6 +166,7 @@ func New(cfg Config) (*Client, error) {
 		userAgent:  cfg.UserAgent,
 		observer:   cfg.Observer,
 		gate:       &rateGate{},
+		orders:     &orderLocks{},
 	}
 	if c.reqTimeout == 0 {
 		c.reqTimeout = DefaultRequestTimeout
@@ -203,7 +208,7 @@ func (c *Client) WithRetry(p RetryPolicy) (*Client, error) {
 		return nil, err
 	}
 	d := &Client{
-		baseURL: c.baseURL, hc: c.hc, auth: c.auth, tls: c.tls, gate: c.gate,
+		baseURL: c.baseURL, hc: c.hc, auth: c.auth, tls: c.tls, gate: c.gate, orders: c.orders,
 		retry: p.withDefaults(), reqTimeout: c.reqTimeout, log: c.log, userAgent: c.userAgent,
 		observer: c.observer,
 	}

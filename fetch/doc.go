@@ -12,7 +12,9 @@
 // (see APIError and errors.Is on the sentinels), never rebuilt from strings.
 // Logs go only to the *slog.Logger handed in, at debug per request and per
 // retry (callers log outcomes), naming methods, routes, paths, versions, lease ids and
-// request ids.
+// request ids; the one exception is ACME (acme.go), which logs at info each
+// order it places or waits for and each order a Resolve uses, because an
+// order placed counts against a public CA's rate limits.
 //
 // Every read from the server and the token file is bounded (limits.go): an
 // answer's body (32 MiB), one event of the stream (1 MiB), a List walk

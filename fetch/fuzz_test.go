@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,12 @@ func formatRef(r Ref) string {
 		if r.Issue.TTL != "" {
 			q = append(q, "ttl="+esc(r.Issue.TTL))
 		}
+	case ACME:
+		b.WriteString(SchemeACME + "://" + EscapePath(r.Account))
+		q = append(q, "domains="+esc(strings.Join(r.Domains, ",")))
+		if r.Challenge != "" {
+			q = append(q, "challenge="+esc(r.Challenge))
+		}
 	}
 	if r.AsFile {
 		q = append(q, "as=file")
@@ -69,6 +76,9 @@ func FuzzParseRef(f *testing.F) {
 		"scaivault+pki://svc-mtls?common_name=billing.svc&alt_names=b.svc,a.svc,b.svc&ip_sans=127.0.0.1,::1&ttl=72h#certificate_pem",
 		"scaivault+pki://svc?as=file&common_name=x%2Esvc&ttl=3d#ca_chain", "scaivault+other://x", "scaivault://a%zz",
 		"scaivault+pki://r?common_name=a%26b%3Dc%23d&alt_names=x%2Cy", "scaivault+dynamic://e/r?ttl=106751d24h",
+		"scaivault+acme://le?domains=b.example.com,A.example.com&challenge=dns-01#certificate_pem",
+		"scaivault+acme://le?as=file&domains=*.example.com,example.com.#private_key_pem", "scaivault+acme://le?domains=a..b",
+		"scaivault+acme://le?domains=x%2Cy.example.com&challenge=tls-alpn-01", "scaivault+acme://le",
 	} {
 		f.Add(s)
 	}
@@ -110,6 +120,11 @@ func FuzzParseRef(f *testing.F) {
 			made, err = DynamicSource(ref.Engine, ref.Role, ref.TTL)
 		case PKI:
 			made, err = PKISource(ref.PKIRole, ref.Issue)
+		case ACME:
+			made, err = ACMESource(ref.Account, ref.Domains, ref.Challenge)
+			if d, c := made.ACMEOrder(); err == nil && (!slices.Equal(d, ref.Domains) || c != ref.Challenge) {
+				t.Fatalf("ACMEOrder() of %q = %q %q, want %q %q", s, d, c, ref.Domains, ref.Challenge)
+			}
 		}
 		if err != nil || made != src {
 			t.Fatalf("source of %q: %v, but the constructor gives %v, %v", s, src, made, err)
@@ -261,5 +276,79 @@ func FuzzTLSFiles(f *testing.F) {
 				t.Fatalf("error quotes a file: %q", msg)
 			}
 		}
+	})
+}
+
+// FuzzACMEOrder decodes one body as an order, an order list and an account
+// list, with the client's checks: no panic; no error quotes the body; an
+// accepted valid order has a complete certificate; the domain comparison
+// of the look-up never accepts names that are not canonical-equal.
+func FuzzACMEOrder(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"ord_1","account_id":"acct_1","domains":["a.example.com"],"status":"pending","challenge_type":"dns-01","auto_renew":true,"error":null,"created_at":"2026-11-25T10:00:00Z","renewed_at":null,"certificate":null}`,
+		`{"id":"ord_1","domains":["B.example.com","a.example.com"],"status":"valid","certificate":{"serial_number":"3a","certificate_pem":"C","private_key_pem":"K","ca_chain":["A"],"issued_at":"2026-11-25T10:00:00Z","expires_at":"2027-02-23T10:00:00Z"}}`,
+		`{"id":"ord_1","status":"valid","certificate":{"certificate_pem":"C"}}`, `{"id":"ord_1","status":"valid"}`,
+		`{"id":"ord_1","status":"invalid","error":{"code":"unauthorized","message":"dns-01 challenge failed"}}`,
+		`{"id":"../../x","status":"pending"}`, `{"id":"","status":"valid"}`, `{"id":"ord_1","status":"weird"}`,
+		`{"data":[{"id":"ord_1","status":"valid","domains":["*.example.com"]}]}`, `{"data":[{"id":"a","name":"le"}]}`,
+		`{"id":"ord_1","status":"pending","domains":"a.example.com"}`, `{"renewed_at":"never"}`, `[]`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		check := func(what string, err error) {
+			if err == nil {
+				return
+			}
+			msg := err.Error()
+			if len(msg) > 400 {
+				t.Errorf("%s: error of %d bytes", what, len(msg))
+			}
+			var te *json.UnmarshalTypeError
+			if len(body) >= 12 && !errors.As(err, &te) && strings.Contains(msg, string(body)) {
+				t.Errorf("%s: error %q quotes the body", what, msg)
+			}
+		}
+		var o ACMEOrder
+		if err := decodeJSON(body, &o); err == nil {
+			err = checkOrder(&o, true)
+			check("order", err)
+			if err == nil {
+				if validateSegment(o.ID) != nil {
+					t.Errorf("order id %q accepted", o.ID)
+				}
+				if o.Status == OrderValid && (o.Certificate == nil || checkCert(o.Certificate) != nil) {
+					t.Error("valid order without a complete certificate accepted")
+				}
+				if o.Status == OrderValid {
+					if c := CertOf(&o); c.OrderID != o.ID || c.SerialNumber != o.Certificate.SerialNumber {
+						t.Errorf("CertOf = %+v", c)
+					}
+				}
+				if o.Status == OrderInvalid {
+					check("order failure", orderFailed(&o, []string{"a.example.com"}))
+				}
+			}
+			if d, err := CanonicalDomains(o.Domains); err == nil {
+				if !sameDomains(o.Domains, d) {
+					t.Errorf("domains %q not the same as their canonical form %q", o.Domains, d)
+				}
+				back, err := CanonicalDomains(d)
+				if err != nil || !slices.Equal(back, d) {
+					t.Errorf("canonical domains %q are not canonical: %q, %v", d, back, err)
+				}
+			} else if sameDomains(o.Domains, []string{"a.example.com"}) {
+				t.Errorf("domains %q rejected but matched", o.Domains)
+			}
+		} else {
+			check("order", err)
+		}
+		var list ACMEOrderList
+		check("order list", decodeJSON(body, &list))
+		for i := range list.Data {
+			check("order list entry", checkOrder(&list.Data[i], false))
+		}
+		var accounts ACMEAccountList
+		check("account list", decodeJSON(body, &accounts))
 	})
 }

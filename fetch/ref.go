@@ -19,6 +19,7 @@ const (
 	Dynamic                 // scaivault+dynamic://ENGINE/ROLE
 	PKI                     // scaivault+pki://ROLE?common_name=CN
 	List                    // paths under a prefix (templates' `secrets`)
+	ACME                    // scaivault+acme://ACCOUNT?domains=a,b
 )
 
 func (k Kind) String() string {
@@ -31,6 +32,8 @@ func (k Kind) String() string {
 		return "pki"
 	case List:
 		return "list"
+	case ACME:
+		return "acme"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -40,6 +43,7 @@ const (
 	SchemeStatic  = "scaivault"
 	SchemeDynamic = "scaivault+dynamic"
 	SchemePKI     = "scaivault+pki"
+	SchemeACME    = "scaivault+acme"
 )
 
 // PKI fields a reference may pick with #FIELD.
@@ -58,6 +62,7 @@ var pkiFields = []string{FieldCertificate, FieldPrivateKey, FieldCAChain, FieldS
 //	scaivault://PATH[?version=N][#KEY]
 //	scaivault+dynamic://ENGINE/ROLE[?ttl=2h][#KEY]
 //	scaivault+pki://ROLE?common_name=CN[&alt_names=a,b][&ip_sans=..][&ttl=72h][#FIELD]
+//	scaivault+acme://ACCOUNT?domains=a.example.com,b.example.com[&challenge=dns-01][#FIELD]
 //
 // each with an optional as=file in the query.
 type Ref struct {
@@ -70,8 +75,13 @@ type Ref struct {
 	Engine, Role, TTL string
 	PKIRole           string       // PKI
 	Issue             IssueRequest // PKI parameters, canonical (sorted names, canonical ttl)
-	Key               string       // #KEY, or the PKI field; "" none
-	AsFile            bool
+	// ACME: the account's name, the domains (lower case, sorted,
+	// deduplicated) and the challenge type ("" for the server's default).
+	Account   string
+	Domains   []string
+	Challenge string
+	Key       string // #KEY, or the PKI field; "" none
+	AsFile    bool
 }
 
 // ParseRef parses s as a reference. isRef is false (with a nil error) when s
@@ -144,8 +154,10 @@ func parseRef(scheme, rest string) (Ref, error) {
 		err = parseDynamic(&ref, body, q)
 	case SchemePKI:
 		err = parsePKI(&ref, body, q)
+	case SchemeACME:
+		err = parseACME(&ref, body, q)
 	default:
-		return ref, fmt.Errorf("unknown scheme %q (want %s, %s or %s)", scheme, SchemeStatic, SchemeDynamic, SchemePKI)
+		return ref, fmt.Errorf("unknown scheme %q (want %s, %s, %s or %s)", scheme, SchemeStatic, SchemeDynamic, SchemePKI, SchemeACME)
 	}
 	if err != nil {
 		return ref, err
@@ -326,16 +338,20 @@ func (q *query) rejectRest() error {
 }
 
 // Source identifies one thing fetched: a static secret (Path, Version), a
-// lease (Engine, Role, TTL), a certificate (PKIRole and canonical Params), a
-// list (Path is the prefix). It is comparable and serves as a map key; as=file
-// and #KEY do not count, so references differing only by those share one.
+// lease (Engine, Role, TTL), a certificate (PKIRole and canonical Params), an
+// ACME certificate (Account and canonical Params), a list (Path is the
+// prefix). It is comparable and serves as a map key; as=file and #KEY do
+// not count, so references differing only by those share one.
 type Source struct {
 	Kind              Kind
 	Path              string
 	Version           int
 	Engine, Role, TTL string
 	PKIRole           string
-	Params            string // PKI: canonical query (common_name, alt_names, ip_sans, ttl)
+	Account           string // ACME: the account's name
+	// Params: PKI, the canonical query (common_name, alt_names, ip_sans,
+	// ttl); ACME, the canonical domains and challenge (acmeParams).
+	Params string
 }
 
 // Source returns what r is read from.
@@ -349,6 +365,8 @@ func (r Ref) Source() Source {
 		return Source{Kind: PKI, PKIRole: r.PKIRole, Params: encodeIssue(r.Issue)}
 	case List:
 		return ListSource(r.Path)
+	case ACME:
+		return Source{Kind: ACME, Account: r.Account, Params: encodeACME(r.Domains, r.Challenge)}
 	}
 	return Source{}
 }
@@ -424,7 +442,8 @@ func (s Source) IssueRequest() IssueRequest {
 
 // String names the source for logs and errors: `app/db`, `app/db version 3`,
 // `dynamic support-db/readonly ttl=2h0m0s`,
-// `pki svc-mtls common_name=a.svc alt_names=b,c ttl=72h0m0s`, `list app/`.
+// `pki svc-mtls common_name=a.svc alt_names=b,c ttl=72h0m0s`, `list app/`,
+// `acme letsencrypt domains=a.example.com,b.example.com challenge=dns-01`.
 func (s Source) String() string {
 	switch s.Kind {
 	case Static:
@@ -453,6 +472,13 @@ func (s Source) String() string {
 		return b.String()
 	case List:
 		return "list " + s.Path
+	case ACME:
+		domains, challenge := s.ACMEOrder()
+		str := fmt.Sprintf("acme %s domains=%s", s.Account, strings.Join(domains, ","))
+		if challenge != "" {
+			str += " challenge=" + challenge
+		}
+		return str
 	}
 	return "unknown source"
 }

@@ -66,7 +66,7 @@ func TestParseRef(t *testing.T) {
 
 func TestParseRefErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"scaivault+dynamc://a/b", `unknown scheme "scaivault+dynamc" (want scaivault, scaivault+dynamic or scaivault+pki)`},
+		{"scaivault+dynamc://a/b", `unknown scheme "scaivault+dynamc" (want scaivault, scaivault+dynamic, scaivault+pki or scaivault+acme)`},
 		{"scaivault://", "empty path"},
 		{"scaivault://#k", "empty path"},
 		{"scaivault://app//db", `invalid path segment 2 "": empty segment`},

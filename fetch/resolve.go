@@ -43,7 +43,8 @@ func (r *Resolver) limit() int {
 //
 // Current static secrets are read with one BatchRead call (the client splits
 // it into chunks of 100); versioned ones with one Read each; each distinct
-// dynamic source is one Generate, each PKI source one Issue, each list one
+// dynamic source is one Generate, each PKI source one Issue, each ACME
+// source one ObtainACME (which reuses an order where it can), each list one
 // List; all of it concurrently, at most Concurrency requests at a time.
 //
 // Every error is collected and returned joined, sorted, each naming its
@@ -198,6 +199,8 @@ func (run *resolveRun) fetch(ctx context.Context, src Source) error {
 		run.mu.Lock()
 		run.out.Certs[src] = cert
 		run.mu.Unlock()
+	case ACME:
+		return run.fetchACME(ctx, src)
 	case List:
 		entries, err := c.List(ctx, src.Path)
 		if err != nil {
@@ -254,4 +257,25 @@ func pathSummary(paths []string) string {
 		return "secret " + s
 	}
 	return "secrets " + s
+}
+
+// fetchACME obtains the certificate of an ACME source: an order of the
+// account for those domains, reused or placed (Client.ObtainACME).
+func (run *resolveRun) fetchACME(ctx context.Context, src Source) error {
+	domains, challenge := src.ACMEOrder()
+	o, created, err := run.r.Client.ObtainACME(ctx, src.Account, domains, challenge)
+	if err != nil {
+		return err
+	}
+	cert := CertOf(o)
+	run.mu.Lock()
+	run.out.Certs[src] = cert
+	run.mu.Unlock()
+	how := "reused"
+	if created {
+		how = "created"
+	}
+	run.r.logger().Info("ACME certificate", "order", o.ID, "order_is", how, "account", src.Account,
+		"domains", strings.Join(domains, ","), "serial", cert.SerialNumber, "expires_at", cert.ExpiresAt)
+	return nil
 }

@@ -32,7 +32,7 @@ func (s *Snapshot) Has(src Source) bool {
 		_, ok = s.Secrets[src]
 	case Dynamic:
 		_, ok = s.Leases[src]
-	case PKI:
+	case PKI, ACME:
 		_, ok = s.Certs[src]
 	case List:
 		_, ok = s.Lists[src]
@@ -90,7 +90,7 @@ func (s *Snapshot) clone() *Snapshot {
 //     value of the only key, or the JSON encoding of data when it has
 //     several. A JSON string is injected as is, any other JSON value as its
 //     (compact) JSON encoding.
-//   - PKI: #certificate_pem, #private_key_pem, #serial_number as issued;
+//   - PKI and ACME: #certificate_pem, #private_key_pem, #serial_number as issued;
 //     #ca_chain the chain's PEMs, each ending in one newline, concatenated
 //     (a valid PEM bundle, issuing CA first, root last); #expires_at in RFC
 //     3339 (UTC). Without a field: the JSON object of those five fields,
@@ -123,7 +123,7 @@ func (s *Snapshot) Value(r Ref) (string, error) {
 			return "", fmt.Errorf("%s: not resolved", src.String())
 		}
 		return pickData(fmt.Sprintf("%s lease %s", src.String(), l.LeaseID), l.Data, r.Key)
-	case PKI:
+	case PKI, ACME:
 		var c *Cert
 		if s != nil {
 			c = s.Certs[src]

@@ -156,6 +156,9 @@ type Cert struct {
 	CAID           string    `json:"ca_id"`
 	IssuedAt       time.Time `json:"issued_at"`
 	ExpiresAt      time.Time `json:"expires_at"`
+	// OrderID is, for an ACME certificate, the order it belongs to: what
+	// the watcher reads again for a renewal. Not on the wire.
+	OrderID string `json:"-"`
 }
 
 // Whoami is the answer of GET /v1/auth/whoami.
@@ -230,6 +233,7 @@ const (
 	EventSecretRotated = "secret.rotated"
 	EventSecretDeleted = "secret.deleted"
 	EventLeaseRevoked  = "lease.revoked"
+	EventACMERenewed   = "acme.renewed"
 )
 
 // Event is one server-sent event of GET /v1/events. ID is the resume cursor.
@@ -241,7 +245,7 @@ type Event struct {
 
 // EventData is the JSON data of an event. Secret events fill Path and
 // Version (and Permanent for deletes); lease.revoked fills LeaseID, Engine
-// and Role.
+// and Role; acme.renewed OrderID and AccountID.
 type EventData struct {
 	Path      string    `json:"path,omitempty"`
 	Version   int       `json:"version,omitempty"`
@@ -249,6 +253,8 @@ type EventData struct {
 	LeaseID   string    `json:"lease_id,omitempty"`
 	Engine    string    `json:"engine,omitempty"`
 	Role      string    `json:"role,omitempty"`
+	OrderID   string    `json:"order_id,omitempty"`
+	AccountID string    `json:"account_id,omitempty"`
 	At        time.Time `json:"at"`
 }
 

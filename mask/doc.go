@@ -2,11 +2,14 @@
 // between the child's stdout/stderr and scaivault-run's own.
 //
 // A Set holds the values to conceal, each with the name its mask shows
-// (`<concealed:DB_PASSWORD>`); values are only ever added. A Filter is one
+// (`<concealed:DB_PASSWORD>`): the current ones, always, and the ones
+// they superseded, the oldest dropped first when they outgrow a bound
+// (Set.Update). A Filter is one
 // stream: an io.Writer that writes what it is given to the next writer with
 // every occurrence of a value replaced by that value's mask. It finds them
-// with an Aho–Corasick automaton (a dense DFA over the bytes the values
-// use), so the cost per byte does not depend on the number of values.
+// with an Aho–Corasick automaton (a DFA over the bytes the values use,
+// dense for its shallow states, sparse for the deep ones), so the cost per
+// byte does not depend on the number of values.
 //
 // Semantics, the same whatever the write boundaries: every occurrence of
 // every value is found, overlapping ones included, and each maximal run of
@@ -23,8 +26,8 @@
 // and the time bound belong to run.
 //
 // It never logs, and its errors are the next writer's. Memory is bounded
-// whatever is written: the automaton (about 4 bytes × the bytes of all
-// values × the distinct bytes they use), plus, per Filter, the held bytes
+// whatever is written: the automaton (about 30 bytes a byte of value, at
+// most 1 MiB of it in dense rows), plus, per Filter, the held bytes
 // (at most the longest value, or MaxPending while overlapping occurrences
 // keep a mask open) and one write's output.
 //

@@ -20,9 +20,13 @@ type Filter struct {
 
 	w   io.Writer
 	set *Set
+	// b is the set's version during a call (between calls the filter
+	// holds none: an idle stream does not keep a replaced automaton
+	// alive); ver is the version row is a state of.
 	b   *built
+	ver uint64
 
-	row     int32 // the automaton's state, premultiplied
+	row     int32 // the automaton's state, as a code
 	now     int64 // bytes written to the filter
 	emitted int64 // bytes of input accounted for in the output
 	pend    []byte
@@ -42,7 +46,7 @@ type interval struct {
 
 // NewFilter returns a filter writing to w.
 func NewFilter(w io.Writer, set *Set) *Filter {
-	return &Filter{w: w, set: set, b: set.current()}
+	return &Filter{w: w, set: set, ver: set.current().ver}
 }
 
 // Write filters p. It returns len(p) unless the next writer failed; every
@@ -51,17 +55,25 @@ func (f *Filter) Write(p []byte) (int, error) {
 	if f.err != nil {
 		return 0, f.err
 	}
-	if b := f.set.current(); b != f.b {
+	if b := f.set.current(); b.ver != f.ver {
 		f.rebase(b)
+	} else {
+		f.b = b
 	}
+	defer func() { f.b = nil }()
 	m := f.b.m
-	row, trans, cls := f.row, m.trans, &m.cls
+	row, trans, cls, dense := f.row, m.trans, &m.cls, m.dense
 	base := f.now
 	for i, c := range p {
-		v := trans[row+cls[c]]
+		var v int32
+		if row < dense {
+			v = trans[row+cls[c]]
+		} else {
+			v = m.sparseStep(row, c)
+		}
 		row = v & rowMask
 		if v < 0 {
-			f.found(base+int64(i)+1, m.state(row))
+			f.found(base+int64(i)+1, m.id(row))
 		}
 	}
 	f.row = row
@@ -74,7 +86,7 @@ func (f *Filter) Write(p []byte) (int, error) {
 		f.pend = append(f.pend, p...)
 		buf = f.pend
 	}
-	safe := f.now - int64(m.depth[m.state(row)])
+	safe := f.now - int64(m.depth[m.id(row)])
 	f.emit(buf, func(iv interval) bool { return iv.e <= safe }, safe)
 	if f.err == nil && int(f.now-f.emitted) > f.maxPending() {
 		f.emit(f.pend, func(interval) bool { return true }, safe)
@@ -96,6 +108,10 @@ func (f *Filter) maxPending() int {
 // next writer (held as a possible start of a value, or inside an open mask).
 func (f *Filter) Pending() int { return int(f.now - f.emitted) }
 
+// Emitted is the number of bytes written to the filter that are accounted
+// for in what it wrote: the held bytes are the Pending ones after them.
+func (f *Filter) Emitted() int64 { return f.emitted }
+
 // Flush writes everything held: open masks as they are, a possible start
 // of a value as it is (should the rest of a value follow, what follows is
 // still concealed, from where the flushed bytes end).
@@ -103,7 +119,9 @@ func (f *Filter) Flush() error {
 	if f.err != nil {
 		return f.err
 	}
+	f.b = f.set.current() // for its tags: a newer version's are a superset
 	f.emit(f.pend, func(interval) bool { return true }, f.now)
+	f.b = nil
 	return f.err
 }
 
@@ -219,7 +237,7 @@ func (f *Filter) keepTail(p []byte) {
 // the new automaton's state is found by scanning again the input that can
 // still be part of an occurrence, and what it finds there is recorded.
 func (f *Filter) rebase(b *built) {
-	f.b = b
+	f.b, f.ver = b, b.ver
 	m := b.m
 	scan := f.tail
 	if len(f.pend) > len(scan) {
@@ -228,10 +246,10 @@ func (f *Filter) rebase(b *built) {
 	row := int32(0)
 	base := f.now - int64(len(scan))
 	for i, c := range scan {
-		v := m.trans[row+m.cls[c]]
+		v := m.step(row, c)
 		row = v & rowMask
 		if v < 0 {
-			f.found(base+int64(i)+1, m.state(row))
+			f.found(base+int64(i)+1, m.id(row))
 		}
 	}
 	f.row = row

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"weak"
 )
 
 // value is one value of a test set.
@@ -14,10 +15,18 @@ type value struct{ name, v string }
 
 func newTestSet(t testing.TB, vals ...value) *Set {
 	t.Helper()
+	return newSparseSet(t, 0, vals...)
+}
+
+// newSparseSet is a set whose automaton has at most budget bytes of dense
+// rows (0: the default; 1: only the start state is dense).
+func newSparseSet(t testing.TB, budget int, vals ...value) *Set {
+	t.Helper()
 	s := NewSet()
+	s.budget = budget
 	for _, v := range vals {
-		if err := s.Add(Value{v.name, []byte(v.v)}); err != nil {
-			t.Fatal(err)
+		if dropped := s.Add(Value{v.name, []byte(v.v)}); dropped != nil {
+			t.Fatal(dropped)
 		}
 	}
 	return s
@@ -40,14 +49,14 @@ func run(t testing.TB, s *Set, chunks ...string) string {
 }
 
 func TestFilter(t *testing.T) {
-	set := newTestSet(t,
-		value{"DB_PASSWORD", "hunter22"},
-		value{"API_KEY", "k-123456"},
-		value{"SHORT", "abc"}, // below MinLen: not concealed
-		value{"OVER1", "overlapXY"},
-		value{"OVER2", "XYtail-end"},
-		value{"INNER", "lapX"}, // inside OVER1
-	)
+	vals := []value{
+		{"DB_PASSWORD", "hunter22"},
+		{"API_KEY", "k-123456"},
+		{"SHORT", "abc"}, // below MinLen: not concealed
+		{"OVER1", "overlapXY"},
+		{"OVER2", "XYtail-end"},
+		{"INNER", "lapX"}, // inside OVER1
+	}
 	tests := []struct {
 		name   string
 		chunks []string
@@ -67,15 +76,20 @@ func TestFilter(t *testing.T) {
 		{"later one starting earlier", []string{"_lapX", "_overlapX", "Y"}, "_<concealed:INNER>_<concealed:OVER1>"},
 		{"nothing", []string{"", "plain text\n"}, "plain text\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := run(t, set, tt.chunks...); got != tt.want {
-				t.Errorf("got  %q\nwant %q", got, tt.want)
-			}
-			if got, want := run(t, set, strings.Join(tt.chunks, "")), reference([]byte(strings.Join(tt.chunks, "")), set); got != string(want) {
-				t.Errorf("whole %q, reference %q", got, want)
-			}
-		})
+	// The default automaton (all dense here), and one with only its start
+	// state dense.
+	for _, budget := range []int{0, 1} {
+		set := newSparseSet(t, budget, vals...)
+		for _, tt := range tests {
+			t.Run(fmt.Sprint(tt.name, "/budget=", budget), func(t *testing.T) {
+				if got := run(t, set, tt.chunks...); got != tt.want {
+					t.Errorf("got  %q\nwant %q", got, tt.want)
+				}
+				if got, want := run(t, set, strings.Join(tt.chunks, "")), reference([]byte(strings.Join(tt.chunks, "")), set); got != string(want) {
+					t.Errorf("whole %q, reference %q", got, want)
+				}
+			})
+		}
 	}
 }
 
@@ -89,10 +103,12 @@ func TestFilterPEMLines(t *testing.T) {
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
+	// Each line of the key alone, indented too; the armor lines are the
+	// same in every key and are not concealed alone.
 	for l := range strings.Lines(pem) {
-		out := run(t, set, "> "+l)
-		if strings.Contains(out, strings.TrimSpace(l)) {
-			t.Errorf("line %q shown: %q", l, out)
+		out := run(t, set, ">   "+l)
+		if armor := strings.HasPrefix(l, "-----"); strings.Contains(out, strings.TrimSpace(l)) != armor {
+			t.Errorf("line %q: %q", l, out)
 		}
 	}
 }
@@ -117,9 +133,7 @@ func TestFilterRotation(t *testing.T) {
 	var out bytes.Buffer
 	f := NewFilter(&out, set)
 	f.Write([]byte("v1=old-secret new-sec"))
-	if err := set.Add(Value{"DB_PASSWORD", []byte("new-secret")}); err != nil {
-		t.Fatal(err)
-	}
+	set.Update(Value{"DB_PASSWORD", []byte("new-secret")})
 	f.Write([]byte("ret\nv2=new-secret old=old-secret\n"))
 	f.Close()
 	// "new-sec" was written before the value was known, and stays; what
@@ -201,16 +215,8 @@ func TestSetAdd(t *testing.T) {
 		long = fmt.Appendf(long, "%04x", i)
 	}
 	s.Add(Value{"LONG", long})
-	if got := run(t, s, "<"+string(long)+">"); got != "<<concealed:LONG><concealed:LONG>>" {
+	if got := run(t, s, "<"+string(long)+">"); got != "<<concealed:LONG>>" {
 		t.Errorf("a long value printed whole: %q", got[:min(len(got), 200)])
-	}
-	big := NewSet()
-	var err error
-	for i := 0; err == nil; i++ {
-		err = big.Add(Value{fmt.Sprint("V", i), bytes.Repeat([]byte{byte(i), byte(i >> 8), 'x'}, 10000)})
-	}
-	if !strings.Contains(err.Error(), "full") || strings.Contains(err.Error(), "xxx") {
-		t.Errorf("a full set: %v", err)
 	}
 }
 
@@ -224,9 +230,9 @@ func reference(data []byte, s *Set) []byte {
 		tag  int32
 	}
 	var occs []occ
-	for _, p := range s.pats {
+	for _, p := range s.patterns() {
 		for i := 0; i+len(p.b) <= len(data); {
-			j := bytes.Index(data[i:], p.b)
+			j := bytes.Index(data[i:], []byte(p.b))
 			if j < 0 {
 				break
 			}
@@ -252,4 +258,148 @@ func reference(data []byte, s *Set) []byte {
 		pos = run.e
 	}
 	return append(out, data[pos:]...)
+}
+
+// A value longer than MaxPatternLen is searched as pieces of that length,
+// the last one overlapping the one before: printed whole, none of its
+// bytes is shown, whatever its length.
+func TestSetLongValue(t *testing.T) {
+	for _, n := range []int{MaxPatternLen + 1, MaxPatternLen + 2, MaxPatternLen + 3, MaxPatternLen + 4, 2*MaxPatternLen - 1, 2 * MaxPatternLen, 2*MaxPatternLen + 1, 3*MaxPatternLen + 2} {
+		var v []byte // not periodic
+		for i := 0; len(v) < n; i++ {
+			v = fmt.Appendf(v, "%x.", i*2654435761)
+		}
+		v = v[:n]
+		v[n-2], v[n-1] = 'Q', 'Z'
+		s := newTestSet(t, value{"A", string(v)})
+		got := run(t, s, "<"+string(v)+">")
+		if shown := strings.ReplaceAll(got, "<concealed:A>", ""); shown != "<>" {
+			t.Errorf("%d bytes printed whole: %q shown", n, shown)
+		} else if got != "<<concealed:A>>" {
+			t.Errorf("%d bytes printed whole: %q, want one mask", n, got)
+		}
+	}
+}
+
+// A line of a multi-line value is searched for alone only when it is
+// specific to it: not blank, not PEM armor, not a line of one or two
+// repeated characters (an underline, a closing brace). The whole value
+// still is.
+func TestSetLinesNotConcealedAlone(t *testing.T) {
+	pem := "-----BEGIN RSA PRIVATE KEY-----\r\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\r\n-----END RSA PRIVATE KEY-----\r\n"
+	cfg := "server:\n    \n\t\t\n  port: 8080\n  },\n========\nend\n"
+	s := newTestSet(t, value{"KEY", pem}, value{"CFG", cfg})
+	for _, in := range []string{
+		"-----BEGIN RSA PRIVATE KEY-----\n", // another key's armor
+		"-----END RSA PRIVATE KEY-----\n",
+		"x    y\n", // 4 spaces anywhere
+		"\t\t\tz\n",
+		"  },\n",
+		"==========\n",
+	} {
+		if got := run(t, s, in); got != in {
+			t.Errorf("%q concealed: %q", in, got)
+		}
+	}
+	if got := run(t, s, "key: MIGHAgEAMBMGByqGSM49AgEGCCqGSM49\nport:  port: 8080\n"); got != "key: <concealed:KEY>\nport:  <concealed:CFG>\n" {
+		t.Errorf("the lines specific to a value: %q", got)
+	}
+	if got := run(t, s, pem+cfg); got != "<concealed:KEY>\r\n<concealed:CFG>\n" {
+		t.Errorf("the values whole: %q", got)
+	}
+}
+
+// blob is a value of n bytes, distinct for each seed, not periodic.
+func blob(seed, n int) string {
+	var b []byte
+	for i := 0; len(b) < n; i++ {
+		b = fmt.Appendf(b, "%x.", (seed*1000003+i)*2654435761)
+	}
+	return string(b[:n])
+}
+
+// Update: current values are always concealed; superseded ones while
+// there is room, the oldest dropped first (by name), never those the
+// latest change superseded.
+func TestSetUpdate(t *testing.T) {
+	concealed := func(s *Set, v string) bool { return !strings.Contains(run(t, s, "["+v+"]"), v) }
+	s := NewSet()
+	const size = 60 << 10
+	var big []string
+	for i := range 10 {
+		big = append(big, blob(i, size))
+	}
+	if d := s.Update(Value{"BIG", []byte(big[0])}, Value{"PW", []byte("pw-one")}); d != nil {
+		t.Fatalf("dropped %v", d)
+	}
+	// Nothing changes: no new automaton.
+	b := s.current()
+	s.Update(Value{"PW", []byte("pw-one")}, Value{"BIG", []byte(big[0])})
+	if s.current() != b {
+		t.Error("the same values rebuilt the automaton")
+	}
+	for i := 1; i < len(big); i++ {
+		dropped := s.Update(Value{"BIG", []byte(big[i])}, Value{"PW", []byte("pw-one")})
+		if !concealed(s, big[i]) || !concealed(s, big[i-1]) || !concealed(s, "pw-one") {
+			t.Fatalf("update %d: the current value or the one it replaced is shown", i)
+		}
+		// Four values of 60 KiB fit in MaxTotal with what they overlap:
+		// from the fifth on, the oldest goes.
+		if want := i >= 4; (len(dropped) > 0) != want || want && !slices.Equal(dropped, []string{"BIG"}) {
+			t.Errorf("update %d dropped %v", i, dropped)
+		}
+		for j := range i - 1 {
+			if kept := j >= i-3; concealed(s, big[j]) != kept {
+				t.Errorf("update %d: value %d concealed: %v, want %v", i, j, !kept, kept)
+			}
+		}
+	}
+	// A superseded value current again is kept as current.
+	s.Update(Value{"BIG", []byte(big[7])})
+	for i := range 3 {
+		s.Update(Value{"BIG", []byte(big[7])}, Value{"OTHER", []byte(blob(100+i, size))})
+	}
+	if !concealed(s, big[7]) {
+		t.Error("a value current again was dropped")
+	}
+	// Current values beyond MaxTotal are all concealed; so are the ones
+	// the update superseded.
+	var many []Value
+	for i := range 6 {
+		many = append(many, Value{fmt.Sprint("V", i), []byte(blob(200+i, size))})
+	}
+	s.Update(many...)
+	for _, v := range many {
+		if !concealed(s, string(v.Value)) {
+			t.Errorf("current %s shown", v.Name)
+		}
+	}
+	if !concealed(s, big[7]) || !concealed(s, blob(102, size)) {
+		t.Errorf("the values the latest update superseded are shown")
+	}
+	// Add supersedes nothing.
+	s.Add(Value{"NEW", []byte("new-value")})
+	if !concealed(s, "new-value") || !concealed(s, string(many[0].Value)) {
+		t.Error("Add")
+	}
+}
+
+// A filter holds no version of its set between calls: an idle stream
+// (the child's stderr) does not keep a replaced automaton alive.
+func TestFilterKeepsNoOldAutomaton(t *testing.T) {
+	s := newTestSet(t, value{"A", "first-value"})
+	var out bytes.Buffer
+	f := NewFilter(&out, s)
+	f.Write([]byte("x first-val"))
+	old := weak.Make(s.current())
+	s.Update(Value{"A", []byte("second-value")})
+	runtime.GC()
+	if old.Value() != nil {
+		t.Error("the replaced automaton is still reachable")
+	}
+	f.Write([]byte("ue second-value\n"))
+	f.Close()
+	if got := out.String(); got != "x <concealed:A> <concealed:A>\n" {
+		t.Errorf("got %q", got)
+	}
 }

@@ -182,7 +182,7 @@ type checker struct {
 	fatal error
 }
 
-func creates(src fetch.Source) bool { return src.Kind == fetch.Dynamic || src.Kind == fetch.PKI }
+func creates(src fetch.Source) bool { return src.Creates() }
 
 // skip tells Discover what not to resolve: leases, certificates, and
 // secrets that could not be read.
@@ -261,6 +261,10 @@ func (ck *checker) check(ctx context.Context, srcs []fetch.Source) {
 		}
 	}
 	for _, src := range test {
+		if src.Kind == fetch.ACME {
+			ck.set(src, ck.checkACME(ctx, src))
+			continue
+		}
 		req := fetch.PolicyTestRequest{Permission: "dynamic", Path: "dynamic/" + src.Engine + "/" + src.Role}
 		if src.Kind == fetch.PKI {
 			req = fetch.PolicyTestRequest{Permission: "pki", Path: "pki/" + src.PKIRole}

@@ -41,6 +41,33 @@ type cmdRun struct {
 	read  chan struct{} // closed once its output pipe reached EOF
 }
 
+// queuedCmd is the next command of a file whose previous command still
+// runs: the latest change's, with the done callbacks of every change it
+// stands for.
+type queuedCmd struct {
+	c    Command
+	env  []string
+	done []func()
+}
+
+// runCommand runs c now, or, while the previous command of the same file
+// still runs, once that one has ended: one command per file at a time
+// (as consul-template), changes that came meanwhile coalesced into one
+// run of the latest.
+func (s *Supervisor) runCommand(c Command, env []string, done func()) {
+	if !s.cmdRunning[c.Dst] {
+		s.startCommand(c, env, done)
+		return
+	}
+	q := s.cmdQueued[c.Dst]
+	if q == nil {
+		q = &queuedCmd{}
+		s.cmdQueued[c.Dst] = q
+		s.log.Info("template command waits: the previous one for this file still runs", "file", c.Dst)
+	}
+	q.c, q.env, q.done = c, env, append(q.done, done)
+}
+
 // startCommand forks c on Run's goroutine (the parent-death signal follows
 // the forking thread), with the environment the child runs on, stdin from
 // /dev/null and stdout and stderr into one pipe, in a process group of its
@@ -57,6 +84,7 @@ func (s *Supervisor) startCommand(c Command, env []string, done func()) {
 		return
 	}
 	s.cmds++
+	s.cmdRunning[c.Dst] = true
 	s.log.Info("template command started", "file", c.Dst, "command", c.Argv[0], "pid", r.proc.pid())
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -101,6 +129,7 @@ func (s *Supervisor) startCommand(c Command, env []string, done func()) {
 // endCommands kills the template commands still running when Run ends
 // and waits for them (their waiters are the spawner's, joined after).
 func (s *Supervisor) endCommands() {
+	s.cmdQueued = nil // none starts any more
 	if s.cmds == 0 {
 		return
 	}
@@ -113,6 +142,17 @@ func (s *Supervisor) endCommands() {
 // commandEnded logs how a command ended; on Run's goroutine.
 func (s *Supervisor) commandEnded(r *cmdRun, st signal.Status, killed string, timeout time.Duration) {
 	s.cmds--
+	delete(s.cmdRunning, r.c.Dst)
+	defer func() {
+		if q := s.cmdQueued[r.c.Dst]; q != nil {
+			delete(s.cmdQueued, r.c.Dst)
+			s.startCommand(q.c, q.env, func() {
+				for _, f := range q.done {
+					f()
+				}
+			})
+		}
+	}()
 	result := "ok"
 	switch {
 	case st.Err != nil || killed == "scaivault-run exiting":

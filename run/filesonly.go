@@ -36,6 +36,9 @@ func (p *pidFileTarget) signal(sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
+	if pid == 1 || pid == os.Getpid() {
+		return fmt.Errorf("--reload-pid-file %s: holds pid %d (init or scaivault-run itself): not signalled", p.path, pid)
+	}
 	p.last = pid
 	if err := syscall.Kill(pid, sig); err != nil {
 		return fmt.Errorf("--reload-pid-file %s: pid %d: %w", p.path, pid, err)
@@ -47,13 +50,18 @@ func (p *pidFileTarget) signal(sig syscall.Signal) error {
 const maxPidFile = 64
 
 // readPidFile reads a pid file as daemons write it: a positive decimal
-// number, surrounding white space allowed.
+// number, surrounding white space allowed. It never blocks: the file is
+// opened non-blocking and must be a regular file (a FIFO there would hang
+// the loop).
 func readPidFile(path string) (int, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, fmt.Errorf("--reload-pid-file: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("--reload-pid-file %s: not a regular file", path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPidFile+1))
 	if err != nil {
 		return 0, fmt.Errorf("--reload-pid-file %s: %w", path, err)

@@ -3,6 +3,7 @@ package run
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,15 @@ func TestReadPidFile(t *testing.T) {
 	if _, err := readPidFile(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("missing file: %v", err)
 	}
+	// A FIFO would block an open for reading until a writer came: refused
+	// at once.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readPidFile(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("FIFO: %v", err)
+	}
 }
 
 // A pid file naming a process that is gone is an error naming the pid,
@@ -41,5 +51,14 @@ func TestPidFileTargetGone(t *testing.T) {
 	}
 	if err := (&pidFileTarget{}).signal(syscall.SIGHUP); err == nil {
 		t.Errorf("signal with no pid file: no error")
+	}
+	// init and scaivault-run itself are never signalled.
+	for _, pid := range []int{1, os.Getpid()} {
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := (&pidFileTarget{path: p}).signal(syscall.SIGCONT); err == nil || !strings.Contains(err.Error(), "not signalled") {
+			t.Errorf("pid %d: %v", pid, err)
+		}
 	}
 }

@@ -39,7 +39,10 @@ type Options struct {
 	Argv []string
 	// ReloadPidFile, files only, names the pid file of the process the
 	// reload signals go to (--reload-pid-file).
-	ReloadPidFile  string
+	ReloadPidFile string
+	// CommandEnv, files only, is the environment of the template
+	// commands (there is no child's to give them).
+	CommandEnv     []string
 	Once           bool          // exec in place, no supervision
 	NoRevoke       bool          // leave leases to their ttl on exit
 	ExitOnLost     bool          // stop and exit 125 when a secret is lost for good
@@ -229,8 +232,9 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 	cfg := st.opts.Supervisor
 	cfg.Signals = sigs
 	cfg.Argv = st.opts.Argv
+	cfg.Env = template.Environ(st.vars)
 	if len(cfg.Argv) == 0 {
-		cfg.FilesOnly, cfg.ReloadPidFile = true, st.opts.ReloadPidFile
+		cfg.FilesOnly, cfg.ReloadPidFile, cfg.Env = true, st.opts.ReloadPidFile, st.opts.CommandEnv
 		st.status.rendered()
 		st.log.Info("files rendered; keeping them fresh (no command)", "templates", len(st.opts.Templates), "changed", len(st.written))
 		if len(st.written) > 0 {
@@ -244,7 +248,6 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 			cfg.Initial = &c
 		}
 	}
-	cfg.Env = template.Environ(st.vars)
 	cfg.Logger = st.log
 	cfg.Observer = st.status.observer()
 	cfg.Credential = st.runAs.credential()
@@ -345,6 +348,8 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 		st.opts = opts
 		log.Debug("the child runs as", "user", opts.User, "uid", st.runAs.creds.UID, "gid", st.runAs.creds.GID, "groups", st.runAs.creds.Groups)
 	}
+	opts.Templates = groupOnlyOwners(opts.Templates, st.runAs)
+	st.opts.Templates = opts.Templates
 	if st.plan, err = template.PlanEnv(opts.Env); err != nil {
 		return st, err
 	}
@@ -466,6 +471,9 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		}
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if errors.Is(err, fetch.ErrOrderNotReady) {
+					return have, fmt.Errorf("not ready within the start-up timeout (%v): %w", timeout, err)
+				}
 				return have, fmt.Errorf("server not reachable within the start-up timeout (%v): %w", timeout, err)
 			}
 			return have, fmt.Errorf("start-up interrupted: %w", err)

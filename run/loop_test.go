@@ -657,3 +657,63 @@ func TestCombineWait(t *testing.T) {
 		}
 	}
 }
+
+// A change with a shorter limit than the pending batch's brings the act
+// forward: each limit counts from its own change.
+func TestLoopWaitShorterLimitJoins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{}
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{}, w)
+		changes <- Change{FilesChanged: true, Wait: &template.Wait{Min: time.Second, Max: 30 * time.Second}}
+		for range 10 { // every 0.3s for 3s: the quiet period never passes
+			time.Sleep(300 * time.Millisecond)
+			changes <- Change{FilesChanged: true, Wait: &template.Wait{Min: time.Second, Max: 2 * time.Second}}
+		}
+		time.Sleep(5 * time.Second)
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"2.3s signal 100 SIGTERM", // the first short-limit change at 0.3s, plus 2s
+			"2.3s start 101 V=1",
+			"4s signal 101 SIGTERM", // the next batch (from 2.4s): quiet 1s after the last change at 3s
+			"4s start 102 V=1",
+			"8s signal 102 SIGTERM")
+	})
+}
+
+// One command per file at a time: changes that come while it runs are
+// coalesced into one run of the latest once it has ended, and their
+// Applied wait for that run.
+func TestLoopTemplateCommandsSerialized(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &fakeWorld{cmdTakes: 5 * time.Second}
+		var applied atomic.Int32
+		ctx, cancel := context.WithCancel(context.Background())
+		_, changes, res := startLoop(ctx, Config{}, w)
+		cmd := Change{Commands: []Command{{Dst: "a.conf", Argv: []string{"/bin/true"}}}, Applied: func() { applied.Add(1) }}
+		changes <- cmd
+		time.Sleep(time.Second)
+		changes <- cmd
+		time.Sleep(time.Second)
+		changes <- cmd
+		time.Sleep(7 * time.Second) // 9s: the second run is still going
+		if applied.Load() != 1 {
+			t.Errorf("Applied %d times at 9s; want 1", applied.Load())
+		}
+		time.Sleep(2 * time.Second)
+		if applied.Load() != 3 {
+			t.Errorf("Applied %d times at 11s; want 3", applied.Load())
+		}
+		cancel()
+		expectResult(t, res, 143)
+		expectEvents(t, w,
+			"0s start 100 V=1",
+			"0s command 200",
+			"5s command 200 exits 0",
+			"5s command 201",
+			"10s command 201 exits 0",
+			"11s signal 100 SIGTERM")
+	})
+}

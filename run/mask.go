@@ -12,12 +12,16 @@ import (
 	"github.com/scailabs/scaivault-run/template"
 )
 
-// conceal adds to set every value the child is given (--mask): each
-// variable's value that came from a reference (the file's content for
-// as=file; each value of a whole secret injected as JSON too), named by
-// the variable, and every value the templates read, named by its
+// conceal makes set's current values every value the child is given
+// (--mask): each variable's value that came from a reference (the file's
+// content for as=file; each value of a whole secret injected as JSON too),
+// named by the variable, and every value the templates read, named by its
 // reference (`scaivault://app/db#password`). It runs before the child that
-// sees them starts. A value the set has no room for is logged by name.
+// sees them starts, at start and on every change, each time with all the
+// values of the run (vars, out and snap whole, not what changed): the
+// values of before are superseded, still concealed while the set has room
+// for them (mask.Set.Update). Superseded values dropped for room are
+// logged by name.
 func conceal(set *mask.Set, log *slog.Logger, vars []template.EnvVar, out []template.Rendered, snap *fetch.Snapshot) {
 	var vals []mask.Value
 	for _, v := range vars {
@@ -43,8 +47,9 @@ func conceal(set *mask.Set, log *slog.Logger, vars []template.EnvVar, out []temp
 			vals = append(vals, sourceValues(snap, src)...)
 		}
 	}
-	if err := set.Add(vals...); err != nil {
-		log.Warn("--mask: some values are not concealed", "err", err)
+	if dropped := set.Update(vals...); len(dropped) > 0 {
+		log.Warn("--mask: values superseded by earlier changes are no longer concealed, to keep the set of values to conceal within its bound",
+			"names", dropped, "bound_bytes", mask.MaxTotal)
 	}
 }
 
@@ -81,9 +86,12 @@ func sourceValues(snap *fetch.Snapshot, src fetch.Source) []mask.Value {
 			}
 			keyed(ref, fetch.Ref{Kind: fetch.Dynamic, Engine: src.Engine, Role: src.Role, TTL: src.TTL}, slices.Sorted(maps.Keys(l.Data)))
 		}
-	case fetch.PKI:
+	case fetch.PKI, fetch.ACME:
 		if c := snap.Certs[src]; c != nil {
 			ref := "scaivault+pki://" + src.PKIRole + "?" + src.Params
+			if src.Kind == fetch.ACME {
+				ref = "scaivault+acme://" + src.Account + "?" + src.Params
+			}
 			for _, f := range []struct{ field, v string }{
 				{fetch.FieldCertificate, c.CertificatePEM},
 				{fetch.FieldPrivateKey, c.PrivateKeyPEM},

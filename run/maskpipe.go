@@ -15,10 +15,12 @@ import (
 
 // DefaultMaskHoldBack is Config.MaskHoldBack's default: how long output
 // that may be the start of a concealed value is held back at most before
-// it is written as it is. 10 ms keeps a value that the child writes in two
-// pieces a few milliseconds apart concealed (BENCHMARKS.md, "--mask"),
-// and delays only output whose end may start a value; a line's end
-// ("\n") starts none unless a value has a line break in it.
+// it is written as it is, counted from when the oldest byte held arrived
+// (a bound on every byte's delay, whatever the child writes after it).
+// 10 ms keeps a value that the child writes in pieces within 10 ms
+// concealed (BENCHMARKS.md, "--mask"), and delays only output whose end
+// may start a value; a line's end ("\n") starts none unless a value has
+// a line break in it.
 const DefaultMaskHoldBack = 10 * time.Millisecond
 
 // maxDrain bounds what is read after the child exited: everything it wrote
@@ -41,6 +43,10 @@ type maskPipe struct {
 	hold time.Duration
 	log  *slog.Logger
 	done chan struct{}
+	// now and arm are the clock and r's read deadline (tests replace
+	// them with a clock of their own).
+	now func() time.Time
+	arm func(deadline time.Time)
 
 	mu       sync.Mutex // stopping and r's read deadline, between run and stop
 	stopping bool
@@ -62,6 +68,8 @@ func startMaskPipe(name string, dst io.Writer, set *mask.Set, hold time.Duration
 		hold: hold,
 		log:  log,
 		done: make(chan struct{}),
+		now:  time.Now,
+		arm:  func(dl time.Time) { r.SetReadDeadline(dl) },
 	}
 	go p.run()
 	return p, nil
@@ -73,27 +81,25 @@ func startMaskPipe(name string, dst io.Writer, set *mask.Set, hold time.Duration
 func (p *maskPipe) run() {
 	defer close(p.done)
 	buf := make([]byte, 32<<10)
-	var heldSince time.Time // since when the filter holds bytes back
+	var held heldReads
 	for {
+		heldSince := held.since(p.f.Emitted(), p.f.Pending())
 		if !p.setDeadline(heldSince) {
 			break
 		}
 		n, err := p.r.Read(buf)
-		if n > 0 && !p.write(buf[:n]) {
-			return
-		}
-		switch {
-		case p.f.Pending() == 0:
-			heldSince = time.Time{}
-		case heldSince.IsZero():
-			heldSince = time.Now()
+		at := p.now()
+		if n > 0 {
+			if !p.write(buf[:n]) {
+				return
+			}
+			held.add(p.f.Emitted(), p.f.Pending(), at)
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if p.f.Pending() > 0 && !p.isStopping() && !time.Now().Before(heldSince.Add(p.hold)) {
+			if heldSince := held.since(p.f.Emitted(), p.f.Pending()); !heldSince.IsZero() && !p.isStopping() && !at.Before(heldSince.Add(p.hold)) {
 				if !p.flush() {
 					return
 				}
-				heldSince = time.Time{}
 			}
 			continue
 		}
@@ -106,8 +112,9 @@ func (p *maskPipe) run() {
 	p.flush()
 }
 
-// setDeadline arms r's deadline for the hold-back bound (none while nothing
-// is held); false once stop was called.
+// setDeadline arms r's deadline for the hold-back bound, counted from
+// heldSince (none while it is zero: nothing is held); false once stop was
+// called.
 func (p *maskPipe) setDeadline(heldSince time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -115,11 +122,68 @@ func (p *maskPipe) setDeadline(heldSince time.Time) bool {
 		return false
 	}
 	var dl time.Time
-	if p.f.Pending() > 0 {
+	if !heldSince.IsZero() {
 		dl = heldSince.Add(p.hold)
 	}
-	p.r.SetReadDeadline(dl)
+	p.arm(dl)
 	return true
+}
+
+// heldReads are the reads whose bytes the filter still holds, oldest
+// first: where each ended in the stream and when it arrived. The
+// hold-back bound counts from the arrival of the oldest byte held now,
+// so that bytes released by a later read no longer count: a read that
+// writes out what was held and ends in a new possible start of a value
+// starts the bound again for that.
+type heldReads struct {
+	reads []heldRead
+}
+
+type heldRead struct {
+	end int64 // the stream position after the read
+	at  time.Time
+}
+
+// maxHeldReads bounds heldReads: past it a read joins the one before,
+// whose time is earlier, so that its bytes' bound can only come sooner
+// (it takes more than that many reads within one held piece).
+const maxHeldReads = 64
+
+// add records a read that arrived at at, after which the filter holds
+// pending bytes from stream position emitted on.
+func (h *heldReads) add(emitted int64, pending int, at time.Time) {
+	h.prune(emitted, pending)
+	end := emitted + int64(pending)
+	switch {
+	case pending == 0:
+	case len(h.reads) == maxHeldReads:
+		h.reads[len(h.reads)-1].end = end
+	default:
+		h.reads = append(h.reads, heldRead{end, at})
+	}
+}
+
+// since is when the oldest of the held bytes arrived (pending of them,
+// from stream position emitted on): zero when none is held.
+func (h *heldReads) since(emitted int64, pending int) time.Time {
+	h.prune(emitted, pending)
+	if len(h.reads) == 0 {
+		return time.Time{}
+	}
+	return h.reads[0].at
+}
+
+// prune forgets the reads whose bytes are all written out.
+func (h *heldReads) prune(emitted int64, pending int) {
+	if pending == 0 {
+		h.reads = h.reads[:0]
+		return
+	}
+	i := 0
+	for i < len(h.reads) && h.reads[i].end <= emitted {
+		i++
+	}
+	h.reads = append(h.reads[:0], h.reads[i:]...)
 }
 
 func (p *maskPipe) isStopping() bool {

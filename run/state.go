@@ -474,6 +474,8 @@ func schemeOf(k fetch.Kind) string {
 		return fetch.SchemeDynamic
 	case fetch.PKI:
 		return fetch.SchemePKI
+	case fetch.ACME:
+		return fetch.SchemeACME
 	}
 	return k.String()
 }

@@ -238,6 +238,8 @@ type refDoc struct {
 	Refreshed time.Time `json:"refreshed,omitzero"`
 	Engine    string    `json:"engine,omitempty"`
 	Role      string    `json:"role,omitempty"`
+	Account   string    `json:"account,omitempty"`  // ACME certificates
+	OrderID   string    `json:"order_id,omitempty"` // ACME certificates
 	LeaseID   string    `json:"lease_id,omitempty"`
 	Serial    string    `json:"serial_number,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
@@ -273,7 +275,8 @@ func document(v view, now time.Time) statusDoc {
 		d.References = append(d.References, refDoc{Kind: "lease", Reference: l.Ref, Engine: l.Engine, Role: l.Role, LeaseID: l.LeaseID, ExpiresAt: l.ExpiresAt, Lost: l.Lost})
 	}
 	for _, c := range w.Certs {
-		d.References = append(d.References, refDoc{Kind: "certificate", Reference: c.Ref, Role: c.Role, Serial: c.Serial, ExpiresAt: c.ExpiresAt})
+		d.References = append(d.References, refDoc{Kind: "certificate", Reference: c.Ref, Role: c.Role, Account: c.Account,
+			OrderID: c.OrderID, Serial: c.Serial, ExpiresAt: c.ExpiresAt})
 	}
 	for _, l := range w.Lists {
 		d.Lists = append(d.Lists, listDoc{Prefix: l.Prefix, Entries: l.Entries, Lost: l.Lost})

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/scailabs/scaivault-run/watch"
 )
 
 // The metrics of the status endpoint, in the Prometheus text format, by
@@ -115,7 +117,7 @@ func (m *statusMetrics) write(w io.Writer, v view) {
 			earliest(ends, series(mLeaseExpiry, "engine", l.Engine, "role", l.Role), l.ExpiresAt.Unix())
 		}
 		for _, c := range st.Certs {
-			earliest(ends, series(mCertExpiry, "role", c.Role), c.ExpiresAt.Unix())
+			earliest(ends, series(mCertExpiry, "role", certRole(c)), c.ExpiresAt.Unix())
 		}
 		for name, end := range ends {
 			gauge(name, float64(end))
@@ -131,6 +133,16 @@ func (m *statusMetrics) write(w io.Writer, v view) {
 	gauge(mSecretsWatched, float64(secrets))
 	gauge(mEventsUp, b2f(events))
 	m.set.WritePrometheus(w)
+}
+
+// certRole is a certificate's role label: the PKI role, or acme/ACCOUNT
+// for an ACME certificate (the path its permission is on; a PKI role
+// holds no slash, so the two never mix).
+func certRole(c watch.CertState) string {
+	if c.Account != "" {
+		return "acme/" + c.Account
+	}
+	return c.Role
 }
 
 func earliest(m map[string]int64, k string, v int64) {

@@ -98,7 +98,8 @@ func TestMetricsExposition(t *testing.T) {
 			{Ref: "dynamic db/ro ttl=1h", Engine: "db", Role: "ro", LeaseID: "l2", ExpiresAt: end.Add(-time.Minute)},
 			{Ref: `dynamic d"b/r`, Engine: `d"b`, Role: "r", LeaseID: "l3", ExpiresAt: end},
 		},
-		Certs: []watch.CertState{{Ref: "pki svc", Role: "svc", Serial: "01", ExpiresAt: end}},
+		Certs: []watch.CertState{{Ref: "pki svc", Role: "svc", Serial: "01", ExpiresAt: end},
+			{Ref: "acme le domains=a.example.com", Account: "le", OrderID: "ord_1", Serial: "02", ExpiresAt: end.Add(time.Hour)}},
 	})
 	out := scrape(b)
 	for _, name := range []string{mChildUp, mRestarts, mReloads, mLastRefresh, mRequests, mLeaseExpiry, mCertExpiry, mSecretsWatched, mEventsUp} {
@@ -118,6 +119,7 @@ func TestMetricsExposition(t *testing.T) {
 		`scaivault_run_lease_expiry_timestamp_seconds{engine="db",role="ro"} ` + itoa(end.Add(-time.Minute).Unix()),
 		`scaivault_run_lease_expiry_timestamp_seconds{engine="d\"b",role="r"} ` + itoa(end.Unix()),
 		`scaivault_run_certificate_expiry_timestamp_seconds{role="svc"} ` + itoa(end.Unix()),
+		`scaivault_run_certificate_expiry_timestamp_seconds{role="acme/le"} ` + itoa(end.Add(time.Hour).Unix()),
 		"scaivault_run_secrets_watched 1",
 		"scaivault_run_events_connected 1",
 	} {

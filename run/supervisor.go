@@ -180,19 +180,23 @@ type Supervisor struct {
 	env      []string // the env cur runs with
 	nextEnv  []string // the env of the restart in progress
 	changes  <-chan Change
-	pending  *batch // changes not acted on yet
-	inflight *batch // the changes a restart in progress applies
-	due      bool   // pending is settled and waits for a running child
-	quiet    timer  // WaitMin since the last change
-	latest   timer  // WaitMax since the first pending change
-	splay    timer  // random delay before acting
-	deadline timer  // the latest moment to act on pending (its ActBy)
-	kill     timer  // KillTimeout after the kill signal
-	cmds     int    // template commands running
-	cmdDone  chan func()
-	stopCmds chan struct{} // closed when Run ends: kill the commands left
-	code     int
-	err      error
+	pending  *batch    // changes not acted on yet
+	inflight *batch    // the changes a restart in progress applies
+	due      bool      // pending is settled and waits for a running child
+	quiet    timer     // WaitMin since the last change
+	latest   timer     // the earliest wait limit of the pending changes
+	latestBy time.Time // when latest fires
+	splay    timer     // random delay before acting
+	deadline timer     // the latest moment to act on pending (its ActBy)
+	kill     timer     // KillTimeout after the kill signal
+	cmds     int       // template commands running
+	// cmdRunning: by file, its command runs; cmdQueued: the next one.
+	cmdRunning map[string]bool
+	cmdQueued  map[string]*queuedCmd
+	cmdDone    chan func()
+	stopCmds   chan struct{} // closed when Run ends: kill the commands left
+	code       int
+	err        error
 }
 
 // New returns a supervisor for cfg, with defaults filled in.
@@ -223,7 +227,8 @@ func New(cfg Config) *Supervisor {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Supervisor{cfg: cfg, log: log, randN: rand.Int64N, changes: cfg.Changes,
-		cmdDone: make(chan func()), stopCmds: make(chan struct{})}
+		cmdDone: make(chan func()), stopCmds: make(chan struct{}),
+		cmdRunning: map[string]bool{}, cmdQueued: map[string]*queuedCmd{}}
 }
 
 // Run starts the child, forwards signals, acts on Changes, and returns the
@@ -284,7 +289,7 @@ func (s *Supervisor) loop(ctx context.Context, sigs <-chan os.Signal) (int, erro
 	defer s.stopTimers()
 	defer s.cfg.Observer.LoopDone()
 	if s.cfg.FilesOnly {
-		s.cur, s.st = &pidFileTarget{path: s.cfg.ReloadPidFile}, stateRunning
+		s.cur, s.env, s.st = &pidFileTarget{path: s.cfg.ReloadPidFile}, s.cfg.Env, stateRunning
 	} else {
 		s.startChild(s.cfg.Env)
 	}

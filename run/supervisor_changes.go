@@ -42,6 +42,13 @@ func (s *Supervisor) merge(c Change) {
 	} else {
 		s.pending.wait = combineWait(s.pending.wait, w)
 	}
+	// Each change's limit counts from its arrival; the batch acts by the
+	// earliest of them.
+	if w.Max > 0 {
+		if by := time.Now().Add(w.Max); s.pending.latestBy.IsZero() || by.Before(s.pending.latestBy) {
+			s.pending.latestBy = by
+		}
+	}
 	before := s.pending.actBy
 	s.pending.add(c)
 	if b := s.pending.actBy; !b.IsZero() && !b.Equal(before) {
@@ -94,7 +101,8 @@ func (s *Supervisor) onDeadline() {
 }
 
 // debounce arms the quiet timer anew on every change, and the latest timer
-// once per batch; with no WaitMin it settles at once.
+// for the batch's earliest limit (re-armed when a change brings an earlier
+// one); with no WaitMin it settles at once.
 func (s *Supervisor) debounce() {
 	if s.pending == nil {
 		return
@@ -105,8 +113,9 @@ func (s *Supervisor) debounce() {
 		return
 	}
 	s.quiet.arm(w.Min)
-	if w.Max > 0 && !s.latest.armed() {
-		s.latest.arm(w.Max)
+	if by := s.pending.latestBy; !by.IsZero() && (!s.latest.armed() || !by.Equal(s.latestBy)) {
+		s.latest.arm(max(time.Until(by), 0))
+		s.latestBy = by
 	}
 }
 
@@ -194,11 +203,12 @@ func (s *Supervisor) startCommands(b *batch, env []string) {
 	cmds := b.commands
 	b.commands = nil
 	for _, c := range cmds {
-		s.startCommand(c, env, done)
+		s.runCommand(c, env, done)
 	}
 }
 
 func (s *Supervisor) reload(b *batch, sigs []syscall.Signal) {
+	sent := !s.cfg.FilesOnly
 	for _, sig := range sigs {
 		if s.cfg.FilesOnly {
 			// The pid is read at the signal: log after it.
@@ -207,12 +217,15 @@ func (s *Supervisor) reload(b *batch, sigs []syscall.Signal) {
 				continue
 			}
 			s.log.Info("reload signal sent", "pid", s.cur.pid(), "signal", signal.Name(sig), "reasons", b.reasons)
+			sent = true
 			continue
 		}
 		s.log.Info("reloading child", "pid", s.cur.pid(), "signal", signal.Name(sig), "reasons", b.reasons)
 		s.signalChild(sig)
 	}
-	s.cfg.Observer.Reloaded()
+	if sent { // files only: counted when one reached the process
+		s.cfg.Observer.Reloaded()
+	}
 	s.applied(b)
 }
 

@@ -62,12 +62,14 @@ type batch struct {
 	commands []Command        // by Dst, the latest of each
 	signals  []syscall.Signal // the templates' own reload signals, unique
 	// wait is the debounce of the changes merged (Supervisor.merge): the
-	// longest quiet period of theirs and the shortest limit.
-	wait    template.Wait
-	reasons []string
-	causes  []string // kinds of what changed, sorted, unique
-	applied []func()
-	actBy   time.Time // the earliest ActBy of its changes; zero: none
+	// longest quiet period of theirs; latestBy the earliest of their
+	// limits, each counted from its change's arrival (zero: none).
+	wait     template.Wait
+	latestBy time.Time
+	reasons  []string
+	causes   []string // kinds of what changed, sorted, unique
+	applied  []func()
+	actBy    time.Time // the earliest ActBy of its changes; zero: none
 }
 
 func (b *batch) add(c Change) {

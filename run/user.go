@@ -126,3 +126,22 @@ func withHome(env []string, home string) []string {
 	}
 	return out
 }
+
+// groupOnlyOwners fills in the uid of templates whose config block gave a
+// group and no user (UID -1): --user's, else scaivault-run's own.
+func groupOnlyOwners(specs []template.Spec, u *runAs) []template.Spec {
+	if !slices.ContainsFunc(specs, func(sp template.Spec) bool { return sp.Owner != nil && sp.Owner.UID < 0 }) {
+		return specs
+	}
+	uid := os.Geteuid()
+	if u != nil {
+		uid = u.creds.UID
+	}
+	specs = slices.Clone(specs)
+	for i, sp := range specs {
+		if sp.Owner != nil && sp.Owner.UID < 0 {
+			specs[i].Owner = &template.Owner{UID: uid, GID: sp.Owner.GID}
+		}
+	}
+	return specs
+}

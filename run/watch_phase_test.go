@@ -195,7 +195,7 @@ func TestPhaseChildExits(t *testing.T) {
 func TestPhaseTemplateList(t *testing.T) {
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "all.tmpl"), filepath.Join(dir, "all")
-	os.WriteFile(src, []byte(`{{ range secrets "app/conf/" }}{{ . }}={{ (secret .).Data.v }};{{ end }}`), 0o600)
+	os.WriteFile(src, []byte(`{{ range secrets "app/conf/" }}app/conf/{{ . }}={{ (secret (print "app/conf/" .)).Data.v }};{{ end }}`), 0o600)
 	p := startPhase(t, refDBPassword, func(p *phase, o *Options) {
 		o.Templates = []template.Spec{{Src: src, Dst: dst}}
 		o.Supervisor.ReloadSignal = syscall.SIGHUP

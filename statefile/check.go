@@ -58,7 +58,11 @@ func (d *Doc) check() error {
 		}
 	}
 	for i, c := range d.Certs {
-		if err := entry(fmt.Sprintf("certificate %d", i+1), c.Source, c.UsedBy, fetch.PKI); err != nil {
+		kind := fetch.PKI
+		if c.Source.Kind == "acme" {
+			kind = fetch.ACME
+		}
+		if err := entry(fmt.Sprintf("certificate %d", i+1), c.Source, c.UsedBy, kind); err != nil {
 			return err
 		}
 		if c.Cert == nil || c.Cert.CertificatePEM == "" || c.Cert.ExpiresAt.IsZero() {

@@ -47,6 +47,7 @@ func sampleDoc() *Doc {
 	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	dyn, _ := fetch.DynamicSource("db", "ro", "2h")
 	pki, _ := fetch.PKISource("svc", fetch.IssueRequest{CommonName: "a.svc.local", AltNames: []string{"b.svc.local"}})
+	acme, _ := fetch.ACMESource("letsencrypt", []string{"B.example.com", "a.example.com"}, "dns-01")
 	raw := func(s string) json.RawMessage { b, _ := json.Marshal(s); return b }
 	return &Doc{
 		Fingerprint: "sha256:abc", ResolvedAt: now, WrittenAt: now, Pid: 42,
@@ -56,7 +57,8 @@ func sampleDoc() *Doc {
 			ReceivedAt: now, Duration: 7200, ExpiresAt: now.Add(2 * time.Hour), Renewable: true,
 			Lease: &fetch.Lease{LeaseID: "dyn_db_ro_1", Engine: "db", Role: "ro", LeaseDuration: 7200, Data: map[string]json.RawMessage{"password": raw(sampleValues[2])}}},
 			{Source: FromSource(dyn), LeaseID: "dyn_db_ro_0", Phase: "superseded", ReceivedAt: now, Duration: 60, ExpiresAt: now.Add(time.Minute)}},
-		Certs: []Cert{{Source: FromSource(pki), Cert: &fetch.Cert{SerialNumber: "01:02", CertificatePEM: "CERT", PrivateKeyPEM: sampleValues[3], ExpiresAt: now.Add(time.Hour)}}},
+		Certs: []Cert{{Source: FromSource(pki), Cert: &fetch.Cert{SerialNumber: "01:02", CertificatePEM: "CERT", PrivateKeyPEM: sampleValues[3], ExpiresAt: now.Add(time.Hour)}},
+			{Source: FromSource(acme), Cert: &fetch.Cert{SerialNumber: "03:04", CertificatePEM: "CERT", PrivateKeyPEM: "KEY", ExpiresAt: now.Add(time.Hour)}}},
 		Lists: []List{{Source: FromSource(fetch.ListSource("app/")), Entries: []fetch.ListEntry{{Path: "app/db", Version: 3}}}},
 	}
 }
@@ -228,6 +230,8 @@ func TestBadDocuments(t *testing.T) {
 		"no resolved_at":   func(d *Doc) { d.ResolvedAt = time.Time{} },
 		"huge duration":    func(d *Doc) { d.Leases[0].Duration = 1 << 60 },
 		"no cert expiry":   func(d *Doc) { d.Certs[0].Cert.ExpiresAt = time.Time{} },
+		"acme not canon":   func(d *Doc) { d.Certs[1].Source.Params = "domains=b.example.com,a.example.com" },
+		"acme no account":  func(d *Doc) { d.Certs[1].Source.Account = "" },
 	}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {

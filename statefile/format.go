@@ -106,21 +106,22 @@ type List struct {
 
 // Source is a fetch.Source as the file writes it.
 type Source struct {
-	Kind    string `json:"kind"` // static, dynamic, pki, list
+	Kind    string `json:"kind"` // static, dynamic, pki, acme, list
 	Path    string `json:"path,omitempty"`
 	Version int    `json:"version,omitempty"`
 	Engine  string `json:"engine,omitempty"`
 	Role    string `json:"role,omitempty"`
 	TTL     string `json:"ttl,omitempty"`
 	PKIRole string `json:"pki_role,omitempty"`
-	Params  string `json:"params,omitempty"`
+	Account string `json:"account,omitempty"` // acme
+	Params  string `json:"params,omitempty"`  // pki, acme
 }
 
 // FromSource is src as the file writes it.
 func FromSource(src fetch.Source) Source {
 	return Source{
 		Kind: src.Kind.String(), Path: src.Path, Version: src.Version,
-		Engine: src.Engine, Role: src.Role, TTL: src.TTL, PKIRole: src.PKIRole, Params: src.Params,
+		Engine: src.Engine, Role: src.Role, TTL: src.TTL, PKIRole: src.PKIRole, Account: src.Account, Params: src.Params,
 	}
 }
 
@@ -154,6 +155,16 @@ func (s Source) Source() (fetch.Source, error) {
 			return fetch.Source{}, err
 		}
 		return src, s.only("", 0)
+	case "acme":
+		domains, challenge := fetch.Source{Kind: fetch.ACME, Params: s.Params}.ACMEOrder()
+		src, err := fetch.ACMESource(s.Account, domains, challenge)
+		if err == nil && src.Params != s.Params {
+			err = fmt.Errorf("acme %s: parameters are not canonical", s.Account)
+		}
+		if err != nil {
+			return fetch.Source{}, err
+		}
+		return src, s.only("", 0)
 	case "list":
 		if len(s.Path) > maxString {
 			return fetch.Source{}, fmt.Errorf("list source: prefix too long")
@@ -171,6 +182,8 @@ func (s Source) only(path string, version int) error {
 		want.Engine, want.Role, want.TTL = s.Engine, s.Role, s.TTL
 	case "pki":
 		want.PKIRole, want.Params = s.PKIRole, s.Params
+	case "acme":
+		want.Account, want.Params = s.Account, s.Params
 	}
 	if s != want {
 		return fmt.Errorf("%s source: fields of another kind", s.Kind)

@@ -58,7 +58,7 @@ func BenchmarkRender1000Secrets(b *testing.B) {
 			i, fmt.Sprintf("bench/s%04d", i), fmt.Sprintf("bench/s%04d", i))
 	}
 	byName := benchSet(b, text.String())
-	discover := benchSet(b, `{{ range secrets "bench/" }}{{ with secret . }}{{ .Path }}={{ .Data.value }}
+	discover := benchSet(b, `{{ range secrets "bench/" }}{{ with secret (print "bench/" .) }}{{ .Path }}={{ .Data.value }}
 {{ end }}{{ end }}`)
 	ctx := context.Background()
 

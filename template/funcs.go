@@ -1,20 +1,28 @@
 package template
 
-// The functions a template may call. A curated set in the spirit of
-// consul-template (and Vault Agent, which uses it), not Sprig: names and
-// argument orders follow consul-template where it has the function, Sprig
-// otherwise, so that the value being worked on can come last, from a pipe.
+// The functions a template may call: consul-template's (and Vault Agent's,
+// which uses it), so that its templates port without edits, less those
+// that read Consul or have side effects, plus a curated few of Sprig's.
+// Names and argument orders follow consul-template where it has the
+// function, Sprig otherwise, so that the value being worked on can come
+// last, from a pipe. docs/consul-template.md is the table for people.
 //
 // Values from ScaiVault (secret, secrets, dynamic, pkiCert):
 //
 //	secret PATH ["version=N"]      .Path .Version .SecretType .Data .Metadata
+//	secret "PATH?version=N"        (consul-template's form of the same)
 //	                               .CreatedAt .UpdatedAt .Rotation
-//	secrets PREFIX                 sorted full paths under PREFIX (list API, all pages)
+//	secrets PREFIX                 the names in the folder PREFIX, relative to it and one
+//	                               level deep, sorted ("db", "users/"), as consul-template
+//	                               gives them (list API, all pages)
 //	dynamic ENGINE ROLE ["ttl=2h"] .Data .LeaseID .ExpiresAt .Renewable .LeaseDuration
 //	                               .Engine .Role .IssuedAt .MaxExpiresAt
 //	pkiCert ROLE "common_name=CN" ["alt_names=a,b"] ["ip_sans=10.0.0.1"] ["ttl=72h"]
 //	                               .Cert .Key .CA (the chain as one PEM bundle)
-//	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt
+//	                               .CAChain .Serial .CAID .IssuedAt .ExpiresAt, and
+//	                               consul-template's .Data.Cert .Data.Key .Data.CA
+//	acmeCert ACCOUNT "domains=a.example.com,b.example.com" ["challenge=dns-01"]
+//	                               the same fields, from the account's ACME order (funcs_acme.go)
 //
 // .Data holds the JSON-decoded values: a JSON string is a Go string,
 // numbers are json.Number (printed as written; the math functions, in and
@@ -28,7 +36,7 @@ package template
 //
 // Environment and files: env, envOrDefault, mustEnv, file.
 // Encoding: toJSON toJSONPretty toUnescapedJSON toUnescapedJSONPretty toYAML
-// parseJSON parseYAML base64Encode base64Decode base64URLEncode
+// toTOML parseJSON parseYAML base64Encode base64Decode base64URLEncode
 // base64URLDecode sha256Hex md5sum hmacSHA256Hex.
 // Strings: toLower toUpper title toTitle trim trimSpace trimPrefix trimSuffix
 // replace replaceAll regexMatch regexReplaceAll split splitToMap join
@@ -39,11 +47,17 @@ package template
 // hasKey get index mergeMap mergeMapWithOverride explodeMap.
 // Numbers: add sub subtract multiply divide modulo minimum maximum.
 // Templates: executeTemplate, scratch.
+// Sprig's names, as consul-template offers them: sprig_NAME for each of the
+// above that has a Sprig name (trim trimPrefix trimSuffix title repeat
+// replace contains hasPrefix hasSuffix quote squote indent nindent split
+// join sortAlpha default empty coalesce list dict get hasKey keys first
+// last add sub env regexMatch regexReplaceAll), with Sprig's arguments and
+// output (funcs_sprig.go).
 //
 // Left out on purpose: timestamp and other clocks (an output that changes on
 // every render would restart the child on every poll), writeToFile and
-// plugin (side effects), toTOML, sockaddr, spew and the Consul-only
-// functions.
+// plugin (side effects), sockaddr, spew and the functions that read Consul
+// or Nomad. Each fails at parse time with why (funcs_refused.go).
 
 import (
 	"bytes"
@@ -62,7 +76,7 @@ var pureFuncs = texttemplate.FuncMap{
 	// encoding (funcs_encoding.go)
 	"toJSON": fnToJSON, "toJSONPretty": fnToJSONPretty,
 	"toUnescapedJSON": fnToUnescapedJSON, "toUnescapedJSONPretty": fnToUnescapedJSONPretty,
-	"toYAML": fnToYAML, "parseJSON": fnParseJSON, "parseYAML": fnParseYAML,
+	"toYAML": fnToYAML, "toTOML": fnToTOML, "parseJSON": fnParseJSON, "parseYAML": fnParseYAML,
 	"base64Encode": fnBase64Encode, "base64Decode": fnBase64Decode,
 	"base64URLEncode": fnBase64URLEncode, "base64URLDecode": fnBase64URLDecode,
 	"sha256Hex": fnSha256Hex, "md5sum": fnMd5sum, "hmacSHA256Hex": fnHmacSHA256Hex,
@@ -86,6 +100,11 @@ var pureFuncs = texttemplate.FuncMap{
 	// numbers (funcs_math.go)
 	"add": fnAdd, "sub": fnSub, "subtract": fnSubtract, "multiply": fnMultiply,
 	"divide": fnDivide, "modulo": fnModulo, "minimum": fnMinimum, "maximum": fnMaximum,
+	// Sprig's own versions of functions whose namesakes here behave
+	// otherwise (funcs_sprig.go); the other sprig_NAMEs are aliases.
+	"sprig_default": fnSprigDefault, "sprig_empty": fnSprigEmpty, "sprig_coalesce": fnSprigCoalesce,
+	"sprig_split": fnSprigSplit, "sprig_indent": fnSprigIndent, "sprig_nindent": fnSprigNindent,
+	"sprig_regexReplaceAll": fnSprigRegexReplaceAll, "sprig_add": fnSprigAdd, "sprig_keys": fnSprigKeys,
 }
 
 // parseFuncs declares every function name at parse time; each render binds
@@ -106,7 +125,7 @@ var laxPureFuncs = sync.OnceValue(func() texttemplate.FuncMap {
 // executing the template touches it.
 type renderState struct {
 	snap      *fetch.Snapshot
-	getenv    func(string) string
+	lookupEnv func(string) (string, bool)
 	interrupt <-chan struct{} // RenderAll's ctx.Done()
 	// lax is the discovery run after a strict run stopped at a
 	// placeholder: missingkey=zero and no function fails.
@@ -134,9 +153,9 @@ type dataRef struct {
 	data jsonObject
 }
 
-func newRenderState(snap *fetch.Snapshot, getenv func(string) string, lax bool) *renderState {
+func newRenderState(snap *fetch.Snapshot, lookupEnv func(string) (string, bool), lax bool) *renderState {
 	return &renderState{
-		snap: snap, getenv: getenv, lax: lax,
+		snap: snap, lookupEnv: lookupEnv, lax: lax,
 		usedSet: map[fetch.Source]bool{}, missingSet: map[fetch.Source]bool{},
 		secrets: map[fetch.Source]*secretValue{},
 		leases:  map[fetch.Source]*leaseValue{},
@@ -149,7 +168,7 @@ func newRenderState(snap *fetch.Snapshot, getenv func(string) string, lax bool) 
 func (st *renderState) funcMap() texttemplate.FuncMap {
 	bound := texttemplate.FuncMap{
 		"secret": st.secret, "secrets": st.secretList,
-		"dynamic": st.dynamic, "pkiCert": st.pkiCert,
+		"dynamic": st.dynamic, "pkiCert": st.pkiCert, "acmeCert": st.acmeCert,
 		"env": st.env, "envOrDefault": st.envOrDefault, "mustEnv": st.mustEnv,
 		"file": st.readFile, "index": st.index,
 		"executeTemplate": st.executeTemplate, "scratch": st.scratchFunc,
@@ -171,6 +190,7 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 	for k, f := range bound {
 		m[k] = f
 	}
+	addSprigAliases(m)
 	return m
 }
 
@@ -180,7 +200,8 @@ func (st *renderState) funcMap() texttemplate.FuncMap {
 // functions that return maps forget by themselves.)
 var mapMakers = []string{
 	"dict", "parseJSON", "parseYAML", "mergeMap", "mergeMapWithOverride", "explodeMap",
-	"splitToMap", "get", "first", "last", "coalesce", "default",
+	"splitToMap", "get", "first", "last", "coalesce", "default", "sprig_split",
+	"sprig_default", "sprig_coalesce",
 }
 
 // forgetting wraps fn to clear st.lastData before each call.

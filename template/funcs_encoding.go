@@ -11,10 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/BurntSushi/toml"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -176,6 +176,42 @@ func fnToYAML(v any) (string, error) {
 	return strings.TrimSuffix(buf.String(), "\n"), nil
 }
 
+// fnToTOML implements {{ toTOML MAP }}: TOML as consul-template writes it
+// (the same library, BurntSushi/toml: tables indented by two spaces),
+// without the final newline. JSON numbers are TOML numbers (an integer
+// beyond int64 becomes a float); a null is left out, TOML having none.
+func fnToTOML(v any) (string, error) {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(tomlReady(v)); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(buf.String()), nil
+}
+
+// tomlReady copies the maps and lists of v as plain Go maps and slices
+// (the encoder takes json.Number as a number itself).
+func tomlReady(v any) any {
+	switch x := v.(type) {
+	case jsonObject:
+		return tomlReady(map[string]any(x))
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = tomlReady(e)
+		}
+		return out
+	case jsonArray:
+		return tomlReady([]any(x))
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = tomlReady(e)
+		}
+		return out
+	}
+	return v
+}
+
 // yamlReady copies the maps and lists of v with every json.Number made a
 // YAML number written as in the JSON (yaml.v3 would quote it as a string).
 func yamlReady(v any) any {
@@ -216,7 +252,7 @@ func fnParseJSON(s any) (any, error) {
 	return decodeJSONValue([]byte(str))
 }
 
-var yamlLineRE = regexp.MustCompile(`\bline (\d+)\b`)
+var yamlLineRE = lazyRegexp(`\bline (\d+)\b`)
 
 // fnParseYAML implements {{ parseYAML S }}: "" gives an empty object. The
 // error gives the line, never the text.
@@ -227,7 +263,7 @@ func fnParseYAML(s any) (any, error) {
 	}
 	var v any
 	if err := yaml.Unmarshal([]byte(str), &v); err != nil {
-		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		if m := yamlLineRE().FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("invalid YAML at line %s", m[1])
 		}
 		return nil, errors.New("invalid YAML")

@@ -102,6 +102,8 @@ func (e *missingKeyError) Error() string {
 }
 
 // scratchPad is consul-template's per-render scratch pad: {{ scratch.Set "k" 1 }}.
+// It behaves as consul-template's, but for Get of an unset key ("" rather
+// than nil, which prints "<no value>").
 type scratchPad struct {
 	values map[string]any
 }
@@ -136,7 +138,8 @@ func (s *scratchPad) SetX(k string, v any) string {
 	return ""
 }
 
-// MapSet sets key mk of the map at k (made when unset).
+// MapSet sets key mk of the map at k (made when unset); a value of k that
+// is not a map is an error.
 func (s *scratchPad) MapSet(k, mk string, v any) (string, error) { return s.mapSet(k, mk, v, true) }
 
 // MapSetX sets key mk of the map at k unless it is set.
@@ -148,7 +151,7 @@ func (s *scratchPad) mapSet(k, mk string, v any, override bool) (string, error) 
 		cur = map[string]any{}
 		s.values[k] = cur
 	}
-	m, ok := cur.(map[string]any)
+	m, ok := scratchMap(cur)
 	if !ok {
 		return "", fmt.Errorf("scratch %q is not a map", k)
 	}
@@ -158,15 +161,12 @@ func (s *scratchPad) mapSet(k, mk string, v any, override bool) (string, error) 
 	return "", nil
 }
 
-// MapValues returns the values of the map at k, ordered by key.
-func (s *scratchPad) MapValues(k string) ([]any, error) {
-	cur, ok := s.values[k]
+// MapValues returns the values of the map at k, ordered by key; an empty
+// list when k is unset or not a map (as consul-template).
+func (s *scratchPad) MapValues(k string) []any {
+	m, ok := scratchMap(s.values[k])
 	if !ok {
-		return []any{}, nil
-	}
-	m, ok := cur.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("scratch %q is not a map", k)
+		return []any{}
 	}
 	ks := make([]string, 0, len(m))
 	for mk := range m {
@@ -177,5 +177,17 @@ func (s *scratchPad) MapValues(k string) ([]any, error) {
 	for i, mk := range ks {
 		out[i] = m[mk]
 	}
-	return out, nil
+	return out
+}
+
+// scratchMap is v as the map a scratch key holds: one MapSet made, one
+// Set from dict, or a secret's .Data.
+func scratchMap(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case jsonObject:
+		return m, true
+	}
+	return nil, false
 }

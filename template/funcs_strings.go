@@ -192,22 +192,27 @@ func fnNindent(n int, s any) (string, error) {
 	return "\n" + out, err
 }
 
-// fnQuote implements {{ quote S... }}: each argument double-quoted with Go
-// (and JSON-compatible for printable text) escapes, joined by spaces.
+// fnQuote implements {{ quote S... }} as Sprig: each argument but nil
+// double-quoted with Go (and JSON-compatible for printable text) escapes,
+// joined by spaces.
 func fnQuote(args ...any) string {
 	parts := make([]string, 0, len(args))
 	for _, a := range args {
-		parts = append(parts, strconv.Quote(valueString(a)))
+		if a != nil {
+			parts = append(parts, strconv.Quote(valueString(a)))
+		}
 	}
 	return strings.Join(parts, " ")
 }
 
-// fnSquote implements {{ squote S... }}: each argument in single quotes,
-// unescaped, joined by spaces.
+// fnSquote implements {{ squote S... }} as Sprig: each argument but nil in
+// single quotes, unescaped, joined by spaces.
 func fnSquote(args ...any) string {
 	parts := make([]string, 0, len(args))
 	for _, a := range args {
-		parts = append(parts, "'"+valueString(a)+"'")
+		if a != nil {
+			parts = append(parts, "'"+valueString(a)+"'")
+		}
 	}
 	return strings.Join(parts, " ")
 }

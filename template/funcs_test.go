@@ -69,7 +69,10 @@ func render(t testing.TB, snap *fetch.Snapshot, text string) (string, []fetch.So
 	}
 	env := map[string]string{"HOME": "/home/test", "EMPTY": ""}
 	s := &Set{
-		opt:     Options{Getenv: func(k string) string { return env[k] }},
+		opt: Options{LookupEnv: func(k string) (string, bool) {
+			v, ok := env[k]
+			return v, ok
+		}},
 		entries: []*tmplEntry{{spec: Spec{Src: "app.tmpl", Dst: Stdout, Mode: DefaultMode}, tmpl: tm}},
 	}
 	out, missing, err := s.Render(snap)
@@ -90,21 +93,26 @@ func TestFuncs(t *testing.T) {
 		{"secret", `{{ with secret "app/db" }}{{ .Path }} v{{ .Version }} {{ .SecretType }} {{ .Data.username }} {{ .Data.port }} {{ .Metadata.custom.owner }} {{ .UpdatedAt.Unix }} {{ .CreatedAt.Unix }}{{ end }}`,
 			"app/db v3 json app 5432 team-a 1795608000 1795604400"},
 		{"secret version", `{{ (secret "app/db" "version=2").Data.password }}`, "old"},
+		{"secret ?version", `{{ with secret "app/db?version=2" }}{{ .Data.password }} {{ .Path }} {{ .Version }}{{ end }}`, "old app/db 2"},
 		{"secret nested JSON prints as JSON", `{{ (secret "app/cfg").Data.nested }} {{ (secret "app/cfg").Data.nested.list }} {{ (secret "app/cfg").Data.nested.a.b }}`,
 			`{"a":{"b":"deep"},"list":[1,"two",true]} [1,"two",true] deep`},
 		{"secret data as JSON", `{{ (secret "app/db").Data }}`, `{"api-key":"k-1","password":"pw1","port":5432,"username":"app"}`},
 		{"index dash key", `{{ index (secret "app/db").Data "api-key" }}`, "k-1"},
-		{"secrets", `{{ range secrets "app/" }}{{ . }},{{ end }}`, "app/cfg,app/db,"},
+		{"secrets", `{{ range secrets "app/" }}{{ . }},{{ end }}{{ range secrets "app" }}{{ (secret (print "app/" .)).Version }},{{ end }}`, "cfg,db,1,3,"},
 		{"dynamic", `{{ with dynamic "support-db" "readonly" "ttl=120m" }}{{ .LeaseID }} {{ .Data.username }} {{ .Renewable }} {{ .LeaseDuration }} {{ .ExpiresAt.Unix }}{{ end }}`,
 			"dyn_1 v-ro true 7200 1795608000"},
 		{"pkiCert", `{{ with pkiCert "svc-mtls" "common_name=billing.svc" "alt_names=a,b" }}{{ .Cert }}{{ .Key }}{{ .CA }}{{ len .CAChain }} {{ .Serial }} {{ .CAID }}{{ end }}`,
 			"CERT\nKEY\nISSUER\nROOT\n2 3a:91 ca1"},
-		{"env", `{{ env "HOME" }}|{{ env "NOPE" }}|{{ envOrDefault "EMPTY" "d" }}|{{ envOrDefault "HOME" "d" }}|{{ mustEnv "HOME" }}`, "/home/test||d|/home/test|/home/test"},
+		{"pkiCert .Data", `{{ with pkiCert "svc-mtls" "common_name=billing.svc" "alt_names=a,b" }}{{ .Data.Cert }}{{ .Data.Key }}{{ .Data.CA }}{{ eq .Data.CA .CA }}{{ end }}`,
+			"CERT\nKEY\nISSUER\nROOT\ntrue"},
+		{"env", `{{ env "HOME" }}|{{ env "NOPE" }}|{{ envOrDefault "EMPTY" "d" }}|{{ envOrDefault "NOPE" "d" }}|{{ envOrDefault "HOME" "d" }}|{{ mustEnv "HOME" }}`, "/home/test|||d|/home/test|/home/test"},
 		{"file", `{{ file "` + file + `" }}`, "from file\n"},
 		{"toJSON", `{{ toJSON (secret "app/cfg").Data.html }} {{ toUnescapedJSON (secret "app/cfg").Data.html }} {{ toJSON (dict "n" (secret "app/db").Data.port) }}`,
 			`"\u003ca\u0026b\u003e" "<a&b>" {"n":5432}`},
 		{"toJSONPretty", `{{ toJSONPretty (dict "a" 1) }}|{{ toUnescapedJSONPretty (list "<") }}`, "{\n  \"a\": 1\n}|[\n  \"<\"\n]"},
 		{"toYAML", `{{ toYAML (secret "app/cfg").Data.nested }}`, "a:\n  b: deep\nlist:\n  - 1\n  - two\n  - true"},
+		{"toTOML", `{{ toTOML (secret "app/db").Data }}|{{ toTOML (secret "app/cfg").Data.nested }}`,
+			"api-key = \"k-1\"\npassword = \"pw1\"\nport = 5432\nusername = \"app\"|list = [1, \"two\", true]\n\n[a]\n  b = \"deep\""},
 		{"parseJSON", `{{ with parseJSON (secret "app/cfg").Data.json }}{{ .k }} {{ index .k 1 }}{{ end }}{{ parseJSON "" }}`, "[1,2] 2{}"},
 		{"parseYAML", `{{ with parseYAML "a: 1\nb: [x, y]" }}{{ .a }} {{ index .b 1 }}{{ end }}`, "1 y"},
 		{"base64", `{{ base64Decode (secret "app/cfg").Data.blob }} {{ base64Encode "hello" }} {{ base64Decode "aGVsbG8" }} {{ base64URLEncode "hi??>" }} {{ base64URLDecode "aGk_Pz4=" }} {{ base64URLDecode "aGk_Pz4" }}`,
@@ -138,6 +146,8 @@ func TestFuncs(t *testing.T) {
 		{"executeTemplate", `{{ define "x" }}<{{ . }}>{{ end }}{{ executeTemplate "x" "a" | toUpper }}`, "<A>"},
 		{"scratch", `{{ scratch.Set "k" 1 }}{{ scratch.SetX "k" 2 }}{{ scratch.Get "k" }} {{ scratch.Key "k" }} {{ scratch.Key "z" }}{{ scratch.MapSet "m" "b" 2 }}{{ scratch.MapSet "m" "a" 1 }}{{ scratch.MapSetX "m" "a" 9 }} {{ scratch.MapValues "m" }}`,
 			"1 true false [1 2]"},
+		{"scratch MapValues of no map", `{{ scratch.Set "s" "x" }}{{ scratch.MapValues "s" }} {{ scratch.MapValues "unset" }} {{ len (scratch.MapValues "s") }} {{ scratch.Set "d" (dict "b" 2 "a" 1) }}{{ scratch.MapValues "d" }}`,
+			"[] [] 0 [1 2]"},
 		{"builtins", `{{ len (secret "app/db").Data.password }} {{ printf "%05d" 42 }} {{ if and true (not false) }}y{{ end }} {{ slice "abc" 1 }}`, "3 00042 y bc"},
 	}
 	for _, tt := range tests {
@@ -157,6 +167,7 @@ func TestFuncsEveryNameTested(t *testing.T) {
 	// TestFuncs and the golden files between them call every function; this
 	// keeps the list in funcs.go and the documentation honest.
 	for name := range parseFuncs {
+		name = strings.TrimPrefix(name, "sprig_")
 		if !strings.Contains(funcsDoc, " "+name) {
 			t.Errorf("function %s is not in the list of funcs.go", name)
 		}
@@ -177,9 +188,13 @@ func TestFuncErrors(t *testing.T) {
 	tests := []struct{ name, text, want string }{
 		{"unknown option", `{{ secret "app/db" "verison=2" }}`, `template app.tmpl:1:4: at <secret "app/db" "verison=2">: error calling secret: "app/db": unknown option "verison" (want version=...)`},
 		{"bad version", `{{ secret "app/db" "version=x" }}`, `bad version "x" (want a positive integer)`},
+		{"bad ?version", `{{ secret "app/db?version=x" }}`, `"app/db": bad version "x" (want a positive integer)`},
+		{"query other than version", `{{ secret "app/db?ns=a" }}`, `"app/db?ns=a": a path's query may only be version=N`},
+		{"version twice", `{{ secret "app/db?version=2" "version=3" }}`, `option "version" given twice`},
 		{"option twice", `{{ dynamic "support-db" "readonly" "ttl=1h" "ttl=2h" }}`, `option "ttl" given twice`},
 		{"not an option", `{{ pkiCert "svc-mtls" "billing.svc" }}`, `option "billing.svc" is not KEY=VALUE`},
 		{"pki without common_name", `{{ pkiCert "svc-mtls" "ttl=1h" }}`, `missing common_name`},
+		{"pki role as a Vault path", `{{ pkiCert "pki/issue/svc-mtls" "common_name=a" }}`, `role "pki/issue/svc-mtls": a ScaiVault PKI role is a name, not a Vault path (pkiCert "svc-mtls" "common_name=...")`},
 		{"bad path", `{{ secret "app//db" }}`, `secret path "app//db"`},
 		{"bad ttl", `{{ dynamic "support-db" "readonly" "ttl=soon" }}`, `bad ttl "soon"`},
 		{"mustEnv", `{{ mustEnv "EMPTY" }}`, `environment variable EMPTY is unset or empty`},

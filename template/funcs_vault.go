@@ -2,6 +2,7 @@ package template
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -59,6 +60,13 @@ type certValue struct {
 	ExpiresAt time.Time
 }
 
+// certData is the .Data of a pkiCert result: consul-template's fields.
+type certData struct{ Cert, Key, CA string }
+
+// Data gives consul-template's .Data.Cert, .Data.Key and .Data.CA, the same
+// values as .Cert, .Key and .CA.
+func (c *certValue) Data() certData { return certData{Cert: c.Cert, Key: c.Key, CA: c.CA} }
+
 // placeholderMap is the .Data of a source not fetched yet: any key of it,
 // at any depth, is another placeholderMap (under missingkey=zero), so that
 // a discovery run gets past `.Data.a.b` to the next secret.
@@ -80,9 +88,17 @@ func (st *renderState) own(desc string, data jsonObject) *dataRef {
 	return ref
 }
 
-// secret implements {{ secret PATH ["version=N"] }}.
+// secret implements {{ secret PATH ["version=N"] }}, and consul-template's
+// {{ secret "PATH?version=N" }} for the same.
 func (st *renderState) secret(path string, opts ...string) (*secretValue, error) {
 	st.lastData = nil
+	if base, query, ok := strings.Cut(path, "?"); ok {
+		q, err := url.ParseQuery(query)
+		if err != nil || len(q) != 1 || len(q["version"]) != 1 {
+			return nil, fmt.Errorf("%q: a path's query may only be version=N", path)
+		}
+		path, opts = base, append(opts[:len(opts):len(opts)], "version="+q.Get("version"))
+	}
 	o, err := parseFuncOptions(opts, "version")
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", path, err)
@@ -135,11 +151,22 @@ func (st *renderState) newSecretValue(path string, sec *fetch.Secret) (*secretVa
 	return v, nil
 }
 
-// secretList implements {{ secrets PREFIX }}: the sorted paths under the
-// prefix (a plain string prefix, as the list API takes it).
+// secretList implements {{ secrets PREFIX }} as consul-template does for
+// Vault's list: PREFIX is a folder ("app" and "app/" are the same, "" is
+// the top), and the names are relative to it, one level deep, sorted: the
+// secret "app/db" is "db", and everything under "app/users/" is one
+// "users/" (list that folder for what is in it). It reads the list API
+// (all pages) for the folder.
 func (st *renderState) secretList(prefix string) ([]string, error) {
 	st.lastData = nil
-	src := fetch.ListSource(prefix)
+	folder := strings.Trim(strings.TrimSpace(prefix), "/")
+	if folder != "" {
+		if err := fetch.ValidatePath(folder); err != nil {
+			return nil, err
+		}
+		folder += "/"
+	}
+	src := fetch.ListSource(folder)
 	var entries []fetch.ListEntry
 	ok := false
 	if st.snap != nil {
@@ -150,12 +177,30 @@ func (st *renderState) secretList(prefix string) ([]string, error) {
 		return []string{}, nil
 	}
 	st.use(src)
-	paths := make([]string, len(entries))
-	for i, e := range entries {
-		paths[i] = e.Path
+	return folderNames(folder, entries), nil
+}
+
+// folderNames lists the names directly in folder, sorted: the path of a
+// secret in it without the folder, and the name of each subfolder with
+// its "/", once.
+func folderNames(folder string, entries []fetch.ListEntry) []string {
+	names := []string{}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Path, folder)
+		if !ok || name == "" {
+			continue
+		}
+		if i := strings.IndexByte(name, '/'); i >= 0 {
+			name = name[:i+1]
+		}
+		if !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
 	}
-	sort.Strings(paths)
-	return paths, nil
+	sort.Strings(names)
+	return names
 }
 
 // dynamic implements {{ dynamic ENGINE ROLE ["ttl=2h"] }}.
@@ -199,6 +244,10 @@ func (st *renderState) dynamic(engine, role string, opts ...string) (*leaseValue
 // pkiCert implements {{ pkiCert ROLE "common_name=CN" ... }}.
 func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) {
 	st.lastData = nil
+	if i := strings.LastIndexByte(role, '/'); i >= 0 {
+		// consul-template's form: pkiCert "pki/issue/web" ...
+		return nil, fmt.Errorf("role %q: a ScaiVault PKI role is a name, not a Vault path (pkiCert %q \"common_name=...\")", role, role[i+1:])
+	}
 	o, err := parseFuncOptions(opts, "common_name", "alt_names", "ip_sans", "ttl")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", role, err)
@@ -273,12 +322,16 @@ func hasString(fnList []string, s string) bool {
 }
 
 // env implements {{ env NAME }}: "" when unset.
-func (st *renderState) env(name string) string { return st.getenv(name) }
+func (st *renderState) env(name string) string {
+	v, _ := st.lookupEnv(name)
+	return v
+}
 
 // envOrDefault implements {{ envOrDefault NAME DEFAULT }}: DEFAULT when
-// NAME is unset or empty.
+// NAME is unset; a variable set to "" gives "" (as consul-template; for a
+// default on empty too: {{ or (env "NAME") "DEFAULT" }}).
 func (st *renderState) envOrDefault(name, def string) string {
-	if v := st.getenv(name); v != "" {
+	if v, ok := st.lookupEnv(name); ok {
 		return v
 	}
 	return def
@@ -286,7 +339,7 @@ func (st *renderState) envOrDefault(name, def string) string {
 
 // mustEnv implements {{ mustEnv NAME }}: an error when unset or empty.
 func (st *renderState) mustEnv(name string) (string, error) {
-	if v := st.getenv(name); v != "" {
+	if v, _ := st.lookupEnv(name); v != "" {
 		return v, nil
 	}
 	return "", fmt.Errorf("environment variable %s is unset or empty", name)

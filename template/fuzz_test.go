@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,6 +167,13 @@ var errorTemplates = []string{
 	`{{ add $v 1 }}`,
 	`{{ range $v }}{{ end }}`,
 	`{{ scratch.MapSet $v "a" 1 }}{{ scratch.Set $v 1 }}{{ scratch.MapSet $v "a" 1 }}`,
+	`{{ secret (printf "fz/s?%s" $v) }}`,
+	`{{ secret (printf "fz/s?version=%s" $v) }}`,
+	`{{ secrets $v }}`,
+	`{{ pkiCert (printf "pki/issue/%s" $v) "common_name=x" }}`,
+	`{{ sprig_regexReplaceAll $v "x" "y" }}`,
+	`{{ sprig_add $v 1 }}`,
+	`{{ toTOML (dict "k" (list $v (dict "a" 1))) }}{{ toTOML $v }}`,
 }
 
 // No template error holds a secret value, whatever the value and however
@@ -203,6 +213,117 @@ func FuzzTemplateErrorHidesValue(f *testing.F) {
 			if len(form) >= 4 && strings.Contains(err.Error(), form) {
 				t.Fatalf("template %s: error holds the secret value %q (as %q): %v", text, v, form, err)
 			}
+		}
+	})
+}
+
+// Any template text parses or fails with an error naming the file; a
+// consul-template or Sprig function that is not offered is named with its
+// reason.
+func FuzzParseTemplate(f *testing.F) {
+	for _, s := range []string{
+		`{{ key "service/redis/maxconns" }}`, `{{ range service "web" }}{{ .Address }}{{ end }}`,
+		`{{ tree "config" | explode | toJSON }}`, `{{ timestamp "2006-01-02" }}`, `{{ "x" | writeToFile "/f" "" "" "0644" }}`,
+		`{{ plugin "echo" }}`, `{{ sprig_now }}`, `{{ sprig_b64enc "a" }}`, `{{ sprig_trim " a " }}`, `{{ sprig_ }}`,
+		"a\n{{ with secret \"app/db\" }}\n{{ .Data.x | nosuch }}{{ end }}", `{{ define "x" }}{{ caLeaf "p" }}{{ end }}`, "{{", "}}{{",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		_, err := parseTemplateText("f.tmpl", text, "{{", "}}")
+		if err == nil {
+			return
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "template f.tmpl") {
+			t.Fatalf("error does not name the template: %v", err)
+		}
+		if _, rest, ok := strings.Cut(msg, `: function "`); ok {
+			name, tail, _ := strings.Cut(rest, `" not defined`)
+			if why := refusedFunc(name); why != "" && tail != ": "+why {
+				t.Fatalf("function %q: error %v, want the reason %q", name, err, why)
+			}
+		}
+	})
+}
+
+// secrets PREFIX lists one folder, whatever the prefix: the names are
+// relative to it, one level deep (a subfolder once, with its "/"), sorted,
+// and every path in the folder has its name.
+func FuzzSecretsFolder(f *testing.F) {
+	f.Add("app/", "app/db\napp/users/alice\napp/users/bob\napps/x\napp")
+	f.Add("app", "app/db\napp/a/b/c")
+	f.Add("", "a\nb/c\nb/d")
+	f.Add(" /app/users// ", "app/users/x")
+	f.Add("app//x", "app/x")
+	f.Fuzz(func(t *testing.T, prefix, paths string) {
+		text := `{{ range secrets ` + strconv.Quote(prefix) + ` }}{{ . }}` + "\x00" + `{{ end }}`
+		_, missing, err := render(t, nil, text)
+		if err != nil || len(missing) != 1 {
+			return // a bad path (or a prefix text/template cannot hold)
+		}
+		folder := missing[0].Path
+		if missing[0].Kind != fetch.List || (folder != "" && (!strings.HasSuffix(folder, "/") || fetch.ValidatePath(strings.TrimSuffix(folder, "/")) != nil)) {
+			t.Fatalf("secrets %q lists %v", prefix, missing[0])
+		}
+		var entries []fetch.ListEntry
+		for _, p := range strings.Split(paths, "\n") {
+			if strings.HasPrefix(p, folder) && fetch.ValidatePath(p) == nil {
+				entries = append(entries, fetch.ListEntry{Path: p})
+			}
+		}
+		snap := &fetch.Snapshot{Lists: map[fetch.Source][]fetch.ListEntry{missing[0]: entries}}
+		out, missing, err := render(t, snap, text)
+		if err != nil || len(missing) > 0 {
+			t.Fatalf("secrets %q: %v, missing %v", prefix, err, missing)
+		}
+		names := strings.Split(strings.TrimSuffix(out, "\x00"), "\x00")
+		if out == "" {
+			names = nil
+		}
+		if !sort.StringsAreSorted(names) {
+			t.Fatalf("names %q are not sorted", names)
+		}
+		for i, n := range names {
+			if n == "" || strings.HasPrefix(n, "/") || strings.Contains(strings.TrimSuffix(n, "/"), "/") || (i > 0 && names[i-1] == n) {
+				t.Fatalf("secrets %q: bad name %q in %q", prefix, n, names)
+			}
+		}
+		for _, e := range entries {
+			rest := strings.TrimPrefix(e.Path, folder)
+			name := rest
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				name = rest[:i+1]
+			}
+			if !slices.Contains(names, name) {
+				t.Fatalf("secrets %q: %s has no name in %q", prefix, e.Path, names)
+			}
+		}
+	})
+}
+
+// secret "PATH?version=N" is secret PATH "version=N" (N as a URL query
+// reads it), or an error.
+func FuzzSecretVersionQuery(f *testing.F) {
+	f.Add("app/db", "2")
+	f.Add("app/db", "x")
+	f.Add("app//db", "1")
+	f.Add("app/db", "1&ns=x")
+	f.Add("app/db", "%32")
+	f.Fuzz(func(t *testing.T, path, version string) {
+		v, err := url.ParseQuery("version=" + version)
+		if err != nil {
+			return
+		}
+		q := `{{ (secret ` + strconv.Quote(path+"?version="+version) + `).Version }}`
+		o := `{{ (secret ` + strconv.Quote(path) + " " + strconv.Quote("version="+v.Get("version")) + `).Version }}`
+		_, qm, qerr := render(t, nil, q)
+		if qerr != nil {
+			return // the query form refuses more (other parameters, a second "?")
+		}
+		_, om, oerr := render(t, nil, o)
+		if oerr != nil || len(qm) != len(om) || (len(qm) == 1 && qm[0] != om[0]) {
+			t.Fatalf("%s: missing %v; %s: missing %v, %v", q, qm, o, om, oerr)
 		}
 	})
 }

@@ -44,10 +44,16 @@ type Options struct {
 	// (like consul-template: the file's own mode guards its content),
 	// instead of failing (--template-create-dirs).
 	CreateDirs bool
-	// Getenv answers {{ env NAME }}; nil: os.Getenv, scaivault-run's own
-	// environment, credentials included. The supervisor should pass a
-	// lookup in the child's final environment instead, so that a template
-	// sees exactly what the child sees (and no removed credential).
+	// LookupEnv answers {{ env NAME }} and tells envOrDefault whether NAME
+	// is set at all (consul-template's default is for an unset variable
+	// only, not for an empty one); nil: Getenv when set, else
+	// os.LookupEnv, scaivault-run's own environment, credentials included.
+	// The caller should pass a lookup that leaves out what the child does
+	// not get (main leaves out scaivault-run's credentials).
+	LookupEnv func(string) (string, bool)
+	// Getenv is the older form of LookupEnv, used only when LookupEnv is
+	// nil: it cannot tell an empty variable from an unset one, so
+	// envOrDefault takes an empty value for an unset one.
 	Getenv func(string) string
 	// Logger gets WriteAll's warnings (a replaced file that cannot keep its
 	// owner); nil: discarded.
@@ -320,9 +326,9 @@ func (r passResult) errorf(err error, format string, args ...any) error {
 // deferred (deferCreating).
 func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot, pending func(fetch.Source) bool) ([]passResult, error) {
 	res := make([]passResult, 0, len(s.entries))
-	getenv := s.opt.getenv()
+	lookupEnv := s.opt.lookupEnv()
 	for _, e := range s.entries {
-		r, err := e.render(snap, getenv, interrupt, pending)
+		r, err := e.render(snap, lookupEnv, interrupt, pending)
 		if err != nil {
 			return nil, err
 		}
@@ -335,8 +341,8 @@ func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot, pendin
 // missing and the strict run stopped early (a placeholder has no keys), a
 // lenient run (missingkey=zero, failing functions return zero values)
 // carries on to find the rest, so that one pass finds what it can.
-func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, interrupt <-chan struct{}, pending func(fetch.Source) bool) (passResult, error) {
-	st := newRenderState(snap, getenv, false)
+func (e *tmplEntry) render(snap *fetch.Snapshot, lookupEnv func(string) (string, bool), interrupt <-chan struct{}, pending func(fetch.Source) bool) (passResult, error) {
+	st := newRenderState(snap, lookupEnv, false)
 	st.interrupt = interrupt
 	var buf bytes.Buffer
 	err := e.execute(st, &buf)
@@ -348,7 +354,7 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 	}
 	redact := st.redact
 	if err != nil {
-		lax := newRenderState(snap, getenv, true)
+		lax := newRenderState(snap, lookupEnv, true)
 		lax.interrupt = interrupt
 		lax.missing, lax.missingSet = st.missing, st.missingSet
 		_ = e.execute(lax, io.Discard)
@@ -369,13 +375,13 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, getenv func(string) string, int
 // them with their real arguments.
 func deferCreating(missing []fetch.Source, n int, pending func(fetch.Source) bool) []fetch.Source {
 	if !slices.ContainsFunc(missing, func(s fetch.Source) bool {
-		return (s.Kind == fetch.Static || s.Kind == fetch.List) && (pending == nil || pending(s))
+		return !s.Creates() && (pending == nil || pending(s))
 	}) {
 		return missing
 	}
 	out := missing[:n:n]
 	for _, s := range missing[n:] {
-		if s.Kind != fetch.Dynamic && s.Kind != fetch.PKI {
+		if !s.Creates() {
 			out = append(out, s)
 		}
 	}

@@ -116,7 +116,7 @@ func TestResolveErrorsNameTemplateAndPath(t *testing.T) {
 func TestDependentDiscoveryAgainstServer(t *testing.T) {
 	env := startDev(t, nil)
 	specs := specsIn(t, "users.tmpl",
-		`{{ range secrets "app/users/" }}{{ with secret . }}{{ .Data.name }}={{ .Data.role }};{{ end }}{{ end }}`)
+		`{{ range secrets "app/users/" }}{{ with secret (print "app/users/" .) }}{{ .Data.name }}={{ .Data.role }};{{ end }}{{ end }}`)
 	set, err := template.Parse(specs, template.Options{})
 	if err != nil {
 		t.Fatal(err)

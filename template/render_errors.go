@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	texttemplate "text/template"
 )
@@ -24,37 +25,54 @@ type renderError struct {
 func (e *renderError) Error() string { return e.msg }
 func (e *renderError) Unwrap() error { return e.err }
 
+// lazyRegexp compiles expr on first use: these are for error messages,
+// which most runs never build, and compiling them all at every start
+// showed in its init time.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
+
 var (
 	// "template: NAME:LINE: MESSAGE" (text/template/parse).
-	parseMsgRE = regexp.MustCompile(`(?s)^template: (.*?):(\d+): (.*)$`)
+	parseMsgRE = lazyRegexp(`(?s)^template: (.*?):(\d+): (.*)$`)
 	// "template: NAME:LINE:COL: executing "TMPL" at <CONTEXT>: MESSAGE".
-	execMsgRE = regexp.MustCompile(`(?s)^template: (.*?):(\d+):(\d+): executing ("(?:[^"\\]|\\.)*") at <(.*?)>: (.*)$`)
+	execMsgRE = lazyRegexp(`(?s)^template: (.*?):(\d+):(\d+): executing ("(?:[^"\\]|\\.)*") at <(.*?)>: (.*)$`)
 	// "template: NAME: MESSAGE", for errors without a node.
-	execNoNodeRE = regexp.MustCompile(`(?s)^template: (.*?): (.*)$`)
+	execNoNodeRE = lazyRegexp(`(?s)^template: (.*?): (.*)$`)
 	// text/template's missing key, wherever it ends a message.
-	missingKeyRE = regexp.MustCompile(`(?:map has no entry for key|nil data; no entry for key) ("(?:[^"\\]|\\.)*")$`)
-	callRE       = regexp.MustCompile(`^error calling ([A-Za-z0-9_]+): `)
-	quotedRE     = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-	angledRE     = regexp.MustCompile(`<([^<>]+)>`)
+	missingKeyRE = lazyRegexp(`(?:map has no entry for key|nil data; no entry for key) ("(?:[^"\\]|\\.)*")$`)
+	callRE       = lazyRegexp(`^error calling ([A-Za-z0-9_]+): `)
+	quotedRE     = lazyRegexp(`"(?:[^"\\]|\\.)*"`)
+	angledRE     = lazyRegexp(`<([^<>]+)>`)
 	// "unexpected {{end}}", "missing value for if", "... in {{range}}".
-	wordRE = regexp.MustCompile(`^(?:unexpected \{\{(\w+)\}\}|missing value for (\w+))`)
+	wordRE = lazyRegexp(`^(?:unexpected \{\{(\w+)\}\}|missing value for (\w+))`)
 )
 
 // templateParseError rewrites a parse error as `template FILE:LINE:COL: MESSAGE`.
 // text/template gives the line only; the column is that of the token the
 // message names, found on that line, and left out when not found.
 func templateParseError(name, text, left string, err error) error {
-	m := parseMsgRE.FindStringSubmatch(err.Error())
+	m := parseMsgRE().FindStringSubmatch(err.Error())
 	if m == nil {
 		return fmt.Errorf("template %s: %s", name, strings.TrimPrefix(err.Error(), "template: "))
 	}
 	line, _ := strconv.Atoi(m[2])
 	msg := m[3]
-	if col := guessColumn(text, line, left, msg); col > 0 {
+	col := guessColumn(text, line, left, msg)
+	if f := undefinedRE().FindStringSubmatch(msg); f != nil {
+		// A consul-template or Sprig function we do not offer: say why.
+		if why := refusedFunc(f[1]); why != "" {
+			msg += ": " + why
+		}
+	}
+	if col > 0 {
 		return &renderError{msg: fmt.Sprintf("template %s:%d:%d: %s", name, line, col, msg)}
 	}
 	return &renderError{msg: fmt.Sprintf("template %s:%d: %s", name, line, msg)}
 }
+
+// undefinedRE is text/template's parse error for a function it does not know.
+var undefinedRE = lazyRegexp(`^function "([^"]+)" not defined$`)
 
 // guessColumn finds, on line (from 1) of text, the token a parse error
 // message names; 0 when it cannot tell.
@@ -93,17 +111,17 @@ func errorToken(msg, left string) string {
 	case strings.HasPrefix(msg, "unterminated character constant"):
 		return "'"
 	}
-	if q := quotedRE.FindString(msg); q != "" {
+	if q := quotedRE().FindString(msg); q != "" {
 		if s, err := strconv.Unquote(q); err == nil && s != "" {
 			return s
 		}
 	}
 	if strings.HasPrefix(msg, "unexpected ") {
-		if a := angledRE.FindStringSubmatch(msg); a != nil {
+		if a := angledRE().FindStringSubmatch(msg); a != nil {
 			return a[1]
 		}
 	}
-	if w := wordRE.FindStringSubmatch(msg); w != nil {
+	if w := wordRE().FindStringSubmatch(msg); w != nil {
 		return w[1] + w[2]
 	}
 	if i := strings.Index(msg, "bad character U+"); i >= 0 {
@@ -124,9 +142,9 @@ func templateExecError(name string, err error, st *renderState) error {
 		return fmt.Errorf("template %s: %v", name, st.redact(err.Error()))
 	}
 	full := ee.Err.Error()
-	m := execMsgRE.FindStringSubmatch(full)
+	m := execMsgRE().FindStringSubmatch(full)
 	if m == nil {
-		if n := execNoNodeRE.FindStringSubmatch(full); n != nil {
+		if n := execNoNodeRE().FindStringSubmatch(full); n != nil {
 			return &renderError{msg: fmt.Sprintf("template %s: %s", n[1], st.redact(n[2]))}
 		}
 		return &renderError{msg: fmt.Sprintf("template %s: %s", name, st.redact(full))}
@@ -144,7 +162,7 @@ func templateExecError(name string, err error, st *renderState) error {
 // describe turns text/template's message into ours; cause survives only
 // when the message is kept as the function gave it.
 func (st *renderState) describe(context, rest string, cause error) (string, error) {
-	if k := missingKeyRE.FindStringSubmatch(rest); k != nil {
+	if k := missingKeyRE().FindStringSubmatch(rest); k != nil {
 		key, _ := strconv.Unquote(k[1])
 		mk := &missingKeyError{key: key}
 		// The .Data last handed out, if no function ran since, is the map
@@ -157,7 +175,7 @@ func (st *renderState) describe(context, rest string, cause error) (string, erro
 		}
 		return mk.Error(), nil
 	}
-	if c := callRE.FindStringSubmatch(rest); c != nil && trustedFunc(c[1]) {
+	if c := callRE().FindStringSubmatch(rest); c != nil && trustedFunc(c[1]) {
 		// Our messages name the arguments (a key, an option, required's
 		// message), and a template may take those from a secret: they are
 		// redacted like any other, and the cause, whose text is not, is
@@ -177,7 +195,7 @@ func (st *renderState) describe(context, rest string, cause error) (string, erro
 // unquoted and in their Go-quoted form (as %q prints them).
 func literals(action string) []string {
 	var out []string
-	for _, q := range quotedRE.FindAllString(action, -1) {
+	for _, q := range quotedRE().FindAllString(action, -1) {
 		if s, err := strconv.Unquote(q); err == nil && s != "" {
 			out = append(out, s, q[1:len(q)-1])
 		}

@@ -133,10 +133,18 @@ func (opt Options) delims() (left, right string, err error) {
 	return left, right, nil
 }
 
-// getenv is opt.Getenv, or os.Getenv when unset.
-func (opt Options) getenv() func(string) string {
-	if opt.Getenv != nil {
-		return opt.Getenv
+// lookupEnv is opt.LookupEnv, else opt.Getenv (an empty value counting as
+// unset), else os.LookupEnv.
+func (opt Options) lookupEnv() func(string) (string, bool) {
+	switch {
+	case opt.LookupEnv != nil:
+		return opt.LookupEnv
+	case opt.Getenv != nil:
+		getenv := opt.Getenv
+		return func(name string) (string, bool) {
+			v := getenv(name)
+			return v, v != ""
+		}
 	}
-	return os.Getenv
+	return os.LookupEnv
 }

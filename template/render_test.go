@@ -267,7 +267,7 @@ func TestRenderAllDependentDiscovery(t *testing.T) {
 	u := &universe{all: all}
 	dir := t.TempDir()
 	specs := writeTemplates(t, dir, "users.tmpl",
-		`{{ range secrets "users/" }}{{ with secret . }}{{ .Path }}={{ .Data.role }};{{ end }}{{ end }}`)
+		`{{ range secrets "users/" }}{{ with secret (print "users/" .) }}{{ .Path }}={{ .Data.role }};{{ end }}{{ end }}`)
 	set, err := Parse(specs, Options{})
 	if err != nil {
 		t.Fatal(err)

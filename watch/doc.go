@@ -2,7 +2,8 @@
 // certificate scaivault-run holds while it runs.
 //
 // Its job: poll static secrets and lists (batch reads), follow the server's
-// change events, renew and replace leases, re-issue certificates, and send
+// change events, renew and replace leases, re-issue certificates, read
+// ACME orders again for the certificates ScaiVault renewed, and send
 // one Update per round of changes to the caller (package run), who renders
 // and acts on it. When to do each is a pure function of the item, the time
 // and a random number (schedule.go), table-tested.

@@ -17,7 +17,8 @@ import (
 // The Watcher keeps a snapshot fresh while a child runs on it (DESIGN.md,
 // "Watching and acting"): it polls static secrets and lists, follows the
 // change events when the server offers them, renews and replaces leases,
-// re-issues certificates, and sends an Update for each change.
+// re-issues certificates, reads ACME orders again for their renewals, and
+// sends an Update for each change.
 //
 // Concurrency: Run owns every piece of the watcher's state on its own
 // goroutine; one more goroutine, which Run starts and joins, follows the
@@ -101,6 +102,7 @@ type watchAPI interface {
 	Generate(ctx context.Context, engine, role, ttl string) (*fetch.Lease, error)
 	Revoke(ctx context.Context, leaseID string) error
 	Issue(ctx context.Context, role string, req fetch.IssueRequest) (*fetch.Cert, error)
+	ACMEOrder(ctx context.Context, id string) (*fetch.ACMEOrder, error)
 	Events(ctx context.Context, opt fetch.EventsOptions, handle func(fetch.Event)) error
 }
 
@@ -290,7 +292,7 @@ func (w *Watcher) runDue(ctx context.Context) {
 	}
 	for _, src := range sortedSources(maps.Keys(w.certs)) {
 		if it := w.certs[src]; !it.pending && !time.Now().Before(it.at) && ctx.Err() == nil {
-			w.reissue(ctx, it)
+			w.stepCert(ctx, it)
 		}
 	}
 }
@@ -412,7 +414,7 @@ func (w *Watcher) adopt(snap *fetch.Snapshot, now time.Time) {
 	}
 	for src, c := range snap.Certs {
 		if it := w.certs[src]; it == nil || it.cert.SerialNumber != c.SerialNumber {
-			w.certs[src] = &certItem{src: src, cert: c, received: now, at: CertRefreshAt(c, now, w.rnd())}
+			w.certs[src] = w.newCertItem(src, c, now)
 		}
 	}
 	for src := range w.certs {

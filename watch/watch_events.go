@@ -54,6 +54,7 @@ func (w *Watcher) onConnect(ctx context.Context) {
 		w.log.Debug("events stream reconnected")
 	}
 	w.evUp, w.evSeen = true, true
+	w.pollOrdersBy(time.Now())
 	w.poll(ctx)
 }
 
@@ -66,6 +67,7 @@ func (w *Watcher) onDrop() {
 		return
 	}
 	w.evUp, w.evDownAt = false, time.Now()
+	w.pollOrdersBy(NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()))
 	w.log.Debug("events stream down; polling until it is back", "poll_interval", w.cfg.PollInterval)
 	if next := NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()); next.Before(w.nextPoll) {
 		w.nextPoll = next
@@ -77,6 +79,7 @@ func (w *Watcher) onEventsEnd(err error) {
 		w.evDownAt = time.Now()
 	}
 	w.evUp = false
+	w.pollOrdersBy(NextPoll(time.Now(), w.cfg.PollInterval, w.rnd()))
 	if errors.Is(err, fetch.ErrEventsNotSupported) {
 		w.log.Info("the server offers no change events; polling", "poll_interval", w.cfg.PollInterval)
 	} else {
@@ -124,8 +127,12 @@ func (w *Watcher) onEvents(ctx context.Context, ev fetch.Event) {
 
 // noteEvent adds what ev asks to read again to paths and lists.
 func (w *Watcher) noteEvent(ev fetch.Event, paths map[string]bool, lists map[fetch.Source]bool) {
-	if ev.Type == fetch.EventLeaseRevoked {
+	switch ev.Type {
+	case fetch.EventLeaseRevoked:
 		w.onLeaseRevoked(ev)
+		return
+	case fetch.EventACMERenewed:
+		w.onACMERenewed(ev)
 		return
 	}
 	p := ev.Data.Path

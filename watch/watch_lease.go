@@ -164,12 +164,12 @@ func (w *Watcher) onLeaseRevoked(ev fetch.Event) {
 	}
 }
 
-// certItem is the watcher's state of one PKI source.
+// certItem is the watcher's state of one PKI or ACME source.
 type certItem struct {
 	src      fetch.Source
 	cert     *fetch.Cert
 	received time.Time
-	at       time.Time // next re-issue
+	at       time.Time // next re-issue (ACME: next read of the order)
 	fails    int
 	pending  bool
 }
@@ -179,19 +179,9 @@ func (w *Watcher) reissue(ctx context.Context, it *certItem) {
 	c, err := w.api.Issue(ctx, it.src.PKIRole, it.src.IssueRequest())
 	now := time.Now()
 	if err != nil {
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() == nil {
+			w.certFailed(it, err, now)
 		}
-		it.fails++
-		if fetch.IsTemporary(err) {
-			rem := CertRemaining(it.cert, it.received) - now.Sub(it.received)
-			wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
-			w.out.fail(now, err, wait)
-			it.at = now.Add(wait)
-			return
-		}
-		w.lose(&LostError{Source: it.src, Err: err})
-		it.at = now.Add(RetryBackoff(it.fails, w.cfg.PollInterval, w.rnd()))
 		return
 	}
 	w.succeeded(now)

@@ -18,7 +18,7 @@ func (w *Watcher) lose(e *LostError) {
 		attrs = append(attrs, "lease", e.LeaseID, "source", e.Source.String())
 	case e.Source.Kind == fetch.List:
 		attrs = append(attrs, "list", e.Source.Path)
-	case e.Source.Kind == fetch.PKI:
+	case e.Source.Kind == fetch.PKI || e.Source.Kind == fetch.ACME:
 		attrs = append(attrs, "certificate", e.Source.String())
 	case e.Source.Kind != 0:
 		attrs = append(attrs, "secret", e.Source.Path)

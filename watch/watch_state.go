@@ -58,10 +58,13 @@ type LeaseState struct {
 	Lost      bool      // revoked, unknown to the server, or denied
 }
 
-// CertState is one certificate the child runs on.
+// CertState is one certificate the child runs on: a PKI role's, or
+// (Account set) an ACME order's.
 type CertState struct {
 	Ref       string
-	Role      string
+	Role      string // PKI
+	Account   string // ACME: the account's name
+	OrderID   string // ACME
 	Serial    string
 	ExpiresAt time.Time // its end by our clock
 }
@@ -94,7 +97,7 @@ func (w *Watcher) publish(now time.Time) {
 	}
 	for src, it := range w.certs {
 		st.Certs = append(st.Certs, CertState{
-			Ref: src.String(), Role: src.PKIRole, Serial: it.cert.SerialNumber,
+			Ref: src.String(), Role: src.PKIRole, Account: src.Account, OrderID: it.cert.OrderID, Serial: it.cert.SerialNumber,
 			ExpiresAt: it.received.Add(CertRemaining(it.cert, it.received)),
 		})
 	}

@@ -1,0 +1,34 @@
+package watch
+
+import (
+	"time"
+
+	"github.com/scailabs/scaivault-run/fetch"
+)
+
+// ACME certificates are renewed by ScaiVault, not by us: the watcher only
+// reads their order again, on an acme.renewed event and on a poll whose
+// pace follows the certificate's remaining life.
+
+const (
+	// ACMEPollShare is the share of a certificate's remaining life between
+	// two polls of its order: the nearer its end, the more often.
+	ACMEPollShare = 1.0 / 20
+	// ACMEPollCeiling bounds the time between two polls of an order, in
+	// poll intervals (the safety poll while the events stream is up): a
+	// renewal the server decided on long before the end is still seen
+	// within 12 intervals.
+	ACMEPollCeiling = 12
+)
+
+// ACMEPollAt is when to read the order of ACME certificate c (received at
+// received) again, at now: a twentieth of its remaining life from now,
+// never sooner than one interval (the poll interval, or the safety poll
+// while the events stream is up) and never later than ACMEPollCeiling of
+// them, ± 10%. A certificate past its end is polled every interval.
+func ACMEPollAt(c *fetch.Cert, received, now time.Time, interval time.Duration, rnd float64) time.Time {
+	interval = max(interval, retryFloor)
+	rem := CertRemaining(c, received) - now.Sub(received)
+	every := clamp(scale(rem, ACMEPollShare), interval, ACMEPollCeiling*interval)
+	return now.Add(scale(every, 1+PollJitter*(2*rnd-1)))
+}
