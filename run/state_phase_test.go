@@ -347,9 +347,13 @@ func TestStateBadFiles(t *testing.T) {
 	writeKey(t, otherKey)
 	end := bytes.Index(good, []byte("\n-----END"))
 	tampered := append([]byte(nil), good...)
-	tampered[end-3] ^= 'A' ^ 'B' // a base64 letter of the payload's end
-	if tampered[end-3] == good[end-3] {
-		t.Fatal("not changed")
+	// The first letter of the last line, the payload's end: another
+	// base64 letter (all six bits count, so the armor still decodes).
+	at := bytes.LastIndexByte(good[:end], '\n') + 1
+	if tampered[at] == 'A' {
+		tampered[at] = 'B'
+	} else {
+		tampered[at] = 'A'
 	}
 	cases := []struct {
 		name, reason string
