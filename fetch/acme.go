@@ -154,6 +154,8 @@ type ACMEState struct {
 	// read in full; Pending the newest pending or processing one; Invalid
 	// the newest failed one. Any may be nil.
 	Valid, Pending, Invalid *ACMEOrder
+	// Newest is the order placed last, whatever its status (nil: none).
+	Newest *ACMEOrder
 }
 
 // HeldOff is, when the newest order is a failed one younger than
@@ -198,6 +200,9 @@ func (c *Client) LookupACME(ctx context.Context, account string, domains []strin
 		}
 		if err := checkOrder(o, false); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if st.Newest == nil || o.CreatedAt.After(st.Newest.CreatedAt) {
+			st.Newest = o
 		}
 		switch o.Status {
 		case OrderValid:
@@ -249,6 +254,12 @@ func (c *Client) ObtainACME(ctx context.Context, account string, domains []strin
 		c.log.Info("waiting for a pending ACME order", "order", o.ID, "account", account, "domains", strings.Join(domains, ","))
 	case st.HeldOff(domains) != nil:
 		return nil, false, st.HeldOff(domains)
+	case st.Newest != nil && time.Since(st.Newest.CreatedAt) < ACMERetryInvalidAfter:
+		// A valid order placed minutes ago whose certificate has ended by
+		// our clock: a clock ahead, or a stale answer. Ordering again at
+		// every start is the rate-limit trap; say what to check instead.
+		return nil, false, fmt.Errorf("ACME order %s for %s was placed %s ago and is %s, but no certificate of it is valid by this machine's clock (%s): check this machine's clock; no new order is placed for these names until the last one is %s old, to stay within the CA's rate limits",
+			st.Newest.ID, strings.Join(domains, ", "), time.Since(st.Newest.CreatedAt).Round(time.Second), st.Newest.Status, time.Now().UTC().Format(time.RFC3339), ACMERetryInvalidAfter)
 	default:
 		req := ACMEOrderRequest{AccountID: st.Account.ID, Domains: domains, ChallengeType: challenge, AutoRenew: true}
 		if o, err = c.CreateACMEOrder(ctx, req); err != nil {
@@ -269,6 +280,9 @@ func (c *Client) waitOrder(ctx context.Context, o *ACMEOrder, domains []string) 
 	for n := 1; ; n++ {
 		switch o.Status {
 		case OrderValid:
+			if !time.Now().Before(o.Certificate.ExpiresAt) {
+				return nil, fmt.Errorf("ACME order %s for %s is valid, but its certificate ended at %s by this machine's clock (%s): check this machine's clock", o.ID, strings.Join(domains, ", "), o.Certificate.ExpiresAt.UTC().Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339))
+			}
 			return o, nil
 		case OrderInvalid:
 			return nil, orderFailed(o, domains)

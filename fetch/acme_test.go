@@ -3,6 +3,7 @@ package fetch_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -328,5 +329,49 @@ func TestACMEHostileAnswers(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s: accepted %+v", body, o)
 		}
+	}
+}
+
+// A valid order placed minutes ago whose certificate has ended by our
+// clock (a clock ahead, a stale answer): no new order at every start, an
+// error that says to check the clock.
+func TestObtainACMEEndedCertificateNoNewOrder(t *testing.T) {
+	h, creates := newACMEHarness(t, 50*time.Millisecond)
+	c := h.client(t, nil)
+	ctx := ctxT(t)
+	names := domains(t, "clock.example.com")
+	o, _, err := c.ObtainACME(ctx, "le", names, "")
+	noteOrder(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := *o
+	cert := *o.Certificate
+	cert.ExpiresAt = time.Now().Add(-time.Minute)
+	ended.Certificate = &cert
+	body, err := json.Marshal(&ended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/acme/orders" {
+			creates.Add(1)
+		}
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/acme/orders/"+o.ID {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+			return true
+		}
+		return false
+	})
+	for range 3 {
+		_, _, err := c.ObtainACME(ctx, "le", names, "")
+		noteErr(err)
+		if err == nil || !strings.Contains(err.Error(), "check this machine's clock") {
+			t.Fatalf("obtain with an ended certificate: %v", err)
+		}
+	}
+	if n := creates.Load(); n != 1 {
+		t.Errorf("%d orders placed, want 1", n)
 	}
 }

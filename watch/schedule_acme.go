@@ -28,7 +28,24 @@ const (
 // them, ± 10%. A certificate past its end is polled every interval.
 func ACMEPollAt(c *fetch.Cert, received, now time.Time, interval time.Duration, rnd float64) time.Time {
 	interval = max(interval, retryFloor)
-	rem := CertRemaining(c, received) - now.Sub(received)
+	rem := ACMERemaining(c, received) - now.Sub(received)
 	every := clamp(scale(rem, ACMEPollShare), interval, ACMEPollCeiling*interval)
 	return now.Add(scale(every, 1+PollJitter*(2*rnd-1)))
+}
+
+// ACMERemaining is how long ACME certificate c is still valid, by our
+// clock, from received. Not CertRemaining: that keeps a certificate within
+// a second of the lifetime the server gave it, which holds for one issued
+// for this request, and an ACME order's certificate may be one reused
+// weeks after its issue.
+func ACMERemaining(c *fetch.Cert, received time.Time) time.Duration {
+	return max(c.ExpiresAt.Sub(received), 0)
+}
+
+// remaining is how long it's certificate is valid from its receipt.
+func (it *certItem) remaining() time.Duration {
+	if it.src.Kind == fetch.ACME {
+		return ACMERemaining(it.cert, it.received)
+	}
+	return CertRemaining(it.cert, it.received)
 }

@@ -172,3 +172,15 @@ func TestRetryLimit(t *testing.T) {
 		}
 	}
 }
+
+// A reused ACME order's certificate has what our clock says is left, not
+// its whole life again (the clamp that suits a certificate issued now).
+func TestACMERemainingReused(t *testing.T) {
+	c := &fetch.Cert{IssuedAt: t0.Add(-60 * 24 * time.Hour), ExpiresAt: t0.Add(30 * 24 * time.Hour)}
+	if got := watch.ACMERemaining(c, t0); got != 30*24*time.Hour {
+		t.Errorf("ACMERemaining = %v, want 720h", got)
+	}
+	if got := watch.ACMERemaining(&fetch.Cert{ExpiresAt: t0.Add(-time.Second)}, t0); got != 0 {
+		t.Errorf("ended: %v", got)
+	}
+}

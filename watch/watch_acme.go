@@ -81,7 +81,7 @@ func (w *Watcher) renewedACME(it *certItem, c *fetch.Cert, now time.Time) {
 	it.pending = true
 	d := w.change(it.src, fmt.Sprintf("acme certificate %s order %s serial %s→%s", it.src.Account, c.OrderID, old, c.SerialNumber))
 	d.snap.Certs[it.src] = c
-	d.endsAt(now.Add(CertRemaining(it.cert, it.received) - now.Sub(it.received)))
+	d.endsAt(now.Add(it.remaining() - now.Sub(it.received)))
 	d.accept = append(d.accept, func(time.Time) {
 		it.pending, it.cert, it.received, it.fails = false, c, now, 0
 		it.at = ACMEPollAt(c, now, now, w.interval(), w.rnd())
@@ -99,7 +99,7 @@ func (w *Watcher) renewedACME(it *certItem, c *fetch.Cert, now time.Time) {
 func (w *Watcher) certFailed(it *certItem, err error, now time.Time) {
 	it.fails++
 	if fetch.IsTemporary(err) {
-		rem := CertRemaining(it.cert, it.received) - now.Sub(it.received)
+		rem := it.remaining() - now.Sub(it.received)
 		wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
 		w.out.fail(now, err, wait)
 		it.at = now.Add(wait)

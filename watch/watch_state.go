@@ -98,7 +98,7 @@ func (w *Watcher) publish(now time.Time) {
 	for src, it := range w.certs {
 		st.Certs = append(st.Certs, CertState{
 			Ref: src.String(), Role: src.PKIRole, Account: src.Account, OrderID: it.cert.OrderID, Serial: it.cert.SerialNumber,
-			ExpiresAt: it.received.Add(CertRemaining(it.cert, it.received)),
+			ExpiresAt: it.received.Add(it.remaining()),
 		})
 	}
 	slices.SortFunc(st.Secrets, func(a, b SecretState) int { return strings.Compare(a.Ref, b.Ref) })
