@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	ossignal "os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -346,6 +347,14 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 		}
 		opts = st.runAs.apply(opts)
 		st.opts = opts
+		if st.runAs.change {
+			for _, sp := range opts.Templates {
+				if dir := filepath.Dir(sp.Dst); sp.Dst != template.Stdout && template.MovableBy(dir, st.runAs.fileUser()) {
+					log.Warn("--user: the child's user may rename entries of a directory on this template's path, and so redirect scaivault-run's (root's) writes of it elsewhere; keep template destinations in directories only root may write",
+						"template", sp.Src, "destination", sp.Dst, "user", opts.User)
+				}
+			}
+		}
 		log.Debug("the child runs as", "user", opts.User, "uid", st.runAs.creds.UID, "gid", st.runAs.creds.GID, "groups", st.runAs.creds.Groups)
 	}
 	opts.Templates = groupOnlyOwners(opts.Templates, st.runAs)

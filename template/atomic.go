@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -144,17 +145,26 @@ func existingFile(path string) (os.FileInfo, error) {
 }
 
 // sameContent reports whether the file at path (described by fi) holds
-// exactly data.
+// exactly data. The file is opened without following a symlink and without
+// blocking, must still be the one fi describes, and at most len(data)+1
+// bytes are read: a child that can write the directory (--user) may swap
+// in a symlink to /dev/zero or a FIFO between the Lstat and the read.
 func sameContent(path string, fi os.FileInfo, data []byte) bool {
 	if fi.Size() != int64(len(data)) {
 		return false
 	}
-	old, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		// Unreadable (e.g. mode 0200): write it anew rather than fail.
+		// Unreadable (e.g. mode 0200), or a symlink now: write it anew
+		// rather than fail.
 		return false
 	}
-	return bytes.Equal(old, data)
+	defer f.Close()
+	if now, err := f.Stat(); err != nil || !now.Mode().IsRegular() || !os.SameFile(now, fi) {
+		return false
+	}
+	old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
+	return err == nil && bytes.Equal(old, data)
 }
 
 // keepOwner gives tmp the owner and group of the file old describes, when

@@ -181,3 +181,29 @@ func TestWriteFileAtomicConcurrentReader(t *testing.T) {
 		}
 	}
 }
+
+// The unchanged-content check reads the file it looked at, never a symlink
+// or a device swapped in after (a --user child owns the directory): a
+// symlink to /dev/zero was read without bound.
+func TestSameContentNoSwap(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	data := []byte("0123456789")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameContent(p, fi, data) {
+		t.Fatal("the same file reads as different")
+	}
+	os.Remove(p)
+	if err := os.Symlink("/dev/zero", p); err != nil {
+		t.Fatal(err)
+	}
+	if sameContent(p, fi, make([]byte, 10)) {
+		t.Error("a symlink swapped in was followed")
+	}
+}

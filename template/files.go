@@ -49,6 +49,12 @@ func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, 
 			skipped = append(skipped, parent)
 			return nil, fmt.Errorf("%s: not reachable by uid %d", parent, u.UID)
 		}
+		if u != nil && movableBy(parent, u) {
+			// The user could rename our directory away and leave a
+			// symlink for root's next write to follow.
+			skipped = append(skipped, parent)
+			return nil, fmt.Errorf("%s: uid %d may rename what it holds", parent, u.UID)
+		}
 		return makeFileDir(parent, u)
 	}
 	if dir := getenv("XDG_RUNTIME_DIR"); dir != "" {
@@ -162,6 +168,56 @@ func reachable(dir string, u *FileUser) bool {
 		parent := filepath.Dir(p)
 		if parent == p {
 			return true
+		}
+		p = parent
+	}
+}
+
+// MovableBy reports whether u could rename an entry of dir or of a
+// directory above it (see movableBy): a template destination there can be
+// redirected by a child running as u.
+func MovableBy(dir string, u *FileUser) bool { return movableBy(dir, u) }
+
+// movableBy reports whether u could rename an entry of dir, or of any
+// directory above it (symlinks resolved): one it owns, or may write and
+// that is not sticky (a sticky directory lets only an entry's owner rename
+// it). Root never counts.
+func movableBy(dir string, u *FileUser) bool {
+	if u.UID == 0 {
+		return false
+	}
+	p, err := filepath.Abs(dir)
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil {
+		return true
+	}
+	for {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return true
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return true
+		}
+		perm := fi.Mode().Perm()
+		var write bool
+		switch {
+		case int(st.Uid) == u.UID:
+			return true
+		case int(st.Gid) == u.GID || slices.Contains(u.Groups, uint32(st.Gid)):
+			write = perm&0o020 != 0
+		default:
+			write = perm&0o002 != 0
+		}
+		if write && fi.Mode()&os.ModeSticky == 0 {
+			return true
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return false
 		}
 		p = parent
 	}

@@ -114,7 +114,7 @@ func TestFileDirForUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(open) })
-	if err := os.Chmod(open, 0o1777); err != nil {
+	if err := os.Chmod(open, os.ModeSticky|0o777); err != nil {
 		t.Fatal(err)
 	}
 	u := &FileUser{Owner: Owner{UID: 4321, GID: 4322}}
@@ -208,3 +208,45 @@ func (f fakeDirInfo) Mode() os.FileMode  { return os.ModeDir | f.perm }
 func (f fakeDirInfo) ModTime() time.Time { return time.Time{} }
 func (f fakeDirInfo) IsDir() bool        { return true }
 func (f fakeDirInfo) Sys() any           { return f.st }
+
+// The as=file directory is not made under a directory the user could
+// rename entries of (its own, or one it may write that is not sticky),
+// nor under one below such a directory: it would move ours away and
+// leave a symlink for root's next write.
+func TestMovableBy(t *testing.T) {
+	needRoot(t)
+	u := &FileUser{Owner: Owner{UID: 4321, GID: 4322}}
+	base, err := os.MkdirTemp("", "movable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	mk := func(name string, mode os.FileMode, uid int) string {
+		p := filepath.Join(base, name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, 0); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	own := mk("own", 0o700, 4321)
+	open := mk("open", 0o777, 0)
+	sticky := mk("sticky", os.ModeSticky|0o777, 0)
+	below := filepath.Join(own, "below")
+	if err := os.Mkdir(below, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]bool{own: true, open: true, below: true, sticky: false, base: false} {
+		if got := movableBy(dir, u); got != want {
+			t.Errorf("movableBy(%s) = %v, want %v", dir, got, want)
+		}
+	}
+	if movableBy(own, &FileUser{}) {
+		t.Error("root counts")
+	}
+}
