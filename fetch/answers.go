@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"crypto/tls"
 	"fmt"
 	"time"
 )
@@ -41,6 +42,12 @@ func checkCert(c *Cert) error {
 		return fmt.Errorf("decode answer: certificate without private_key_pem")
 	case c.ExpiresAt.IsZero():
 		return fmt.Errorf("decode answer: certificate without expires_at")
+	}
+	// A certificate whose key is another's would fail the child's TLS
+	// set-up at its next reload (nginx refuses the pair); the error of
+	// crypto/tls names neither.
+	if _, err := tls.X509KeyPair([]byte(c.CertificatePEM), []byte(c.PrivateKeyPEM)); err != nil {
+		return fmt.Errorf("decode answer: certificate_pem and private_key_pem are not a pair: %v", err)
 	}
 	return nil
 }

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/scailabs/scaivault-run/internal/tlstest"
 )
 
 // Hostile lease and certificate answers give clear errors that name the
@@ -61,5 +64,23 @@ func TestHostileAnswers(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), secret) {
 			t.Errorf("issue answering %s: %v, want %q", tt.body, err, tt.want)
 		}
+	}
+}
+
+// A certificate and a key that are not a pair are refused, the error
+// quoting neither.
+func TestCheckCertPair(t *testing.T) {
+	ca := tlstest.NewCA(t, "test CA")
+	a, b := ca.Issue(t, "a.example.com", tlstest.Options{}), ca.Issue(t, "b.example.com", tlstest.Options{})
+	exp := time.Now().Add(time.Hour)
+	if err := checkCert(&Cert{CertificatePEM: string(a.CertPEM), PrivateKeyPEM: string(a.KeyPEM), ExpiresAt: exp}); err != nil {
+		t.Fatalf("a pair refused: %v", err)
+	}
+	err := checkCert(&Cert{CertificatePEM: string(a.CertPEM), PrivateKeyPEM: string(b.KeyPEM), ExpiresAt: exp})
+	if err == nil || !strings.Contains(err.Error(), "not a pair") {
+		t.Fatalf("mismatched pair: %v", err)
+	}
+	if strings.Contains(err.Error(), "PRIVATE KEY") || strings.Contains(err.Error(), string(b.KeyPEM[30:60])) {
+		t.Errorf("the error quotes the key: %v", err)
 	}
 }
