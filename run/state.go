@@ -221,7 +221,7 @@ func (s *stateRun) confirmed(at time.Time, versions map[string]int) {
 	rec := *s.rec
 	rec.resolvedAt = at
 	s.rec, s.dirty = &rec, true
-	s.poke()
+	s.wakeWriter() // not poke: s.mu is held
 }
 
 // poke wakes the writer (a lease entered or renewed: the ledger's
@@ -235,6 +235,11 @@ func (s *stateRun) poke() {
 		s.dirty = true
 	}
 	s.mu.Unlock()
+	s.wakeWriter()
+}
+
+// wakeWriter wakes the writer without blocking; it takes no lock.
+func (s *stateRun) wakeWriter() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
