@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -149,6 +150,9 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 	if age := now.Sub(d.ResolvedAt); age > s.opts.maxAge {
 		return nil, nil, fmt.Errorf("the state is %v old, more than --fallback-max-age %v", age.Round(time.Second), s.opts.maxAge)
 	}
+	s.mu.Lock()
+	revoked := maps.Clone(s.revoked)
+	s.mu.Unlock()
 	snap, why := fetch.NewSnapshot(), map[fetch.Source]string{}
 	for _, e := range d.Secrets {
 		if src, err := e.Source.Source(); err == nil {
@@ -181,6 +185,10 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 			}
 		case !now.Before(e.ExpiresAt):
 			why[src] = fmt.Sprintf("its lease %s in the state file ended at %s", e.LeaseID, e.ExpiresAt.Format(time.RFC3339))
+		case revoked[e.LeaseID]:
+			// This start-up's recovery revoked it (too little life left)
+			// or found it gone.
+			why[src] = fmt.Sprintf("its lease %s in the state file was revoked by this start-up", e.LeaseID)
 		default:
 			l := *e.Lease
 			l.LeaseDuration = int64(e.ExpiresAt.Sub(now) / time.Second)
