@@ -214,8 +214,9 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	c.observe(cl, resp.StatusCode)
 	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotModified {
 		defer cancel()
-		c.health.attempt(ctx, cl.pattern, resp.StatusCode, nil)
-		return nil, tok, readAPIError(resp)
+		apiErr := readAPIError(resp)
+		c.health.attempt(ctx, cl.pattern, resp.StatusCode, apiErr)
+		return nil, tok, apiErr
 	}
 	if cl.stream {
 		c.health.attempt(ctx, cl.pattern, resp.StatusCode, nil)
