@@ -106,6 +106,7 @@ type startup struct {
 	out      []template.Rendered // the templates as the start-up gate rendered them
 	written  []string            // the DSTs of the templates whose files the start-up changed
 	status   *statusRun          // nil without a status endpoint
+	trouble  startTrouble        // the start-up gate's failed attempts (startup_log.go)
 }
 
 // Launch runs the main job: resolve everything, start the child (or exec it
@@ -420,6 +421,7 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		// ledger, which saw every lease generated, revokes them.
 		snap, err := st.resolver.Resolve(ctx, srcs, have)
 		if err == nil {
+			st.trouble.answered(st.log, time.Now())
 			return snap, nil
 		}
 		have = snap
@@ -428,7 +430,7 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		}
 		if ctx.Err() == nil {
 			wait := fetch.Backoff(attempt, 500*time.Millisecond, 2, 10*time.Second, rand.Float64())
-			st.log.Warn("server not reachable yet; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			st.trouble.failed(st.log, time.Now(), err, wait)
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -438,7 +440,11 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		}
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return have, fmt.Errorf("server not reachable within the start-up timeout (%v): %w", timeout, err)
+				what := "server answering with errors"
+				if fetch.IsUnreachable(err) {
+					what = "server not reachable"
+				}
+				return have, fmt.Errorf("%s until the start-up timeout (%v): %w", what, timeout, err)
 			}
 			return have, fmt.Errorf("start-up interrupted: %w", err)
 		}
