@@ -263,8 +263,11 @@ func (a *clientCreds) exchange(ctx context.Context) (string, error) {
 		if te != nil {
 			err = te
 		}
-		a.health.exchange(parent, err)
-		return "", &tokenFetchError{url: a.conf.TokenURL, err: err}
+		// The health view gets the redacted error: oauth2's quotes the
+		// answer's body.
+		terr := &tokenFetchError{url: a.conf.TokenURL, err: err}
+		a.health.exchange(parent, terr)
+		return "", terr
 	}
 	a.health.exchange(parent, nil)
 	if err := checkToken(t.AccessToken); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -299,4 +300,41 @@ func TestOutcomeOf(t *testing.T) {
 			t.Errorf("outcomeOf(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestHealthTokenEndpoint: a token endpoint answering 503 is trouble of
+// kind token, logged with the redacted error (oauth2's quotes the body).
+func TestHealthTokenEndpoint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := &healthLog{}
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Request: r,
+				Header: http.Header{"Content-Type": {"text/plain"}},
+				Body:   io.NopCloser(strings.NewReader("upstream down: BODY-tok-LEAK"))}, nil
+		})}
+		c, err := New(Config{BaseURL: "http://127.0.0.1:1", ClientID: "id", ClientSecret: "secret-LEAK", HTTPClient: hc,
+			Outage: OutagePolicy{After: time.Second}, Retry: RetryPolicy{MaxRetries: -1},
+			Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.LogOutages()()
+		for range 3 {
+			if _, err := c.Whoami(context.Background()); err == nil {
+				t.Fatal("whoami without a token")
+			}
+			time.Sleep(time.Second)
+		}
+		warns := log.lines(`level=WARN msg="scaivault answering with errors; the child keeps running on what it has"`)
+		if len(warns) != 1 || !strings.Contains(warns[0], "failing=token status=503") {
+			t.Errorf("warnings %q, want one naming the token endpoint", warns)
+		}
+		if s := log.String(); strings.Contains(s, "LEAK") {
+			t.Errorf("the answer's body or the secret in the log:\n%s", s)
+		}
+	})
 }
