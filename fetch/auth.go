@@ -158,6 +158,7 @@ type clientCreds struct {
 	timeout time.Duration
 	log     *slog.Logger
 	sem     chan struct{}
+	health  *health // told of each exchange; nil: nobody
 
 	mu        sync.Mutex
 	tok       string
@@ -219,7 +220,8 @@ func (a *clientCreds) token(ctx context.Context) (string, error) {
 	}
 	newTok, err := a.exchange(ctx)
 	if err != nil && usable {
-		a.log.Warn("scaivault token refresh failed; using the current token until it expires", "error", err)
+		// Debug: the health view (health.go) warns when this lasts.
+		a.log.Debug("scaivault token refresh failed; using the current token until it expires", "error", err)
 		return tok, nil
 	}
 	return newTok, err
@@ -242,6 +244,7 @@ func (a *clientCreds) renew(ctx context.Context, code, sent string) (bool, error
 
 // exchange gets a new token. Callers hold sem.
 func (a *clientCreds) exchange(ctx context.Context) (string, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, a.hc), a.timeout)
 	defer cancel()
 	var handshook atomic.Bool
@@ -260,8 +263,13 @@ func (a *clientCreds) exchange(ctx context.Context) (string, error) {
 		if te != nil {
 			err = te
 		}
-		return "", &tokenFetchError{url: a.conf.TokenURL, err: err}
+		// The health view gets the redacted error: oauth2's quotes the
+		// answer's body.
+		terr := &tokenFetchError{url: a.conf.TokenURL, err: err}
+		a.health.exchange(parent, terr)
+		return "", terr
 	}
+	a.health.exchange(parent, nil)
 	if err := checkToken(t.AccessToken); err != nil {
 		return "", &tokenFetchError{url: a.conf.TokenURL, err: err}
 	}

@@ -50,6 +50,9 @@ type Config struct {
 	// API (see ResponseObserver); clients derived with WithRetry tell it
 	// too.
 	Observer ResponseObserver
+	// Outage: when trouble with the server is logged, once LogOutages is
+	// called (health.go).
+	Outage OutagePolicy
 }
 
 // ResponseObserver is told of each HTTP attempt to the ScaiVault API (the
@@ -135,6 +138,9 @@ type Client struct {
 	// (shared like gate), so that two references to one set never both
 	// create an order.
 	orders *orderLocks
+	// health is the server's health as every request sees it (health.go),
+	// shared like gate.
+	health *health
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -177,6 +183,7 @@ func New(cfg Config) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = "scaivault-run/" + moduleVersion()
 	}
+	c.health = newHealth(cfg.Outage, c.log)
 	if !cfg.TLS.isZero() {
 		if cfg.HTTPClient != nil {
 			return nil, errors.New("TLS settings and an HTTP client of the caller's: set TLS on that client instead")
@@ -190,6 +197,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.auth, err = c.newAuth(cfg); err != nil {
 		return nil, err
+	}
+	if cc, ok := c.auth.(*clientCreds); ok {
+		cc.health = c.health
 	}
 	c.closeCtx, c.closeFn = context.WithCancel(context.Background())
 	c.log.Debug("scaivault client ready", "base_url", c.baseURL, "auth", c.auth.describe())
@@ -208,7 +218,7 @@ func (c *Client) WithRetry(p RetryPolicy) (*Client, error) {
 		return nil, err
 	}
 	d := &Client{
-		baseURL: c.baseURL, hc: c.hc, auth: c.auth, tls: c.tls, gate: c.gate, orders: c.orders,
+		baseURL: c.baseURL, hc: c.hc, auth: c.auth, tls: c.tls, gate: c.gate, orders: c.orders, health: c.health,
 		retry: p.withDefaults(), reqTimeout: c.reqTimeout, log: c.log, userAgent: c.userAgent,
 		observer: c.observer,
 	}

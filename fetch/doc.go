@@ -12,9 +12,11 @@
 // (see APIError and errors.Is on the sentinels), never rebuilt from strings.
 // Logs go only to the *slog.Logger handed in, at debug per request and per
 // retry (callers log outcomes), naming methods, routes, paths, versions, lease ids and
-// request ids; the one exception is ACME (acme.go), which logs at info each
+// request ids; the exceptions: ACME is ACME (acme.go), which logs at info each
 // order it places or waits for and each order a Resolve uses, because an
-// order placed counts against a public CA's rate limits.
+// order placed counts against a public CA's rate limits; and, once
+// LogOutages is called, the server's health (health.go): a warning when
+// trouble lasts, one line when it is over.
 //
 // Every read from the server and the token file is bounded (limits.go): an
 // answer's body (32 MiB), one event of the stream (1 MiB), a List walk
@@ -23,7 +25,8 @@
 // the request or file and the limit, never the content.
 //
 // Concurrency: a Client is safe for concurrent use by many goroutines. It
-// starts no goroutine of its own: tokens are refreshed on demand by the
+// starts no goroutine of its own but the timer of its health view, armed
+// only while trouble lasts under LogOutages (health.go): tokens are refreshed on demand by the
 // request that finds them due (one exchange at a time), BatchRead runs its
 // chunks on goroutines it joins before returning, and Events runs on the
 // caller's goroutine and calls its handler there. A 429's Retry-After holds

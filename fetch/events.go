@@ -79,7 +79,9 @@ func (c *Client) Events(ctx context.Context, opt EventsOptions, handle func(Even
 			if opt.OnDrop != nil {
 				opt.OnDrop(err)
 			}
-			c.log.Info("scaivault events stream dropped; reconnecting",
+			// Debug: a reconnection is routine (a proxy's cut, a
+			// token's end); trouble is the health view's (health.go).
+			c.log.Debug("scaivault events stream dropped; reconnecting",
 				"since", st.since, "wait", wait, "error", err)
 			err = sleepCtx(sctx, wait)
 		}

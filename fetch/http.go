@@ -203,17 +203,23 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 			te = c.tls.probe(ctx, req)
 		}
 		if te != nil {
+			c.health.attempt(ctx, cl.pattern, 0, te)
 			return nil, tok, te
 		}
-		return nil, tok, &transportError{err: err, wrote: wrote.Load()}
+		terr := &transportError{err: err, wrote: wrote.Load()}
+		c.health.attempt(ctx, cl.pattern, 0, terr)
+		return nil, tok, terr
 	}
 	c.logAttempt(cl, n, resp.StatusCode, resp.Header.Get("X-Request-Id"), start, nil)
 	c.observe(cl, resp.StatusCode)
 	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotModified {
 		defer cancel()
-		return nil, tok, readAPIError(resp)
+		apiErr := readAPIError(resp)
+		c.health.attempt(ctx, cl.pattern, resp.StatusCode, apiErr)
+		return nil, tok, apiErr
 	}
 	if cl.stream {
+		c.health.attempt(ctx, cl.pattern, resp.StatusCode, nil)
 		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 		return &response{status: resp.StatusCode, raw: resp}, tok, nil
 	}
@@ -222,10 +228,14 @@ func (c *Client) attempt(ctx context.Context, cl *call, body []byte, n int) (*re
 	data, err := readBounded(resp.Body, maxResponseBody)
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
+			c.health.attempt(ctx, cl.pattern, resp.StatusCode, nil)
 			return nil, tok, &tooLargeError{what: "answer to " + cl.method + " " + cl.route, limit: maxResponseBody}
 		}
-		return nil, tok, &transportError{err: fmt.Errorf("read answer: %w", err), wrote: true}
+		terr := &transportError{err: fmt.Errorf("read answer: %w", err), wrote: true}
+		c.health.attempt(ctx, cl.pattern, 0, terr)
+		return nil, tok, terr
 	}
+	c.health.attempt(ctx, cl.pattern, resp.StatusCode, nil)
 	return &response{status: resp.StatusCode, body: data}, tok, nil
 }
 

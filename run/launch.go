@@ -120,6 +120,7 @@ type startup struct {
 	status   *statusRun          // nil without a status endpoint
 	state    *stateRun           // nil without --state-file
 	fallback *fallback           // the child starts on the state file; nil: on what the server gave
+	trouble  startTrouble        // the start-up gate's failed attempts (startup_log.go)
 }
 
 // Launch runs the main job: resolve everything, start the child (or exec it
@@ -462,6 +463,7 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		// ledger, which saw every lease generated, revokes them.
 		snap, err := st.resolveOnce(ctx, srcs, have)
 		if err == nil {
+			st.trouble.answered(st.log, time.Now())
 			return snap, nil
 		}
 		have = snap
@@ -470,7 +472,7 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 		}
 		if ctx.Err() == nil {
 			wait := fetch.Backoff(attempt, 500*time.Millisecond, 2, 10*time.Second, rand.Float64())
-			st.log.Warn("server not reachable yet; retrying", "err", err, "in", wait.Round(time.Millisecond))
+			st.trouble.failed(st.log, time.Now(), err, wait)
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -483,7 +485,11 @@ func (st *startup) resolveRetry(ctx context.Context, srcs []fetch.Source, have *
 				if errors.Is(err, fetch.ErrOrderNotReady) {
 					return have, fmt.Errorf("not ready within the start-up timeout (%v): %w", timeout, err)
 				}
-				return have, fmt.Errorf("server not reachable within the start-up timeout (%v): %w", timeout, err)
+				what := "server answering with errors"
+				if fetch.IsUnreachable(err) {
+					what = "server not reachable"
+				}
+				return have, fmt.Errorf("%s until the start-up timeout (%v): %w", what, timeout, err)
 			}
 			return have, fmt.Errorf("start-up interrupted: %w", err)
 		}

@@ -329,7 +329,10 @@ func (l *Ledger) settle(ctx context.Context, e *entry, err error) {
 		rem := LeaseRemaining(e.lease, e.added) - now.Sub(e.added)
 		wait := max(serverWait(err), RetryBackoff(e.fails, min(maxRevokeRetry, RetryLimit(rem, maxRevokeRetry)), l.rnd()))
 		e.due = now.Add(wait)
-		l.log.Warn("revoking a lease failed; retrying", "lease", id, "phase", e.phase.String(),
+		// Debug: a server that does not answer is the client's health
+		// view's to warn about (fetch/health.go), once, not per lease
+		// and attempt.
+		l.log.Debug("revoking a lease failed; retrying", "lease", id, "phase", e.phase.String(),
 			"error", err, "retry_in", wait.Round(time.Millisecond), "attempt", e.fails)
 	}
 }

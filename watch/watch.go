@@ -211,6 +211,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if w.api == nil {
 		return errors.New("watcher: no client")
 	}
+	if w.cfg.Client != nil {
+		// While the watcher runs, the client warns about outages
+		// (fetch/health.go); the start-up gate logged its own.
+		defer w.cfg.Client.LogOutages()()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()

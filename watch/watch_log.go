@@ -8,7 +8,8 @@ import (
 )
 
 // What the watcher logs about failures: losses (at error level, on every
-// attempt, and reported through OnLost) and outages (rate-limited).
+// attempt, and reported through OnLost) and, at debug, failed refreshes
+// (the client's health view warns about outages).
 
 // lose logs a loss at error level and reports it.
 func (w *Watcher) lose(e *LostError) {
@@ -29,42 +30,24 @@ func (w *Watcher) lose(e *LostError) {
 	}
 }
 
-// outage rate-limits the warnings about a server that does not answer:
-// the first failure, then at most one a minute, then one line at info
-// level when it answers again.
+// outage notes the watcher's failed refreshes, at debug level. Warning
+// about trouble with the server is the client's job: its health view
+// (fetch/health.go, which Run turns on) hears of every request, the
+// events stream's and the ledger's too, and tells an unreachable server
+// from one answering with errors, so that one success (a renewal) does
+// not declare the server well while another kind of request (the secret
+// reads) still fails.
 type outage struct {
 	log      *slog.Logger
-	since    time.Time
-	lastWarn time.Time
 	failures int
 }
 
-// outageWarnEvery is the least time between two outage warnings.
-const outageWarnEvery = time.Minute
-
-func (o *outage) fail(now time.Time, err error, retryIn time.Duration) {
+func (o *outage) fail(_ time.Time, err error, retryIn time.Duration) {
 	o.failures++
-	switch {
-	case o.failures == 1:
-		o.since, o.lastWarn = now, now
-		o.log.Warn("scaivault not reachable; the child keeps running on what it has",
-			"error", err, "retry_in", retryIn.Round(time.Millisecond))
-	case now.Sub(o.lastWarn) >= outageWarnEvery:
-		o.lastWarn = now
-		o.log.Warn("scaivault still not reachable", "for", now.Sub(o.since).Round(time.Second),
-			"failures", o.failures, "error", err, "retry_in", retryIn.Round(time.Millisecond))
-	default:
-		o.log.Debug("scaivault not reachable", "failures", o.failures, "error", err)
-	}
+	o.log.Debug("refresh failed; retrying", "failures", o.failures, "error", err, "retry_in", retryIn.Round(time.Millisecond))
 }
 
-func (o *outage) ok(now time.Time) {
-	if o.failures == 0 {
-		return
-	}
-	o.log.Info("scaivault reachable again", "after", now.Sub(o.since).Round(time.Millisecond), "failures", o.failures)
-	o.failures = 0
-}
+func (o *outage) ok(time.Time) { o.failures = 0 }
 
 // serverWait is the Retry-After of a 429 or 503 in err, or zero.
 func serverWait(err error) time.Duration {
