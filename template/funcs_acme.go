@@ -27,23 +27,5 @@ func (st *renderState) acmeCert(account string, opts ...string) (*certValue, err
 	if err != nil {
 		return nil, err
 	}
-	if v, ok := st.certs[src]; ok {
-		return v, nil
-	}
-	var c *fetch.Cert
-	if st.snap != nil {
-		c = st.snap.Certs[src]
-	}
-	if c == nil {
-		st.miss(src)
-		return &certValue{}, nil
-	}
-	st.use(src)
-	v := &certValue{
-		Cert: c.CertificatePEM, Key: c.PrivateKeyPEM, CA: fetch.PEMBundle(c.CAChain),
-		CAChain: append([]string(nil), c.CAChain...), Serial: c.SerialNumber, CAID: c.CAID,
-		IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt,
-	}
-	st.certs[src] = v
-	return v, nil
+	return st.certFor(src), nil
 }

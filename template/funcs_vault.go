@@ -263,8 +263,15 @@ func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) 
 	if err != nil {
 		return nil, err
 	}
+	return st.certFor(src), nil
+}
+
+// certFor is the certificate of src (PKI or ACME) as templates see it,
+// one value per source and render; a placeholder, and src missed, when
+// the snapshot lacks it.
+func (st *renderState) certFor(src fetch.Source) *certValue {
 	if v, ok := st.certs[src]; ok {
-		return v, nil
+		return v
 	}
 	var c *fetch.Cert
 	if st.snap != nil {
@@ -272,7 +279,7 @@ func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) 
 	}
 	if c == nil {
 		st.miss(src)
-		return &certValue{}, nil
+		return &certValue{}
 	}
 	st.use(src)
 	v := &certValue{
@@ -281,7 +288,7 @@ func (st *renderState) pkiCert(role string, opts ...string) (*certValue, error) 
 		IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt,
 	}
 	st.certs[src] = v
-	return v, nil
+	return v
 }
 
 // parseFuncOptions parses KEY=VALUE arguments; only the allowed keys, each once.
