@@ -83,7 +83,6 @@ func (s *Supervisor) startCommand(c Command, env []string, done func()) {
 		done()
 		return
 	}
-	s.cmds++
 	s.cmdRunning[c.Dst] = true
 	s.log.Info("template command started", "file", c.Dst, "command", c.Argv[0], "pid", r.proc.pid())
 	timeout := c.Timeout
@@ -130,18 +129,17 @@ func (s *Supervisor) startCommand(c Command, env []string, done func()) {
 // and waits for them (their waiters are the spawner's, joined after).
 func (s *Supervisor) endCommands() {
 	s.cmdQueued = nil // none starts any more
-	if s.cmds == 0 {
+	if len(s.cmdRunning) == 0 {
 		return
 	}
 	close(s.stopCmds)
-	for s.cmds > 0 {
+	for len(s.cmdRunning) > 0 {
 		(<-s.cmdDone)()
 	}
 }
 
 // commandEnded logs how a command ended; on Run's goroutine.
 func (s *Supervisor) commandEnded(r *cmdRun, st signal.Status, killed string, timeout time.Duration) {
-	s.cmds--
 	delete(s.cmdRunning, r.c.Dst)
 	defer func() {
 		if q := s.cmdQueued[r.c.Dst]; q != nil {

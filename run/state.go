@@ -357,10 +357,9 @@ func (s *stateRun) close(exit *exitInfo) {
 	if wrote, err := s.write(exit); err != nil {
 		s.log.Warn("writing the state file at exit failed", "file", s.path, "error", err)
 	} else if wrote {
-		s.log.Debug("state file written at exit", "file", s.path, "leases_revoked", exit.revoked && len(exit.failed) == 0)
+		s.log.Debug("state file written at exit", "file", s.path, "leases_revoked", exit != nil && exit.revoked && len(exit.failed) == 0)
 	}
 	s.lock.Close() // the lock file stays beside the state file
-
 }
 
 // flush writes what is pending now, on the caller's goroutine, and stops

@@ -189,8 +189,8 @@ type Supervisor struct {
 	splay    timer     // random delay before acting
 	deadline timer     // the latest moment to act on pending (its ActBy)
 	kill     timer     // KillTimeout after the kill signal
-	cmds     int       // template commands running
-	// cmdRunning: by file, its command runs; cmdQueued: the next one.
+	// cmdRunning: the files whose command runs (one each); cmdQueued:
+	// the next command of such a file.
 	cmdRunning map[string]bool
 	cmdQueued  map[string]*queuedCmd
 	cmdDone    chan func()

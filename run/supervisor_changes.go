@@ -1,7 +1,6 @@
 package run
 
 import (
-	"slices"
 	"syscall"
 	"time"
 
@@ -162,24 +161,23 @@ func (s *Supervisor) act() {
 		s.log.Info("files changed", "reasons", b.reasons)
 	}
 	s.startCommands(b, env)
-	switch {
-	case s.cfg.FilesOnly && (b.files && s.cfg.ReloadSignal != 0 || len(b.signals) > 0):
-		sigs := b.signals
-		if b.files && s.cfg.ReloadSignal != 0 && !slices.Contains(sigs, s.cfg.ReloadSignal) {
-			sigs = append([]syscall.Signal{s.cfg.ReloadSignal}, sigs...)
+	// The files' own reload signals, --reload-signal first for the others.
+	sigs := b.signals
+	if r := s.cfg.ReloadSignal; b.files && r != 0 {
+		sigs = []syscall.Signal{r}
+		for _, sig := range b.signals {
+			if sig != r {
+				sigs = append(sigs, sig)
+			}
 		}
-		s.reload(b, sigs)
-	case s.cfg.FilesOnly:
-		s.applied(b) // the files are written: nothing else to do
-	case b.envSet:
+	}
+	switch {
+	case b.envSet && !s.cfg.FilesOnly:
 		s.restart(b)
-	case b.files && s.cfg.ReloadSignal != 0:
-		sigs := append([]syscall.Signal{s.cfg.ReloadSignal}, slices.DeleteFunc(b.signals, func(x syscall.Signal) bool { return x == s.cfg.ReloadSignal })...)
-		s.reload(b, sigs)
-	case b.files:
+	case b.files && s.cfg.ReloadSignal == 0 && !s.cfg.FilesOnly:
 		s.restart(b)
-	case len(b.signals) > 0:
-		s.reload(b, b.signals)
+	case len(sigs) > 0:
+		s.reload(b, sigs)
 	default:
 		s.applied(b) // nothing the child sees changed, or only what the commands act on
 	}
