@@ -72,7 +72,7 @@ func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, 
 	d, err := try(tmp)
 	if err != nil {
 		if len(skipped) > 0 {
-			return nil, false, fmt.Errorf("make private file directory: %w (uid %d cannot reach %s)", err, u.UID, strings.Join(skipped, ", "))
+			return nil, false, fmt.Errorf("make private file directory: %w (uid %d cannot reach, or could rename what they hold in, %s)", err, u.UID, strings.Join(skipped, ", "))
 		}
 		return nil, false, fmt.Errorf("make private file directory: %w", err)
 	}
@@ -100,9 +100,11 @@ func makeFileDir(parent string, u *FileUser) (*FileDir, error) {
 	if err != nil {
 		return nil, err
 	}
-	if top, err = filepath.Abs(top); err != nil {
+	if abs, err := filepath.Abs(top); err != nil {
 		os.Remove(top)
 		return nil, err
+	} else {
+		top = abs
 	}
 	d := &FileDir{dir: top, top: top}
 	if err := d.own(u); err != nil {
