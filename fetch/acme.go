@@ -246,14 +246,15 @@ func (c *Client) ObtainACME(ctx context.Context, account string, domains []strin
 	if err != nil {
 		return nil, false, err
 	}
+	held := st.HeldOff(domains) // once: it reads the clock
 	switch {
 	case st.Valid != nil:
 		return st.Valid, false, nil
 	case st.Pending != nil:
 		o = st.Pending
 		c.log.Info("waiting for a pending ACME order", "order", o.ID, "account", account, "domains", strings.Join(domains, ","))
-	case st.HeldOff(domains) != nil:
-		return nil, false, st.HeldOff(domains)
+	case held != nil:
+		return nil, false, held
 	case st.Newest != nil && time.Since(st.Newest.CreatedAt) < ACMERetryInvalidAfter:
 		// A valid order placed minutes ago whose certificate has ended by
 		// our clock: a clock ahead, or a stale answer. Ordering again at

@@ -145,7 +145,7 @@ func requestKind(pattern string) string {
 		return "secrets"
 	case strings.HasPrefix(pattern, "/v1/dynamic/"):
 		return "leases"
-	case strings.HasPrefix(pattern, "/v1/pki/"):
+	case strings.HasPrefix(pattern, "/v1/pki/"), strings.HasPrefix(pattern, "/v1/acme/"):
 		return "certificates"
 	}
 	return pattern

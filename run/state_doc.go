@@ -27,7 +27,7 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 		d.Secrets = append(d.Secrets, statefile.Secret{Source: statefile.FromSource(src), UsedBy: rec.users[src], Secret: sec})
 	}
 	for src, c := range snap.Certs {
-		d.Certs = append(d.Certs, statefile.Cert{Source: statefile.FromSource(src), UsedBy: rec.users[src], Cert: c})
+		d.Certs = append(d.Certs, statefile.Cert{Source: statefile.FromSource(src), UsedBy: rec.users[src], Cert: c, OrderID: c.OrderID})
 	}
 	for src, l := range snap.Lists {
 		d.Lists = append(d.Lists, statefile.List{Source: statefile.FromSource(src), UsedBy: rec.users[src], Entries: l})

@@ -171,7 +171,9 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 		case !now.Before(e.Cert.ExpiresAt):
 			why[src] = fmt.Sprintf("its certificate (serial %s) in the state file ended at %s", e.Cert.SerialNumber, e.Cert.ExpiresAt.Format(time.RFC3339))
 		default:
-			snap.Certs[src] = e.Cert
+			c := *e.Cert
+			c.OrderID = e.OrderID
+			snap.Certs[src] = &c
 		}
 	}
 	for _, e := range d.Leases {

@@ -58,7 +58,7 @@ func sampleDoc() *Doc {
 			Lease: &fetch.Lease{LeaseID: "dyn_db_ro_1", Engine: "db", Role: "ro", LeaseDuration: 7200, Data: map[string]json.RawMessage{"password": raw(sampleValues[2])}}},
 			{Source: FromSource(dyn), LeaseID: "dyn_db_ro_0", Phase: "superseded", ReceivedAt: now, Duration: 60, ExpiresAt: now.Add(time.Minute)}},
 		Certs: []Cert{{Source: FromSource(pki), Cert: &fetch.Cert{SerialNumber: "01:02", CertificatePEM: "CERT", PrivateKeyPEM: sampleValues[3], ExpiresAt: now.Add(time.Hour)}},
-			{Source: FromSource(acme), Cert: &fetch.Cert{SerialNumber: "03:04", CertificatePEM: "CERT", PrivateKeyPEM: "KEY", ExpiresAt: now.Add(time.Hour)}}},
+			{Source: FromSource(acme), Cert: &fetch.Cert{SerialNumber: "03:04", CertificatePEM: "CERT", PrivateKeyPEM: "KEY", ExpiresAt: now.Add(time.Hour)}, OrderID: "ord_1"}},
 		Lists: []List{{Source: FromSource(fetch.ListSource("app/")), Entries: []fetch.ListEntry{{Path: "app/db", Version: 3}}}},
 	}
 }
@@ -100,6 +100,11 @@ func TestRoundTrip(t *testing.T) {
 		if _, err := s.Source.Source(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// An ACME certificate keeps its order (fetch.Cert has it off the
+	// wire): the watcher polls that order after a fallback start.
+	if got.Certs[1].OrderID != "ord_1" {
+		t.Errorf("ACME certificate's order id: %q", got.Certs[1].OrderID)
 	}
 }
 

@@ -95,6 +95,9 @@ type Cert struct {
 	Source Source      `json:"source"`
 	UsedBy []string    `json:"used_by,omitempty"`
 	Cert   *fetch.Cert `json:"certificate"`
+	// OrderID is an ACME certificate's order (fetch.Cert keeps it off
+	// the wire): what the watcher polls for its renewal.
+	OrderID string `json:"order_id,omitempty"`
 }
 
 // List is a template's `secrets "prefix"` as last read.
