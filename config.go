@@ -91,7 +91,7 @@ func applyConfig(c *cli.Context) error {
 			continue // a flag of another command: one file serves a run, render and check
 		}
 		if k.Value == "template" {
-			specs, err := configTemplates(v)
+			specs, err := configTemplates(v, c.Command.Name != "check")
 			if err != nil {
 				return fmt.Errorf("%s: %w", at, err)
 			}
@@ -169,8 +169,11 @@ func configList(key string, v *yaml.Node) ([]string, error) {
 }
 
 // configTemplates reads the template list: "SRC:DST[:MODE]" strings
-// and blocks, one or a list of them.
-func configTemplates(v *yaml.Node) ([]template.Spec, error) {
+// and blocks, one or a list of them. Without lookupOwners (check) a
+// block's user and group are checked for their form only and give no
+// owner: the machine that checks (a CI runner) often has another user
+// database than the image that runs, as with --user.
+func configTemplates(v *yaml.Node, lookupOwners bool) ([]template.Spec, error) {
 	items := []*yaml.Node{v}
 	if v.Kind == yaml.SequenceNode {
 		items = v.Content
@@ -179,7 +182,7 @@ func configTemplates(v *yaml.Node) ([]template.Spec, error) {
 	for _, item := range items {
 		switch {
 		case item.Kind == yaml.MappingNode:
-			sp, err := templateBlock(item)
+			sp, err := templateBlock(item, lookupOwners)
 			if err != nil {
 				return nil, err
 			}
@@ -204,7 +207,7 @@ func configTemplates(v *yaml.Node) ([]template.Spec, error) {
 // what to do when the file changes: command (an argv, never a shell; with
 // command_timeout) or reload_signal, and wait. Errors name the line and
 // the key.
-func templateBlock(n *yaml.Node) (template.Spec, error) {
+func templateBlock(n *yaml.Node, lookupOwners bool) (template.Spec, error) {
 	var sp template.Spec
 	uid, gid := -1, -1
 	seen := map[string]bool{}
@@ -255,6 +258,8 @@ func templateBlock(n *yaml.Node) (template.Spec, error) {
 			var c user.Creds
 			if strings.Contains(val, ":") {
 				err = errors.New("a user name or uid (the group goes in group)")
+			} else if !lookupOwners {
+				continue
 			} else if c, err = user.Lookup(val); err == nil {
 				uid = c.UID
 				if !seen["group"] {
@@ -262,7 +267,9 @@ func templateBlock(n *yaml.Node) (template.Spec, error) {
 				}
 			}
 		case "group":
-			gid, err = user.LookupGroup(val)
+			if lookupOwners {
+				gid, err = user.LookupGroup(val)
+			}
 		}
 		if err != nil {
 			return sp, fmt.Errorf("line %d: template %s: %v", v.Line, k.Value, err)
@@ -284,10 +291,13 @@ func templateBlock(n *yaml.Node) (template.Spec, error) {
 		return sp, fmt.Errorf("line %d: template %s: command_timeout without a command", n.Line, sp.Dst)
 	case (sp.Delims[0] == "") != (sp.Delims[1] == ""):
 		return sp, fmt.Errorf("line %d: template %s: left_delimiter and right_delimiter go together", n.Line, sp.Dst)
-	case sp.Delims[0] != "" && strings.ContainsAny(sp.Delims[0]+sp.Delims[1], " \t\r\n"):
-		return sp, fmt.Errorf("line %d: template %s: delimiters cannot hold spaces", n.Line, sp.Dst)
 	case sp.Dst == template.Stdout && (sp.Command != nil || sp.ReloadSignal != 0 || sp.Wait != nil):
 		return sp, fmt.Errorf("line %d: template to standard output (-): command, reload_signal and wait apply to files", n.Line)
+	}
+	if sp.Delims[0] != "" {
+		if err := template.CheckDelims(sp.Delims[0], sp.Delims[1]); err != nil {
+			return sp, fmt.Errorf("line %d: template %s: delimiters: %v", n.Line, sp.Dst, err)
+		}
 	}
 	return sp, nil
 }

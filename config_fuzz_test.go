@@ -43,7 +43,7 @@ func FuzzConfigList(f *testing.F) {
 		for i := 0; i+1 < len(root.Content); i += 2 {
 			key, v := root.Content[i].Value, root.Content[i+1]
 			if key == "template" {
-				specs, err := configTemplates(v)
+				specs, err := configTemplates(v, true)
 				if err != nil {
 					if !strings.Contains(err.Error(), "line ") {
 						t.Fatalf("configTemplates: error names no line: %v", err)
@@ -123,7 +123,7 @@ func checkExampleConfig(t *testing.T, name string, data []byte, source func(base
 		if k.Value != "template" {
 			continue
 		}
-		specs, err := configTemplates(v)
+		specs, err := configTemplates(v, true)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -21,13 +21,7 @@ func TestChildCannotReadOurEnviron(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run scaivault-run as another user")
 	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("setpriv not found; .ci/run installs the Debian package util-linux")
-		}
-		t.Skip("setpriv not found (util-linux)")
-	}
+	setpriv := setprivT(t)
 	bin := buildBinaryT(t)
 	// The binary must be reachable by that user.
 	os.Chmod(filepath.Dir(bin), 0o755)
@@ -57,4 +51,18 @@ func TestChildCannotReadOurEnviron(t *testing.T) {
 	if !strings.Contains(string(out), "Permission denied") {
 		t.Fatalf("reading /proc/$PPID/environ was not refused:\n%s", out)
 	}
+}
+
+// setprivT is the path of util-linux's setpriv; without it the test
+// skips, except in CI (where .ci/run installs it), where it fails.
+func setprivT(t *testing.T) string {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("setpriv not found; .ci/run installs the Debian package util-linux")
+		}
+		t.Skip("setpriv not found (util-linux)")
+	}
+	return setpriv
 }

@@ -325,3 +325,101 @@ func TestUserNotRoot(t *testing.T) {
 		t.Errorf("--once, ourselves, not root: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// A child running as the user cannot redirect scaivault-run's (root's)
+// writes of a template: it renames the destination's directory, which
+// sits in a directory of its own, and leaves a symlink to a root-only
+// directory in its place; the next rendering still goes into the
+// directory first written (held open), none lands behind the symlink. A
+// later start that finds the symlink refuses it: 125, naming it.
+func TestUserCannotRedirectTemplates(t *testing.T) {
+	needRootT(t)
+	env, admin := userEnv(t)
+	base, err := os.MkdirTemp("", "redirect-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	userDir, conf, rootOnly := filepath.Join(base, "userdir"), filepath.Join(base, "userdir", "conf"), filepath.Join(base, "rootonly")
+	for _, d := range []string{userDir, conf, rootOnly} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(os.Chmod(base, 0o755), os.Chmod(rootOnly, 0o700), os.Chown(userDir, 65534, 65534)); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := filepath.Join(base, "app.tmpl")
+	if err := os.WriteFile(tmpl, []byte(`{{ (secret "app/db").Data.password }}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--user", "nobody", "--template", tmpl + ":" + filepath.Join(conf, "app.conf")}
+	cmd := exec.Command(buildBinaryT(t), append(args, "--",
+		"sh", "-c", `[ -e userdir/moved ] || { mv userdir/conf userdir/conf-old && ln -s ../rootonly userdir/conf && touch userdir/moved; } || exit 3; echo start; read x || true`)...)
+	cmd.Env, cmd.Dir = env, base
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := newLineLog(stdout)
+	if !lines.waitCount("start", 1, 20*time.Second) {
+		t.Fatalf("no first start:\n%s", stderr)
+	}
+	if fi, err := os.Lstat(conf); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the child did not put its symlink in place: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.Rotate(ctx, "app/db", fetch.RotateRequest{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.waitCount("start", 2, 20*time.Second) {
+		t.Fatalf("no restart after the rotation:\n%s\n%s", lines, stderr)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("scaivault-run: %v\n%s", err, stderr)
+	}
+	if ents, _ := os.ReadDir(rootOnly); len(ents) != 0 {
+		t.Errorf("root's write followed the child's symlink: %s holds %v", rootOnly, ents)
+	}
+	b, err := os.ReadFile(filepath.Join(userDir, "conf-old", "app.conf"))
+	if err != nil || len(b) == 0 || string(b) == "pw-user-test" {
+		t.Errorf("the rotated value is not in the directory first written: %q, %v", b, err)
+	}
+
+	out, errOut, code := runUser(t, env, nil, append(args, "--", "echo", "started")...)
+	if code != 125 || strings.Contains(out, "started") || !strings.Contains(errOut, conf+" is a symlink that uid 65534 (--user) may have made") {
+		t.Errorf("a start through the planted symlink: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if ents, _ := os.ReadDir(rootOnly); len(ents) != 0 {
+		t.Errorf("a start wrote through the planted symlink: %s holds %v", rootOnly, ents)
+	}
+}
+
+// Root with its capabilities to change ids dropped (docker run --cap-drop
+// SETUID) is root in name only: --user is a 125 naming what is missing,
+// before anything is fetched or started, not a 126 from the failed start.
+func TestUserRootWithoutCapabilities(t *testing.T) {
+	needRootT(t)
+	setpriv := setprivT(t)
+	env, _ := userEnv(t)
+	cmd := exec.Command(setpriv, "--bounding-set=-setuid,-chown", "--", buildBinaryT(t), "--user", "nobody", "--", "echo", "started")
+	cmd.Env, cmd.Dir = env, "/"
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 || strings.Contains(string(out), "started") ||
+		!strings.Contains(string(out), "--user nobody: scaivault-run runs as root but without CAP_SETUID and CAP_CHOWN") {
+		t.Errorf("root without CAP_SETUID: %v\n%s", err, out)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	ossignal "os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -348,13 +347,11 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 		}
 		opts = st.runAs.apply(opts)
 		st.opts = opts
-		if st.runAs.change {
-			for _, sp := range opts.Templates {
-				if dir := filepath.Dir(sp.Dst); sp.Dst != template.Stdout && template.MovableBy(dir, st.runAs.fileUser()) {
-					log.Warn("--user: the child's user may rename entries of a directory on this template's path, and so redirect scaivault-run's (root's) writes of it elsewhere; keep template destinations in directories only root may write",
-						"template", sp.Src, "destination", sp.Dst, "user", opts.User)
-				}
-			}
+		if st.runAs.change && opts.TemplateOptions.Dirs == nil {
+			// The child may rename what is on a destination's path:
+			// every directory written into is held from its first write.
+			opts.TemplateOptions.Dirs = template.NewDirs(st.runAs.fileUser())
+			st.opts = opts
 		}
 		log.Debug("the child runs as", "user", opts.User, "uid", st.runAs.creds.UID, "gid", st.runAs.creds.GID, "groups", st.runAs.creds.Groups)
 	}

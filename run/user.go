@@ -33,6 +33,9 @@ func resolveUser(spec string) (*runAs, error) {
 		return nil, fmt.Errorf("--user %s: %w", spec, err)
 	}
 	if os.Geteuid() == 0 {
+		if missing := missingCaps(); len(missing) > 0 {
+			return nil, fmt.Errorf("--user %s: scaivault-run runs as root but without %s (dropped from its capabilities, as docker run --cap-drop or a pod's securityContext does), so it cannot start the child as another user: keep CAP_SETUID, CAP_SETGID and CAP_CHOWN, or leave --user out", spec, joinAnd(missing))
+		}
 		return &runAs{spec: spec, creds: creds, change: true}, nil
 	}
 	uid, gid := os.Getuid(), os.Getgid()
@@ -144,4 +147,12 @@ func groupOnlyOwners(specs []template.Spec, u *runAs) []template.Spec {
 		}
 	}
 	return specs
+}
+
+// joinAnd joins names as a sentence does: "a", "a and b", "a, b and c".
+func joinAnd(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 )
 
@@ -21,7 +23,12 @@ import (
 // the mode and owner of the file at path (DefaultMode for a new file), as
 // WriteAll does for a template without MODE.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) (changed bool, err error) {
-	st, err := stageFile(path, data, mode.Perm(), nil)
+	root, done, err := (*Dirs)(nil).root(dirOf(path), false)
+	if err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	defer done()
+	st, err := stageFile(root, path, data, mode.Perm(), nil)
 	if err != nil || st == nil {
 		return false, err
 	}
@@ -31,28 +38,41 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (changed bool, 
 	return true, nil
 }
 
+// dirOf is the directory of path ("." for a bare name).
+func dirOf(path string) string {
+	dir, _ := filepath.Split(path)
+	if dir == "" {
+		return "."
+	}
+	return dir
+}
+
 // staged is a temp file holding the new content of path, written, synced
-// and closed, waiting to be renamed over path.
+// and closed, waiting to be renamed over path. Every operation goes
+// through root, the open directory of path (see Dirs), by name.
 type staged struct {
-	path, tmp, dir string
-	renamed        bool
-	what           string // for errors and logs: "template SRC", "--env NAME"
-	varName        string // the as=file variable it is the file of; "": a template
+	root      *os.Root
+	path      string // for errors and the results
+	base, tmp string // names in root
+	renamed   bool
+	what      string // for errors and logs: "template SRC", "--env NAME"
+	varName   string // the as=file variable it is the file of; "": a template
 	// chownErr is why the temp file could not take the old file's owner
 	// (nil when it did, or had nothing to take).
 	chownErr error
 }
 
-// stageFile writes data to a temp file beside path, with permission bits
-// mode; mode 0 keeps those of the regular file at path, or is DefaultMode
-// for a new file. With owner, the temp file is given that owner and group
-// before it is renamed (a failure is an error: a secret must not land with
-// the wrong owner); without, mode 0 keeps the owner of the file at path
-// where it can (chownErr says why it could not). It returns nil, creating
-// nothing, when path already holds data with the right mode and owner. On
-// error nothing is left.
-func stageFile(path string, data []byte, mode os.FileMode, owner *Owner) (st *staged, err error) {
-	old, err := existingFile(path)
+// stageFile writes data to a temp file beside path in root (its
+// directory), with permission bits mode; mode 0 keeps those of the
+// regular file at path, or is DefaultMode for a new file. With owner, the
+// temp file is given that owner and group before it is renamed (a failure
+// is an error: a secret must not land with the wrong owner); without, mode
+// 0 keeps the owner of the file at path where it can (chownErr says why it
+// could not). It returns nil, creating nothing, when path already holds
+// data with the right mode and owner. On error nothing is left.
+func stageFile(root *os.Root, path string, data []byte, mode os.FileMode, owner *Owner) (st *staged, err error) {
+	base := filepath.Base(path)
+	old, err := existingFile(root, path, base)
 	if err != nil {
 		return nil, err
 	}
@@ -63,23 +83,19 @@ func stageFile(path string, data []byte, mode os.FileMode, owner *Owner) (st *st
 			want = old.Mode().Perm()
 		}
 	}
-	if old != nil && old.Mode().Perm() == want && ownedBy(old, owner) && sameContent(path, old, data) {
+	if old != nil && old.Mode().Perm() == want && ownedBy(old, owner) && sameContent(root, base, old, data) {
 		return nil, nil
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := createTemp(dir, "."+base+".tmp-*")
+	tmp, err := createTemp(root, "."+base+".tmp-")
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	st = &staged{path: path, tmp: tmp.Name(), dir: dir}
+	st = &staged{root: root, path: path, base: base, tmp: filepath.Base(tmp.Name())}
 	tmpName := st.tmp // the error returns below set st to nil
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmpName)
+			root.Remove(tmpName)
 		}
 	}()
 	if _, err = tmp.Write(data); err != nil {
@@ -107,14 +123,14 @@ func stageFile(path string, data []byte, mode os.FileMode, owner *Owner) (st *st
 
 // commit renames the temp file over path and syncs the directory.
 func (st *staged) commit() error {
-	if err := renameFile(st.tmp, st.path); err != nil {
-		os.Remove(st.tmp)
+	if err := renameFile(st.root, st.tmp, st.base); err != nil {
+		st.root.Remove(st.tmp)
 		return fmt.Errorf("write %s: %w", st.path, err)
 	}
 	st.renamed = true
 	// The rename is done: the new file is in place whatever syncing the
 	// directory says, so a failure there must not remove anything.
-	if err := syncDir(st.dir); err != nil {
+	if err := syncDir(st.root); err != nil {
 		return fmt.Errorf("write %s: sync directory: %w", st.path, err)
 	}
 	return nil
@@ -123,14 +139,14 @@ func (st *staged) commit() error {
 // discard removes the temp file of a staged write that is not committed.
 func (st *staged) discard() {
 	if !st.renamed {
-		os.Remove(st.tmp)
+		st.root.Remove(st.tmp)
 	}
 }
 
 // existingFile returns the regular file at path, nil when there is none
 // (or a symlink or other non-directory, which the write replaces).
-func existingFile(path string) (os.FileInfo, error) {
-	fi, err := os.Lstat(path)
+func existingFile(root *os.Root, path, base string) (os.FileInfo, error) {
+	fi, err := root.Lstat(base)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
@@ -144,16 +160,16 @@ func existingFile(path string) (os.FileInfo, error) {
 	return fi, nil
 }
 
-// sameContent reports whether the file at path (described by fi) holds
+// sameContent reports whether the file base of root (described by fi) holds
 // exactly data. The file is opened without following a symlink and without
 // blocking, must still be the one fi describes, and at most len(data)+1
 // bytes are read: a child that can write the directory (--user) may swap
 // in a symlink to /dev/zero or a FIFO between the Lstat and the read.
-func sameContent(path string, fi os.FileInfo, data []byte) bool {
+func sameContent(root *os.Root, base string, fi os.FileInfo, data []byte) bool {
 	if fi.Size() != int64(len(data)) {
 		return false
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := root.OpenFile(base, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		// Unreadable (e.g. mode 0200), or a symlink now: write it anew
 		// rather than fail.
@@ -201,16 +217,30 @@ func ownedBy(fi os.FileInfo, o *Owner) bool {
 	return ok && int(st.Uid) == o.UID && int(st.Gid) == o.GID
 }
 
-// renameFile, createTemp and chownFile are os.Rename, os.CreateTemp and
-// (*os.File).Chown; tests replace them to make a write fail.
+// renameFile, createTemp and chownFile are Root.Rename, a CreateTemp in a
+// Root and (*os.File).Chown; tests replace them to make a write fail.
 var (
-	renameFile = os.Rename
-	createTemp = os.CreateTemp
+	renameFile = (*os.Root).Rename
+	createTemp = createTempIn
 	chownFile  = (*os.File).Chown
 )
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// createTempIn creates a new file, 0600, named prefix and a random number,
+// in root (os.CreateTemp, by name in an open directory).
+func createTempIn(root *os.Root, prefix string) (*os.File, error) {
+	for try := 0; ; try++ {
+		name := prefix + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		f, err := root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) && try < 10000 {
+			continue
+		}
+		return f, err
+	}
+}
+
+// syncDir syncs the directory root is.
+func syncDir(root *os.Root) error {
+	d, err := root.Open(".")
 	if err != nil {
 		return err
 	}

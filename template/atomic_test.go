@@ -114,8 +114,8 @@ func TestWriteFileAtomicFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
-	renameFile = func(string, string) error { return boom }
-	defer func() { renameFile = os.Rename }()
+	renameFile = func(*os.Root, string, string) error { return boom }
+	defer func() { renameFile = (*os.Root).Rename }()
 
 	changed, err := WriteFileAtomic(path, []byte("new"), 0o600)
 	if !errors.Is(err, boom) || changed {
@@ -196,14 +196,19 @@ func TestSameContentNoSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameContent(p, fi, data) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if !sameContent(root, "f", fi, data) {
 		t.Fatal("the same file reads as different")
 	}
 	os.Remove(p)
 	if err := os.Symlink("/dev/zero", p); err != nil {
 		t.Fatal(err)
 	}
-	if sameContent(p, fi, make([]byte, 10)) {
+	if sameContent(root, "f", fi, make([]byte, 10)) {
 		t.Error("a symlink swapped in was followed")
 	}
 }

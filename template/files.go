@@ -45,15 +45,18 @@ func NewFileDir(getenv func(string) string, u *FileUser) (d *FileDir, warn bool,
 func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, bool, error) {
 	var skipped []string
 	try := func(parent string) (*FileDir, error) {
-		if u != nil && !reachable(parent, u) {
-			skipped = append(skipped, parent)
-			return nil, fmt.Errorf("%s: not reachable by uid %d", parent, u.UID)
-		}
-		if u != nil && movableBy(parent, u) {
-			// The user could rename our directory away and leave a
-			// symlink for root's next write to follow.
-			skipped = append(skipped, parent)
-			return nil, fmt.Errorf("%s: uid %d may rename what it holds", parent, u.UID)
+		if u != nil {
+			reach, move := access(parent, u)
+			if !reach {
+				skipped = append(skipped, parent)
+				return nil, fmt.Errorf("%s: not reachable by uid %d", parent, u.UID)
+			}
+			if move {
+				// The user could rename our directory away and leave a
+				// symlink for root's next write to follow.
+				skipped = append(skipped, parent)
+				return nil, fmt.Errorf("%s: uid %d may rename what it holds", parent, u.UID)
+			}
 		}
 		return makeFileDir(parent, u)
 	}
@@ -149,99 +152,64 @@ func giveDir(path string, o Owner) error {
 	return giveTo(f, o)
 }
 
-// reachable reports whether u may search every directory from / down to
-// dir (symlinks resolved), by the mode bits.
-func reachable(dir string, u *FileUser) bool {
+// access walks from dir (symlinks resolved) up to / and reports whether u
+// may search every directory on the way (reach), and whether u could
+// rename an entry of dir or of any directory above it (move): one it
+// owns, or may write and that is not sticky (a sticky directory lets only
+// an entry's owner rename it). By the mode bits; ACLs are not read. Root
+// reaches everything and moves nothing; a path that cannot be resolved is
+// neither reachable nor safe.
+func access(dir string, u *FileUser) (reach, move bool) {
 	if u.UID == 0 {
-		return true
+		return true, false
 	}
 	p, err := filepath.Abs(dir)
 	if err == nil {
 		p, err = filepath.EvalSymlinks(p)
 	}
 	if err != nil {
-		return false
+		return false, true
 	}
-	for {
-		fi, err := os.Stat(p)
-		if err != nil || !canSearch(fi, u) {
-			return false
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return true
-		}
-		p = parent
-	}
-}
-
-// MovableBy reports whether u could rename an entry of dir or of a
-// directory above it (see movableBy): a template destination there can be
-// redirected by a child running as u.
-func MovableBy(dir string, u *FileUser) bool { return movableBy(dir, u) }
-
-// movableBy reports whether u could rename an entry of dir, or of any
-// directory above it (symlinks resolved): one it owns, or may write and
-// that is not sticky (a sticky directory lets only an entry's owner rename
-// it). Root never counts.
-func movableBy(dir string, u *FileUser) bool {
-	if u.UID == 0 {
-		return false
-	}
-	p, err := filepath.Abs(dir)
-	if err == nil {
-		p, err = filepath.EvalSymlinks(p)
-	}
-	if err != nil {
-		return true
-	}
+	reach = true
 	for {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return true
+			return false, true
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return true
-		}
-		perm := fi.Mode().Perm()
-		var write bool
-		switch {
-		case int(st.Uid) == u.UID:
-			return true
-		case int(st.Gid) == u.GID || slices.Contains(u.Groups, uint32(st.Gid)):
-			write = perm&0o020 != 0
-		default:
-			write = perm&0o002 != 0
-		}
-		if write && fi.Mode()&os.ModeSticky == 0 {
-			return true
+		bits := permBits(fi, u)
+		reach = reach && bits&1 != 0
+		if ownerIs(fi, u) || bits&2 != 0 && fi.Mode()&os.ModeSticky == 0 {
+			move = true
 		}
 		parent := filepath.Dir(p)
 		if parent == p {
-			return false
+			return reach, move
 		}
 		p = parent
 	}
 }
 
-// canSearch reports whether the directory fi describes lets u through:
-// the owner's x bit when u owns it, else the group's when u is in its
-// group, else the others'.
-func canSearch(fi os.FileInfo, u *FileUser) bool {
+// permBits are the rwx bits of fi that apply to u: the owner's when u owns
+// it, else the group's when u is in its group, else the others' (0 when
+// fi has no owner to compare).
+func permBits(fi os.FileInfo, u *FileUser) os.FileMode {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return false
+		return 0
 	}
 	perm := fi.Mode().Perm()
 	switch {
 	case int(st.Uid) == u.UID:
-		return perm&0o100 != 0
+		return perm >> 6 & 7
 	case int(st.Gid) == u.GID || slices.Contains(u.Groups, uint32(st.Gid)):
-		return perm&0o010 != 0
+		return perm >> 3 & 7
 	}
-	return perm&0o001 != 0
+	return perm & 7
 }
+
+// writableBy reports whether u may add or remove entries of the directory
+// fi describes, by its mode bits.
+func writableBy(fi os.FileInfo, u *FileUser) bool { return permBits(fi, u)&2 != 0 }
 
 // Path is the absolute path of the directory that holds the files.
 func (d *FileDir) Path() string { return d.dir }

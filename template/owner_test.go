@@ -118,7 +118,7 @@ func TestFileDirForUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := &FileUser{Owner: Owner{UID: 4321, GID: 4322}}
-	if !reachable(open, u) {
+	if reach, _ := access(open, u); !reach {
 		t.Skipf("%s is not reachable by another user here (TMPDIR inside a private directory?)", open)
 	}
 	d, warn, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly}), open, u)
@@ -170,7 +170,7 @@ func TestFileDirForUser(t *testing.T) {
 	}
 }
 
-// canSearch reads the mode bits as the kernel does: the owner's when the
+// permBits reads the mode bits as the kernel does: the owner's when the
 // user owns the directory, else the group's when it is in the group
 // (primary or supplementary), else the others'.
 func TestCanSearch(t *testing.T) {
@@ -191,7 +191,7 @@ func TestCanSearch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		fi := fakeDirInfo{perm: tt.perm, st: &syscall.Stat_t{Uid: tt.uid, Gid: tt.gid}}
-		if got := canSearch(fi, u); got != tt.want {
+		if got := permBits(fi, u)&1 != 0; got != tt.want {
 			t.Errorf("canSearch(%d:%d %o) = %v, want %v", tt.uid, tt.gid, tt.perm, got, tt.want)
 		}
 	}
@@ -213,7 +213,7 @@ func (f fakeDirInfo) Sys() any           { return f.st }
 // rename entries of (its own, or one it may write that is not sticky),
 // nor under one below such a directory: it would move ours away and
 // leave a symlink for root's next write.
-func TestMovableBy(t *testing.T) {
+func TestAccessMove(t *testing.T) {
 	needRoot(t)
 	u := &FileUser{Owner: Owner{UID: 4321, GID: 4322}}
 	base, err := os.MkdirTemp("", "movable-")
@@ -242,11 +242,77 @@ func TestMovableBy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for dir, want := range map[string]bool{own: true, open: true, below: true, sticky: false, base: false} {
-		if got := movableBy(dir, u); got != want {
-			t.Errorf("movableBy(%s) = %v, want %v", dir, got, want)
+		if _, got := access(dir, u); got != want {
+			t.Errorf("access(%s) move = %v, want %v", dir, got, want)
 		}
 	}
-	if movableBy(own, &FileUser{}) {
+	if _, move := access(own, &FileUser{}); move {
 		t.Error("root counts")
+	}
+}
+
+// realDir follows the symlinks root made where only root may write, and
+// refuses one the user may have made: its own, one in a directory it owns,
+// one in a directory it may write without the sticky bit; in a sticky
+// directory only its own counts. What does not exist yet is kept as named.
+func TestRealDirRefusesPlantedSymlinks(t *testing.T) {
+	needRoot(t)
+	u := &FileUser{Owner: Owner{UID: 4321, GID: 4322}}
+	base, err := os.MkdirTemp("", "realdir-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	base, _ = filepath.EvalSymlinks(base)
+	target := filepath.Join(base, "target")
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		p := filepath.Join(base, name)
+		if err := errors.Join(os.Mkdir(p, 0o700), os.Chmod(p, mode), os.Chown(p, uid, 0)); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	link := func(dir string, uid int) string {
+		p := filepath.Join(dir, "l")
+		if err := errors.Join(os.Symlink(target, p), os.Lchown(p, uid, 0)); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mkdir("target", 0o755, 0)
+	rootLink := link(mkdir("root", 0o755, 0), 0)
+	stickyRoot := link(mkdir("sticky", os.ModeSticky|0o777, 0), 0)
+	stickyUser := filepath.Join(base, "sticky", "u")
+	if err := errors.Join(os.Symlink(target, stickyUser), os.Lchown(stickyUser, u.UID, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		dir, want string // want "": refused
+	}{
+		{rootLink, target},
+		{filepath.Join(rootLink, "new", "dirs"), filepath.Join(target, "new", "dirs")},
+		{stickyRoot, target},
+		{stickyUser, ""},
+		{link(mkdir("own", 0o755, u.UID), 0), ""},
+		{link(mkdir("open", 0o777, 0), 0), ""},
+		{rootLink + "/../root", filepath.Join(base, "root")}, // ".." of the target, as the kernel does
+	} {
+		got, err := realDir(tt.dir, u)
+		switch {
+		case tt.want == "" && (err == nil || !strings.Contains(err.Error(), "may have made")):
+			t.Errorf("realDir(%s) = %q, %v; want it refused", tt.dir, got, err)
+		case tt.want != "" && (err != nil || got != tt.want):
+			t.Errorf("realDir(%s) = %q, %v; want %s", tt.dir, got, err, tt.want)
+		}
+	}
+	if got, err := realDir(stickyUser, &FileUser{}); err != nil || got != target {
+		t.Errorf("root refuses its own user's symlink: %q, %v", got, err)
+	}
+	loop := filepath.Join(base, "root", "loop")
+	if err := os.Symlink(loop, loop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := realDir(loop, u); !errors.Is(err, syscall.ELOOP) {
+		t.Errorf("a symlink loop: %v", err)
 	}
 }

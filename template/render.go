@@ -58,6 +58,9 @@ type Options struct {
 	// Logger gets WriteAll's warnings (a replaced file that cannot keep its
 	// owner); nil: discarded.
 	Logger *slog.Logger
+	// Dirs, when set, holds the destinations' directories open from their
+	// first write (--user: see Dirs); nil: each write opens them by path.
+	Dirs *Dirs
 }
 
 // Set is a parsed set of templates. It is immutable after Parse; Render

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -112,13 +113,22 @@ func ParseDelims(s string) ([2]string, error) {
 	default:
 		return [2]string{}, fmt.Errorf("template delimiters %q: want LEFT:RIGHT, such as [[:]]", s)
 	}
-	if left == "" || right == "" {
-		return [2]string{}, fmt.Errorf("template delimiters %q: want LEFT:RIGHT, neither empty", s)
-	}
-	if strings.ContainsAny(left+right, " \t\r\n") {
-		return [2]string{}, fmt.Errorf("template delimiters %q: no spaces allowed", s)
+	if err := CheckDelims(left, right); err != nil {
+		return [2]string{}, fmt.Errorf("template delimiters %q: %w", s, err)
 	}
 	return [2]string{left, right}, nil
+}
+
+// CheckDelims checks a pair of action delimiters: both given, neither
+// holding a blank (text/template would take it for a trim marker's).
+func CheckDelims(left, right string) error {
+	if left == "" || right == "" {
+		return errors.New("want LEFT:RIGHT, neither empty")
+	}
+	if strings.ContainsAny(left+right, " \t\r\n") {
+		return errors.New("no spaces allowed")
+	}
+	return nil
 }
 
 // delims returns the delimiters of opt, "{{" and "}}" when unset.

@@ -49,7 +49,9 @@ func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, 
 // key. It returns the
 // variables whose files changed and the DSTs of the templates that did.
 func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer) (vars, changed []string, err error) {
-	if err := checkDestinations(out, opt); err != nil {
+	roots := &stepRoots{dirs: opt.Dirs, open: map[string]*os.Root{}}
+	defer roots.close()
+	if err := checkDestinations(roots, out, opt); err != nil {
 		return nil, nil, err
 	}
 	var todo []*staged
@@ -59,7 +61,11 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 		}
 	}()
 	for _, f := range files {
-		st, err := stageFile(f.Path, f.Data, 0o600, f.owner)
+		root, err := roots.get(dirOf(f.Path), false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: write %s: %w", f.where, f.Path, err)
+		}
+		st, err := stageFile(root, f.Path, f.Data, 0o600, f.owner)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", f.where, err)
 		}
@@ -72,7 +78,11 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 		if r.Spec.Dst == Stdout {
 			continue
 		}
-		st, err := stageFile(r.Spec.Dst, r.Data, r.Spec.Mode.Perm(), r.Spec.Owner)
+		root, err := roots.get(dirOf(r.Spec.Dst), opt.CreateDirs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("template %s: write %s: %w", r.Spec.Src, r.Spec.Dst, err)
+		}
+		st, err := stageFile(root, r.Spec.Dst, r.Data, r.Spec.Mode.Perm(), r.Spec.Owner)
 		if err != nil {
 			return nil, nil, fmt.Errorf("template %s: %w", r.Spec.Src, err)
 		}
@@ -112,6 +122,44 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 	return vars, changed, nil
 }
 
+// stepRoots are the open directories of one write step, each opened once
+// (through dirs when set, which may keep it open for later steps).
+type stepRoots struct {
+	dirs *Dirs
+	open map[string]*os.Root
+	done []func()
+	errs map[string]error
+}
+
+// get returns the open directory dir, checking or creating it first (see
+// checkDestDir) when it is opened by its path.
+func (s *stepRoots) get(dir string, create bool) (*os.Root, error) {
+	key := dir // as named: cleaning would read ".." after a symlink lexically
+	if r, ok := s.open[key]; ok {
+		return r, nil
+	}
+	if err, ok := s.errs[key]; ok {
+		return nil, err
+	}
+	r, done, err := s.dirs.root(key, create)
+	if err != nil {
+		if s.errs == nil {
+			s.errs = map[string]error{}
+		}
+		s.errs[key] = err
+		return nil, err
+	}
+	s.open[key] = r
+	s.done = append(s.done, done)
+	return r, nil
+}
+
+func (s *stepRoots) close() {
+	for _, done := range s.done {
+		done()
+	}
+}
+
 // logger is opt.Logger, or one that discards.
 func (opt Options) logger() *slog.Logger {
 	if opt.Logger != nil {
@@ -124,23 +172,17 @@ func (opt Options) logger() *slog.Logger {
 // directory exists (creating it with opt.CreateDirs) and that DST is not a
 // directory. Whether the directory takes a new file is found out by writing
 // the temp file itself.
-func checkDestinations(out []Rendered, opt Options) error {
-	checked := map[string]error{}
+func checkDestinations(roots *stepRoots, out []Rendered, opt Options) error {
 	for _, r := range out {
 		dst := r.Spec.Dst
 		if dst == Stdout {
 			continue
 		}
-		dir := filepath.Dir(dst)
-		err, done := checked[dir]
-		if !done {
-			err = checkDestDir(dir, opt.CreateDirs)
-			checked[dir] = err
-		}
+		root, err := roots.get(dirOf(dst), opt.CreateDirs)
 		if err != nil {
 			return fmt.Errorf("template %s: write %s: %w", r.Spec.Src, dst, err)
 		}
-		if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+		if fi, err := root.Lstat(filepath.Base(dst)); err == nil && fi.IsDir() {
 			return fmt.Errorf("template %s: write %s: is a directory", r.Spec.Src, dst)
 		}
 	}

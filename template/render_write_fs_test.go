@@ -72,13 +72,13 @@ func TestWriteFailingTempChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("read-only file system")
-	createTemp = func(dir, pattern string) (*os.File, error) {
-		if strings.HasPrefix(pattern, ".b.") {
+	createTemp = func(root *os.Root, prefix string) (*os.File, error) {
+		if strings.HasPrefix(prefix, ".b.") {
 			return nil, boom
 		}
-		return os.CreateTemp(dir, pattern)
+		return createTempIn(root, prefix)
 	}
-	defer func() { createTemp = os.CreateTemp }()
+	defer func() { createTemp = createTempIn }()
 	set, err := Parse(specs, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -11,9 +11,13 @@ import (
 	"strings"
 )
 
-// maxLine bounds a line of a passwd or group file (a group with many
-// members makes a long one); a longer line is an error, not a silent skip.
-const maxLine = 1 << 20
+// maxLine bounds a line of a passwd or group file, 64 MiB: a group with
+// many members makes a long one (a million 60-byte names fit), and the
+// files are root's, so the bound is against a mistake (a binary file
+// named as one), not an attacker. A longer line is an error naming the
+// file and the line, not a silent skip that would make a user unknown.
+// A variable for tests.
+var maxLine = 64 << 20
 
 // passwdEntry is one line of a passwd file: name:password:uid:gid:gecos:home:shell.
 type passwdEntry struct {
@@ -96,7 +100,8 @@ func readColonFile(path string, fn func(fields []string)) error {
 func scanColonFile(path string, r io.Reader, fn func(fields []string)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
-	for n := 1; sc.Scan(); n++ {
+	n := 1
+	for ; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' || line[0] == '+' || line[0] == '-' {
 			continue
@@ -108,7 +113,7 @@ func scanColonFile(path string, r io.Reader, fn func(fields []string)) error {
 		fn(fields)
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read user database %s: %w", path, err)
+		return fmt.Errorf("read user database %s: line %d: %w", path, n, err)
 	}
 	return nil
 }

@@ -173,13 +173,19 @@ func TestUnreadableOrHugeFile(t *testing.T) {
 	if _, err := db.Lookup("app"); err == nil || errors.Is(err, ErrUnknownUser) {
 		t.Errorf("Lookup with a directory as passwd file = %v, want a read error", err)
 	}
+	// A group of 200,000 members (a 2 MiB line) is a group like others.
 	huge := filepath.Join(dir, "huge")
-	if err := os.WriteFile(huge, []byte("big:x:1:"+strings.Repeat("m,", maxLine)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(huge, []byte("small:x:2:a\nbig:x:1:"+strings.Repeat("m123456789,", 200_000)+"app\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	db = DB{PasswdFile: filepath.Join(dir, "passwd"), GroupFile: huge}
-	if _, err := db.LookupGroup("big"); err == nil || !strings.Contains(err.Error(), "too long") {
-		t.Errorf("LookupGroup with a line over the bound = %v, want a too-long error", err)
+	if g, err := db.LookupGroup("big"); err != nil || g != 1 {
+		t.Errorf("LookupGroup(big) of 200,000 members = %d, %v", g, err)
+	}
+	defer func(n int) { maxLine = n }(maxLine)
+	maxLine = 1 << 20
+	if _, err := db.LookupGroup("big"); err == nil || !strings.Contains(err.Error(), huge+": line 2: ") || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("LookupGroup with a line over the bound = %v, want a too-long error naming line 2", err)
 	}
 }
 

@@ -1,0 +1,192 @@
+package template
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Dirs holds the directories that files are written into open, for a
+// child that runs as another user (--user): a destination's directory is
+// opened once, at its first write (before that child starts), and every
+// later write goes into that directory through its descriptor (openat,
+// renameat: os.Root), whatever the child renames or replaces by a symlink
+// on its path meanwhile. Without this a child that may rename an entry of
+// a directory on the path (one it owns, or may write and that is not
+// sticky) could swap in a symlink and have scaivault-run, as root, write
+// the next rendering wherever it points.
+//
+// The first open refuses a path that passes through a symlink the user
+// could have made (one it owns, or one in a directory it may write and
+// that is not sticky): a previous run's child may have left it there. A
+// process of that user other than the child, racing the first open, is
+// not defended against (the window is the first open itself).
+//
+// The zero of *Dirs (nil) opens each directory by its path for each write,
+// as a launcher without --user needs (a directory replaced on purpose, as
+// a Kubernetes volume's symlink swap does, is then followed).
+type Dirs struct {
+	u    *FileUser
+	mu   sync.Mutex
+	held map[string]*os.Root
+}
+
+// NewDirs holds directories for a child running as u.
+func NewDirs(u *FileUser) *Dirs {
+	return &Dirs{u: u, held: map[string]*os.Root{}}
+}
+
+// root returns the open directory dir, and what to call when the write is
+// done with it (a held directory stays open). A directory opened by its
+// path is first checked (see checkDestDir): it must exist, or is created
+// when create is set.
+func (d *Dirs) root(dir string, create bool) (*os.Root, func(), error) {
+	if d == nil {
+		if err := checkDestDir(dir, create); err != nil {
+			return nil, nil, err
+		}
+		r, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, func() { r.Close() }, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := dir // as named: cleaning would read ".." after a symlink lexically
+	if r, ok := d.held[key]; ok {
+		return r, func() {}, nil
+	}
+	r, err := openChecked(dir, d.u, create)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.held[key] = r
+	return r, func() {}, nil
+}
+
+// Close closes the held directories.
+func (d *Dirs) Close() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, r := range d.held {
+		r.Close()
+		delete(d.held, k)
+	}
+}
+
+// openChecked opens dir after checking that no symlink on its path is one
+// u could have made, and that what it opened is the directory the check
+// walked to. What is missing of it is created when create is set (see
+// checkDestDir), below the last directory that exists.
+func openChecked(dir string, u *FileUser, create bool) (*os.Root, error) {
+	real, err := realDir(dir, u)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDestDir(real, create); err != nil {
+		return nil, err
+	}
+	r, err := os.OpenRoot(real)
+	if err != nil {
+		return nil, err
+	}
+	opened, err1 := r.Stat(".")
+	walked, err2 := os.Lstat(real)
+	if err1 != nil || err2 != nil || !os.SameFile(opened, walked) {
+		r.Close()
+		return nil, fmt.Errorf("%s changed while it was opened", dir)
+	}
+	return r, nil
+}
+
+// maxHops bounds the symlinks followed on one path (Linux's is 40).
+const maxHops = 40
+
+// realDir resolves dir (absolute, or relative to the working directory)
+// one component at a time and returns the path it names (what does not
+// exist yet is joined as it is), refusing a
+// symlink u may have made: one u owns, or one in a directory u owns, or
+// may write and that is not sticky (a sticky directory lets only an
+// entry's owner replace it). u nil or root trusts every symlink.
+func realDir(dir string, u *FileUser) (string, error) {
+	abs := dir // not cleaned: ".." after a symlink is the kernel's, physical
+	if !filepath.IsAbs(dir) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", err
+		}
+		abs = wd + "/" + dir
+	}
+	p := "/"
+	rest := splitPath(abs)
+	for hops := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			p = filepath.Dir(p)
+			continue
+		}
+		next := filepath.Join(p, c)
+		fi, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) {
+			return filepath.Join(append([]string{next}, rest...)...), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			p = next
+			continue
+		}
+		if u != nil && u.UID != 0 {
+			parent, err := os.Stat(p)
+			if err != nil {
+				return "", err
+			}
+			if replaceableBy(parent, fi, u) {
+				return "", fmt.Errorf("%s is a symlink that uid %d (--user) may have made; a template destination's path must not pass through one (name the directory it points to)", next, u.UID)
+			}
+		}
+		if hops++; hops > maxHops {
+			return "", &os.PathError{Op: "open", Path: dir, Err: syscall.ELOOP}
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(target) {
+			p = "/"
+		}
+		rest = append(splitPath(target), rest...)
+	}
+	return p, nil
+}
+
+func splitPath(p string) []string { return strings.Split(p, "/") }
+
+// replaceableBy reports whether u may have made or replaced the symlink
+// link describes in the directory parent describes.
+func replaceableBy(parent, link os.FileInfo, u *FileUser) bool {
+	if ownerIs(link, u) || ownerIs(parent, u) {
+		return true
+	}
+	return writableBy(parent, u) && parent.Mode()&os.ModeSticky == 0
+}
+
+// ownerIs reports whether fi belongs to u's uid (unknown: yes).
+func ownerIs(fi os.FileInfo, u *FileUser) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return !ok || int(st.Uid) == u.UID
+}
