@@ -435,10 +435,7 @@ func (s *stateRun) watchState(ws *watch.State) {
 // usersOf maps each source to who uses it: the variables and imports of
 // the plan, and the templates that read it.
 func usersOf(plan *template.Plan, out []template.Rendered) map[fetch.Source][]string {
-	users := map[fetch.Source][]string{}
-	for _, src := range plan.Sources() {
-		users[src] = append(users[src], plan.UsersOf(src)...)
-	}
+	users := plan.UsersBySource()
 	for _, o := range out {
 		for _, src := range o.Used {
 			if w := "template " + o.Spec.Dst; !slices.Contains(users[src], w) {

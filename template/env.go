@@ -305,6 +305,16 @@ func (p *Plan) UsersOf(src fetch.Source) []string {
 	return out
 }
 
+// UsersBySource is UsersOf for every source at once, in one pass (UsersOf
+// for each of 1,000 sources was a quadratic start-up).
+func (p *Plan) UsersBySource() map[fetch.Source][]string {
+	out := map[fetch.Source][]string{}
+	for _, u := range p.Uses() {
+		out[u.Source] = append(out[u.Source], u.Where)
+	}
+	return out
+}
+
 // Use is one place the environment reads a source: a variable with its
 // reference (Where `--env DB_PASS`), or a --secret import (Ref nil, Where
 // `--secret app/db`).

@@ -433,3 +433,29 @@ func TestBuildFailureWritesNoFile(t *testing.T) {
 		t.Errorf("file %q holds %q, changed=%v", vars[0].File, got, vars[0].FileChanged)
 	}
 }
+
+// UsersBySource says for every source what UsersOf says of it, imports
+// first, and has a key for every source the plan needs.
+func TestUsersBySource(t *testing.T) {
+	p, err := PlanEnv(EnvSpec{
+		Inherited: []string{"B=scaivault://app/db#password", "A=scaivault://app/db#username", "C=plain"},
+		Imports:   []string{"app/db", "app/other"},
+		Env:       []string{"D=scaivault+dynamic://support-db/readonly#username", "E=scaivault+dynamic://support-db/readonly#password", "B=scaivault://app/x#k"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := p.UsersBySource()
+	srcs := p.Sources()
+	if len(all) != len(srcs) {
+		t.Errorf("%d sources with users, %d sources", len(all), len(srcs))
+	}
+	for _, src := range srcs {
+		if got, want := all[src], p.UsersOf(src); !slices.Equal(got, want) {
+			t.Errorf("%v: UsersBySource %q, UsersOf %q", src, got, want)
+		}
+	}
+	if got := all[fetch.StaticSource("app/db", 0)]; len(got) != 2 || got[0] != "--secret app/db" {
+		t.Errorf("app/db: %q, want the import, then variable A (B is overridden by --env)", got)
+	}
+}
