@@ -134,7 +134,14 @@ func (w *Watcher) leaseFailed(ctx context.Context, it *leaseItem, renewing bool,
 		it.plan = LeasePlan{LeaseReplace, now, "lease gone"}
 	case fetch.IsTemporary(err):
 		it.fails++
-		wait := max(serverWait(err), RetryBackoff(it.fails, RetryLimit(rem, w.cfg.PollInterval), w.rnd()))
+		// Retries come closer as the lease's end nears; once it has
+		// ended there is nothing left to save by hurrying, and the
+		// backoff is the poll's (1 s doubling, up to the interval).
+		limit := w.cfg.PollInterval
+		if rem > 0 {
+			limit = RetryLimit(rem, w.cfg.PollInterval)
+		}
+		wait := max(serverWait(err), RetryBackoff(it.fails, limit, w.rnd()))
 		w.out.fail(now, err, wait)
 		it.plan.At = now.Add(wait)
 		if renewing && rem <= 0 {

@@ -528,3 +528,32 @@ func TestWatchMetadataPolled(t *testing.T) {
 		wr.none(t, 3*time.Minute) // seen once, not on every poll
 	})
 }
+
+// A lease that ends while the server answers only errors is retried with
+// the poll's backoff (1 s, doubling, up to the poll interval), not every
+// 100 ms: the credential is gone already, and a fleet retrying ten times
+// a second each would be what keeps the server down.
+func TestWatchLeaseEndedDuringOutageBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, watchSeed)
+		defer w.stop()
+		src := dynSrc(t, "renew")
+		wr := w.watch(watch.WatchConfig{PollInterval: time.Minute, NoEvents: true}, []fetch.Source{src}, nil)
+		defer wr.stop()
+		w.srv.SetFaults(devserver.Faults{Rate: 1, PathPrefix: "/v1/dynamic"})
+		wr.none(t, 5*time.Minute) // the 3 s lease ends early in it
+		n := w.srv.Requests("POST /v1/dynamic/leases/{lease_id}/renew") + w.srv.Requests("POST /v1/dynamic/{engine}/creds/{role}")
+		// Before the end: attempts at a third of what is left (a few);
+		// after: the backoff, doubling up to one a minute. Each attempt
+		// is up to 4 requests (the client's own 3 retries). Every 100 ms
+		// would be 3,000 attempts.
+		if n > 80 {
+			t.Errorf("%d requests in 5 minutes of outage, want the backoff's (about 40)", n)
+		}
+		w.srv.SetFaults(devserver.Faults{})
+		u := wr.next(t, 2*time.Minute)
+		if u.Snapshot.Leases[src] == nil || u.Snapshot.Leases[src].LeaseID == wr.snap.Leases[src].LeaseID {
+			t.Error("no new lease once the server answered")
+		}
+	})
+}
