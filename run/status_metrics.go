@@ -1,22 +1,26 @@
 package run
 
 import (
+	"bufio"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/VictoriaMetrics/metrics"
+	"sync/atomic"
 
 	"github.com/scailabs/scaivault-run/watch"
 )
 
-// The metrics of the status endpoint, in the Prometheus text format, by
-// github.com/VictoriaMetrics/metrics (BENCHMARKS.md says why this one).
-// Counters are counted where things happen (an atomic add); the gauges
-// are set from the board's view at scrape time, so nothing the loop or the
-// watcher does waits for a scrape.
+// The metrics of the status endpoint, in the Prometheus text format
+// (version 0.0.4), written here: a dozen families of counters and gauges
+// need no library, and the one used before (VictoriaMetrics/metrics) read
+// cgroup files and built runtime/metrics tables at every start of every
+// supervisor, status endpoint on or off (BENCHMARKS.md, "What users
+// pay"). Counters are counted where things happen (an atomic add); the
+// gauges are read from the board's view at scrape time, so nothing the
+// loop or the watcher does waits for a scrape.
 
 // Metric names (README.md, "Status endpoint").
 const (
@@ -32,6 +36,20 @@ const (
 	mCommands       = "scaivault_run_template_commands_total"
 )
 
+// help is each family's HELP text and type, in the order they are written.
+var help = []struct{ name, typ, text string }{
+	{mChildUp, "gauge", "1 while the child runs."},
+	{mRestarts, "counter", "Child restarts, by what changed."},
+	{mReloads, "counter", "Reload signals sent to the child (files only: to the --reload-pid-file process)."},
+	{mCommands, "counter", "Template commands ended, by result."},
+	{mLastRefresh, "gauge", "Unix time of the last refresh the server answered."},
+	{mRequests, "counter", "Requests to ScaiVault, by route template and status code (error: no answer)."},
+	{mLeaseExpiry, "gauge", "Unix time at which the lease the child runs on ends (the earliest per engine and role)."},
+	{mCertExpiry, "gauge", "Unix time at which the certificate the child runs on ends (the earliest per role)."},
+	{mSecretsWatched, "gauge", "Static secrets watched."},
+	{mEventsUp, "gauge", "1 while the change-events stream is up."},
+}
+
 // commandResults are the values of template_commands_total's result
 // label (see Observer.CommandEnded); every one is exposed from the start.
 var commandResults = []string{"ok", "failed", "timeout", "error"}
@@ -40,37 +58,28 @@ var commandResults = []string{"ok", "failed", "timeout", "error"}
 // Observer.Restarting); every one is exposed from the start, at 0.
 var restartReasons = []string{"secret", "lease", "certificate", "list", "multiple", "other"}
 
-type statusMetrics struct {
-	set      *metrics.Set
-	reloads  *metrics.Counter
-	restarts map[string]*metrics.Counter
-	commands map[string]*metrics.Counter
+// counter is a monotonic count.
+type counter struct{ n atomic.Uint64 }
 
-	mu      sync.Mutex      // one scrape at a time updates the gauges
-	labeled map[string]bool // lease and certificate series of the last scrape
+func (c *counter) Inc() { c.n.Add(1) }
+
+type statusMetrics struct {
+	reloads  counter
+	restarts map[string]*counter // fixed keys: read without a lock
+	commands map[string]*counter
+
+	mu       sync.Mutex
+	requests map[[2]string]uint64 // route, code
 }
 
 func newStatusMetrics() *statusMetrics {
-	// HELP and TYPE lines (the library writes the HELP line without a
-	// text; README.md describes every metric).
-	metrics.ExposeMetadata(true)
-	m := &statusMetrics{set: metrics.NewSet(), restarts: map[string]*metrics.Counter{}, commands: map[string]*metrics.Counter{}, labeled: map[string]bool{}}
-	m.reloads = m.set.NewCounter(mReloads)
+	m := &statusMetrics{restarts: map[string]*counter{}, commands: map[string]*counter{}, requests: map[[2]string]uint64{}}
 	for _, r := range restartReasons {
-		m.restarts[r] = m.set.NewCounter(series(mRestarts, "reason", r))
+		m.restarts[r] = &counter{}
 	}
 	for _, r := range commandResults {
-		m.commands[r] = m.set.NewCounter(series(mCommands, "result", r))
+		m.commands[r] = &counter{}
 	}
-	// A family without a series yet still shows its HELP and TYPE lines.
-	m.set.RegisterMetricsWriter(func(w io.Writer) {
-		names := m.set.ListMetricNames()
-		for _, fam := range []struct{ name, typ string }{{mRequests, "counter"}, {mLeaseExpiry, "gauge"}, {mCertExpiry, "gauge"}} {
-			if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, fam.name+"{") }) {
-				metrics.WriteMetadataIfNeeded(w, fam.name, fam.typ)
-			}
-		}
-	})
 	return m
 }
 
@@ -92,47 +101,69 @@ func (m *statusMetrics) ObserveResponse(_, route string, status int) {
 	if status > 0 {
 		code = strconv.Itoa(status)
 	}
-	m.set.GetOrCreateCounter(series(mRequests, "route", route, "code", code)).Inc()
+	m.mu.Lock()
+	m.requests[[2]string{route, code}]++
+	m.mu.Unlock()
 }
 
-// write sets the gauges from v and writes every metric to w.
-func (m *statusMetrics) write(w io.Writer, v view) {
+// write writes every metric, its gauges from v, to w: each family with
+// its HELP and TYPE lines (also when it has no series yet), series in a
+// stable order.
+func (m *statusMetrics) write(w io.Writer, v view) error {
+	series := map[string][]string{} // family: its lines
+	add := func(fam, labels string, val int64) {
+		series[fam] = append(series[fam], fam+labels+" "+strconv.FormatInt(val, 10))
+	}
+	add(mChildUp, "", b2i(v.Child.Up))
+	for _, r := range restartReasons {
+		add(mRestarts, labelSet("reason", r), int64(m.restarts[r].n.Load()))
+	}
+	add(mReloads, "", int64(m.reloads.n.Load()))
+	for _, r := range commandResults {
+		add(mCommands, labelSet("result", r), int64(m.commands[r].n.Load()))
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	gauge := func(name string, val float64) { m.set.GetOrCreateGauge(name, nil).Set(val) }
-	gauge(mChildUp, b2f(v.Child.Up))
+	reqs := maps.Clone(m.requests)
+	m.mu.Unlock()
+	for _, k := range slices.SortedFunc(maps.Keys(reqs), func(a, b [2]string) int {
+		return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1])
+	}) {
+		add(mRequests, labelSet("route", k[0], "code", k[1]), int64(reqs[k]))
+	}
 	st := v.Watch
 	var secrets int
 	var events bool
-	now := map[string]bool{}
 	if st == nil {
-		gauge(mLastRefresh, float64(v.Started.Unix())) // nothing watched: the start-up read all
+		add(mLastRefresh, "", v.Started.Unix()) // nothing watched: the start-up read all
 	} else {
 		secrets, events = len(st.Secrets), st.EventsConnected
-		gauge(mLastRefresh, float64(st.LastSuccess.Unix()))
+		add(mLastRefresh, "", st.LastSuccess.Unix())
 		// One series per engine/role and per role: the earliest end
 		// among the leases (certificates) that share it.
-		ends := map[string]int64{}
+		leases, certs := map[string]int64{}, map[string]int64{}
 		for _, l := range st.Leases {
-			earliest(ends, series(mLeaseExpiry, "engine", l.Engine, "role", l.Role), l.ExpiresAt.Unix())
+			earliest(leases, labelSet("engine", l.Engine, "role", l.Role), l.ExpiresAt.Unix())
 		}
 		for _, c := range st.Certs {
-			earliest(ends, series(mCertExpiry, "role", certRole(c)), c.ExpiresAt.Unix())
+			earliest(certs, labelSet("role", certRole(c)), c.ExpiresAt.Unix())
 		}
-		for name, end := range ends {
-			gauge(name, float64(end))
-			now[name] = true
+		for _, l := range slices.Sorted(maps.Keys(leases)) {
+			add(mLeaseExpiry, l, leases[l])
 		}
-	}
-	for name := range m.labeled {
-		if !now[name] {
-			m.set.UnregisterMetric(name)
+		for _, l := range slices.Sorted(maps.Keys(certs)) {
+			add(mCertExpiry, l, certs[l])
 		}
 	}
-	m.labeled = now
-	gauge(mSecretsWatched, float64(secrets))
-	gauge(mEventsUp, b2f(events))
-	m.set.WritePrometheus(w)
+	add(mSecretsWatched, "", int64(secrets))
+	add(mEventsUp, "", b2i(events))
+	bw := bufio.NewWriter(w)
+	for _, h := range help {
+		bw.WriteString("# HELP " + h.name + " " + h.text + "\n# TYPE " + h.name + " " + h.typ + "\n")
+		for _, line := range series[h.name] {
+			bw.WriteString(line + "\n")
+		}
+	}
+	return bw.Flush()
 }
 
 // certRole is a certificate's role label: the PKI role, or acme/ACCOUNT
@@ -151,17 +182,16 @@ func earliest(m map[string]int64, k string, v int64) {
 	}
 }
 
-func b2f(b bool) float64 {
+func b2i(b bool) int64 {
 	if b {
 		return 1
 	}
 	return 0
 }
 
-// series is name{k1="v1",k2="v2"}, the values escaped for the text format.
-func series(name string, kv ...string) string {
+// labelSet is {k1="v1",k2="v2"}, the values escaped for the text format.
+func labelSet(kv ...string) string {
 	var b strings.Builder
-	b.WriteString(name)
 	b.WriteByte('{')
 	for i := 0; i+1 < len(kv); i += 2 {
 		if i > 0 {

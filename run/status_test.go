@@ -102,11 +102,12 @@ func TestMetricsExposition(t *testing.T) {
 			{Ref: "acme le domains=a.example.com", Account: "le", OrderID: "ord_1", Serial: "02", ExpiresAt: end.Add(time.Hour)}},
 	})
 	out := scrape(b)
-	for _, name := range []string{mChildUp, mRestarts, mReloads, mLastRefresh, mRequests, mLeaseExpiry, mCertExpiry, mSecretsWatched, mEventsUp} {
-		if !strings.Contains(out, "# HELP "+name+"\n") || !regexp.MustCompile(`(?m)^# TYPE `+name+` (gauge|counter)$`).MatchString(out) {
-			t.Errorf("no HELP/TYPE lines for %s", name)
+	for _, name := range []string{mChildUp, mRestarts, mReloads, mLastRefresh, mRequests, mLeaseExpiry, mCertExpiry, mSecretsWatched, mEventsUp, mCommands} {
+		if !regexp.MustCompile(`(?m)^# HELP `+name+` [A-Z1].*\.\n# TYPE `+name+` (gauge|counter)$`).MatchString(out) {
+			t.Errorf("no HELP (with its text) and TYPE lines for %s", name)
 		}
 	}
+	checkExposition(t, out)
 	for _, line := range []string{
 		"scaivault_run_child_up 1",
 		`scaivault_run_child_restarts_total{reason="secret"} 1`,
@@ -135,6 +136,37 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	if !strings.Contains(out, "# TYPE scaivault_run_lease_expiry_timestamp_seconds gauge\n") || !strings.Contains(out, "scaivault_run_child_up 0\n") {
 		t.Errorf("after the leases went:\n%s", out)
+	}
+}
+
+// checkExposition checks the text format's grammar as Prometheus reads
+// it: each sample after its family's TYPE line, names and labels well
+// formed, label values quoted and escaped, integer values, no series
+// twice.
+func checkExposition(t *testing.T, out string) {
+	t.Helper()
+	sample := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*")*\})? -?[0-9]+$`)
+	family, seen := "", map[string]bool{}
+	for i, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			family, _, _ = strings.Cut(rest, " ")
+			continue
+		}
+		if strings.HasPrefix(line, "# HELP ") {
+			continue
+		}
+		m := sample.FindStringSubmatch(line)
+		switch {
+		case m == nil:
+			t.Errorf("line %d %q: not a sample", i+1, line)
+		case m[1] != family:
+			t.Errorf("line %d %q: outside its family (after TYPE %s)", i+1, line, family)
+		case seen[m[1]+m[2]]:
+			t.Errorf("line %d %q: series given twice", i+1, line)
+		}
+		if m != nil {
+			seen[m[1]+m[2]] = true
+		}
 	}
 }
 
