@@ -108,8 +108,9 @@ var pureFuncs = texttemplate.FuncMap{
 }
 
 // parseFuncs declares every function name at parse time; each render binds
-// its own.
-var parseFuncs = newRenderState(nil, nil, false).funcMap()
+// its own. Built on first use: a start without templates does not pay
+// for its 200 closures.
+var parseFuncs = sync.OnceValue(func() texttemplate.FuncMap { return newRenderState(nil, nil, false).funcMap() })
 
 // laxPureFuncs are pureFuncs that return zero values instead of errors.
 var laxPureFuncs = sync.OnceValue(func() texttemplate.FuncMap {

@@ -11,7 +11,7 @@ import (
 // never show).
 func TestRefusedFuncsFailAtParse(t *testing.T) {
 	for name, r := range refusedFuncs {
-		if _, ok := parseFuncs[name]; ok {
+		if _, ok := parseFuncs()[name]; ok {
 			t.Errorf("%s is refused and defined", name)
 		}
 		_, err := parseTemplateText("app.tmpl", "text\n{{ "+name+" }}", "{{", "}}")
@@ -29,7 +29,7 @@ func TestRefusedFuncsFailAtParse(t *testing.T) {
 // the function named as its replacement exists.
 func TestRefusedSprigNames(t *testing.T) {
 	for name, r := range sprigRefused {
-		if _, ok := parseFuncs["sprig_"+name]; ok {
+		if _, ok := parseFuncs()["sprig_"+name]; ok {
 			t.Errorf("sprig_%s is refused and defined", name)
 		}
 		_, err := parseTemplateText("app.tmpl", "{{ sprig_"+name+" }}", "{{", "}}")
@@ -38,7 +38,7 @@ func TestRefusedSprigNames(t *testing.T) {
 			t.Errorf("sprig_%s: error %v\nwant it to start with %s", name, err, want)
 		}
 		if use := strings.FieldsFunc(r.instead, func(c rune) bool { return c == ' ' || c == ',' })[0]; r.why == "" {
-			if _, ok := parseFuncs[use]; !ok && use != "print" {
+			if _, ok := parseFuncs()[use]; !ok && use != "print" {
 				t.Errorf("sprig_%s: instead names %s, which is not defined", name, use)
 			}
 		}
@@ -70,7 +70,7 @@ func TestMigrationGuideNamesEveryFunction(t *testing.T) {
 			t.Errorf("docs/consul-template.md does not name %s", name)
 		}
 	}
-	for name := range parseFuncs {
+	for name := range parseFuncs() {
 		if strings.HasPrefix(name, "sprig_") && !strings.Contains(doc, "`"+name) {
 			t.Errorf("docs/consul-template.md does not name %s", name)
 		}

@@ -124,7 +124,7 @@ func Parse(specs []Spec, opt Options) (*Set, error) {
 
 // parseTemplateText parses one template; name is the name errors give it.
 func parseTemplateText(name, text, left, right string) (*texttemplate.Template, error) {
-	t := texttemplate.New(name).Delims(left, right).Option("missingkey=error").Funcs(parseFuncs)
+	t := texttemplate.New(name).Delims(left, right).Option("missingkey=error").Funcs(parseFuncs())
 	if _, err := t.Parse(text); err != nil {
 		return nil, templateParseError(name, text, left, err)
 	}

@@ -210,7 +210,7 @@ func trustedFunc(name string) bool {
 	if name == "executeTemplate" {
 		return false
 	}
-	_, ok := parseFuncs[name]
+	_, ok := parseFuncs()[name]
 	return ok
 }
 
