@@ -103,7 +103,7 @@ func TestMetricsExposition(t *testing.T) {
 	})
 	out := scrape(b)
 	for _, name := range []string{mChildUp, mRestarts, mReloads, mLastRefresh, mRequests, mLeaseExpiry, mCertExpiry, mSecretsWatched, mEventsUp, mCommands} {
-		if !regexp.MustCompile(`(?m)^# HELP `+name+` [A-Z1].*\.\n# TYPE `+name+` (gauge|counter)$`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^# HELP ` + name + ` [A-Z1].*\.\n# TYPE ` + name + ` (gauge|counter)$`).MatchString(out) {
 			t.Errorf("no HELP (with its text) and TYPE lines for %s", name)
 		}
 	}
