@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io/fs"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/scailabs/scaivault-run/devserver"
 	"github.com/scailabs/scaivault-run/fetch"
@@ -421,5 +424,164 @@ func TestUserRootWithoutCapabilities(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 125 || strings.Contains(string(out), "started") ||
 		!strings.Contains(string(out), "--user nobody: scaivault-run runs as root but without CAP_SETUID and CAP_CHOWN") {
 		t.Errorf("root without CAP_SETUID: %v\n%s", err, out)
+	}
+}
+
+// startHostile starts the binary with args and a child script (run in
+// dir) that prints "start" once per start and waits for stdin to close.
+func startHostile(t *testing.T, env []string, dir, script string, args ...string) (stop func() string, lines *lineLog, stderr *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(buildBinaryT(t), append(args, "--", "sh", "-c", script+"; echo start; read x || true")...)
+	cmd.Env, cmd.Dir = env, dir
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return func() string {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("scaivault-run: %v\n%s", err, stderr)
+		}
+		return stderr.String()
+	}, newLineLog(stdout), stderr
+}
+
+// hostileBase is a directory for these tests (0755, reachable by nobody)
+// with userdir, nobody's, and victim, root's alone (0700).
+func hostileBase(t *testing.T) (base, userDir, victim string) {
+	t.Helper()
+	base, err := os.MkdirTemp("", "hostile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	userDir, victim = filepath.Join(base, "userdir"), filepath.Join(base, "victim")
+	if err := errors.Join(os.Chmod(base, 0o755), os.Mkdir(userDir, 0o755), os.Chown(userDir, 65534, 65534), os.Mkdir(victim, 0o700)); err != nil {
+		t.Fatal(err)
+	}
+	return base, userDir, victim
+}
+
+// The pid file and the state file withstand the same child: it moves
+// their directory (in one of its own) away and leaves a symlink to a
+// root-only directory; the state written after a rotation and the pid
+// file's removal at exit go to the directory they were first in, and
+// root's files behind the symlink are untouched.
+func TestUserCannotRedirectPidAndStateFiles(t *testing.T) {
+	needRootT(t)
+	env, admin := userEnv(t)
+	base, userDir, victim := hostileBase(t)
+	d := filepath.Join(userDir, "d")
+	key := filepath.Join(base, "state.key")
+	if err := errors.Join(os.Mkdir(d, 0o755), os.WriteFile(filepath.Join(victim, "app.state"), []byte("ORIGINAL"), 0o600),
+		os.WriteFile(filepath.Join(victim, "app.pid.lock"), nil, 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	writeStateKey(t, key)
+	stop, lines, stderr := startHostile(t, env, base,
+		`[ -e userdir/moved ] || { mv userdir/d userdir/d.old && ln -s ../victim userdir/d && touch userdir/moved; } || exit 3`,
+		"--user", "nobody", "--pid-file", filepath.Join(d, "app.pid"), "--state-file", filepath.Join(d, "app.state"),
+		"--state-key-file", key, "--env", "A=scaivault://app/db#password")
+	if !lines.waitCount("start", 1, 20*time.Second) {
+		t.Fatalf("no first start:\n%s", stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.Rotate(ctx, "app/db", fetch.RotateRequest{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.waitCount("start", 2, 20*time.Second) {
+		t.Fatalf("no restart after the rotation:\n%s\n%s", lines, stderr)
+	}
+	stop()
+	if b, _ := os.ReadFile(filepath.Join(victim, "app.state")); string(b) != "ORIGINAL" {
+		t.Errorf("root's file behind the symlink was replaced: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(victim, "app.pid.lock")); err != nil {
+		t.Errorf("root's file behind the symlink was removed: %v", err)
+	}
+	old := filepath.Join(userDir, "d.old")
+	if _, err := os.Stat(filepath.Join(old, "app.pid")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the pid file was not removed from its own directory: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(old, "app.state")); err != nil || fi.Size() == 0 {
+		t.Errorf("the state file is not in its own directory: %v", err)
+	}
+}
+
+// {{ file }} and a template's source are read as root: a child that
+// swaps in a symlink to a root-only file does not get it read for it. A
+// symlink it made is refused (the render fails, logged; nothing is
+// written); the same symlink at start is a 125.
+func TestUserCannotRedirectTemplateReads(t *testing.T) {
+	needRootT(t)
+	env, admin := userEnv(t)
+	base, userDir, victim := hostileBase(t)
+	secret := filepath.Join(victim, "secret")
+	inc := filepath.Join(userDir, "inc.txt")
+	if err := errors.Join(os.WriteFile(secret, []byte("ROOT-ONLY"), 0o600), os.WriteFile(inc, []byte("included"), 0o644), os.Chown(inc, 65534, 65534)); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := filepath.Join(base, "app.tmpl")
+	if err := os.WriteFile(tmpl, []byte(`p={{ (secret "app/db").Data.password }} inc={{ file "`+inc+`" }}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(base, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(out, "app.conf")
+	stop, lines, stderr := startHostile(t, env, base,
+		`[ -L userdir/inc.txt ] || { rm userdir/inc.txt && ln -s ../victim/secret userdir/inc.txt; } || exit 3`,
+		"--user", "nobody", "--template", tmpl+":"+conf)
+	if !lines.waitCount("start", 1, 20*time.Second) {
+		t.Fatalf("no first start:\n%s", stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.Rotate(ctx, "app/db", fetch.RotateRequest{Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), "may have made") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // another process logs it; poll, bounded
+	}
+	log := stop()
+	if !strings.Contains(log, inc+" is a symlink that uid 65534 (--user) may have made") {
+		t.Errorf("the render through the child's symlink did not fail naming it:\n%s", log)
+	}
+	if b, _ := os.ReadFile(conf); strings.Contains(string(b), "ROOT-ONLY") || !strings.Contains(string(b), "inc=included") {
+		t.Errorf("the rendered file: %q", b)
+	}
+
+	// A source that is the child's symlink, at start: 125.
+	_, errOut, code := runUser(t, env, nil, "--user", "nobody", "--template", inc+":"+filepath.Join(out, "leak.conf"), "--", "true")
+	if code != 125 || !strings.Contains(errOut, "may have made") {
+		t.Errorf("a template source through the child's symlink: exit %d\n%s", code, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "leak.conf")); err == nil {
+		t.Errorf("written from the child's symlink: %q", b)
+	}
+}
+
+// writeStateKey writes a new age identity file as age-keygen does.
+func writeStateKey(t *testing.T, path string) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("# public key: "+id.Recipient().String()+"\n"+id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

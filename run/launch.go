@@ -139,7 +139,7 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 
 	// The pid file first: a scaivault-run already holding it means this
 	// one must not start at all.
-	pf, err := createPidFile(opts.PidFile)
+	pf, err := createPidFile(opts.PidFile, pidFileUser(opts.User))
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -197,6 +197,20 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 		return st.exec()
 	}
 	return st.supervise(ctx, sigs)
+}
+
+// pidFileUser is the child's user for the pid file's checks: nil without
+// --user or when the child keeps our ids (a bad spec fails later, in
+// prepare, with its own error).
+func pidFileUser(spec string) *template.FileUser {
+	if spec == "" {
+		return nil
+	}
+	ra, err := resolveUser(spec)
+	if err != nil {
+		return nil
+	}
+	return ra.changedUser()
 }
 
 // startupInterrupted is the error of a start-up that sig ended; err is
@@ -368,7 +382,7 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	}
 	st.ledger = watch.NewLedger(st.client, log)
 	st.resolver = &fetch.Resolver{Client: st.client, Logger: log, OnLease: st.ledger.Add}
-	if st.state, err = openState(opts, log, st.plan, st.ledger); err != nil {
+	if st.state, err = openState(opts, log, st.plan, st.ledger, st.runAs.changedUser()); err != nil {
 		return st, err
 	}
 	st.state.start()

@@ -3,12 +3,15 @@ package run
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/scailabs/scaivault-run/template"
 )
 
 // pidFile is --pid-file (DESIGN.md "Operating it"): scaivault-run's pid,
@@ -27,14 +30,23 @@ import (
 // descriptor is closed by execve (close-on-exec): the lock goes, the pid
 // file stays naming the exec'd command (it keeps our pid), and the next
 // start finds it stale.
+//
+// Every operation goes through the pid file's directory, opened once at
+// start (os.Root): with --user, a child that renames a directory on the
+// path and leaves a symlink in its place cannot have the removal at exit
+// (as root) delete what the symlink points to; a path through a symlink
+// the user may have made is refused at start, as template destinations'.
 type pidFile struct {
-	path string
+	path string   // for messages
+	dir  *os.Root // the directory of the pid file
+	base string   // its name in dir
 	lock *os.File // held; nil when not ours
 	pid  os.FileInfo
 }
 
-// createPidFile writes our pid to path, unless a live scaivault-run holds it.
-func createPidFile(path string) (*pidFile, error) {
+// createPidFile writes our pid to path, unless a live scaivault-run holds
+// it. u is the child's user (--user), nil for none or ourselves.
+func createPidFile(path string, u *template.FileUser) (*pidFile, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -42,18 +54,28 @@ func createPidFile(path string) (*pidFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--pid-file %s: %w", path, err)
 	}
-	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("--pid-file %s: is a directory", path)
-	}
-	lock, err := takeLock(abs + ".lock")
-	if errors.Is(err, unix.EWOULDBLOCK) {
-		return nil, fmt.Errorf("--pid-file %s: held by a running scaivault-run (pid %s)", path, readPid(abs))
-	}
+	dir, err := template.OpenDir(filepath.Dir(abs), u)
 	if err != nil {
 		return nil, fmt.Errorf("--pid-file %s: %w", path, err)
 	}
-	p := &pidFile{path: abs, lock: lock}
-	tmp, err := os.CreateTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".tmp-*")
+	p := &pidFile{path: abs, dir: dir, base: filepath.Base(abs)}
+	if fi, err := dir.Stat(p.base); err == nil && fi.IsDir() {
+		dir.Close()
+		return nil, fmt.Errorf("--pid-file %s: is a directory", path)
+	}
+	lock, err := takeLock(dir, p.base+".lock")
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		pid := readPid(dir, p.base)
+		dir.Close()
+		return nil, fmt.Errorf("--pid-file %s: held by a running scaivault-run (pid %s)", path, pid)
+	}
+	if err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("--pid-file %s: %w", path, err)
+	}
+	p.lock = lock
+	tmpName := "." + p.base + ".tmp-" + strconv.Itoa(os.Getpid())
+	tmp, err := dir.OpenFile(tmpName, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		_, err = tmp.WriteString(strconv.Itoa(os.Getpid()) + "\n")
 		if err == nil {
@@ -63,14 +85,14 @@ func createPidFile(path string) (*pidFile, error) {
 			err = cerr
 		}
 		if err == nil {
-			err = os.Rename(tmp.Name(), abs)
+			err = dir.Rename(tmpName, p.base)
 		}
 		if err != nil {
-			os.Remove(tmp.Name())
+			dir.Remove(tmpName)
 		}
 	}
 	if err == nil {
-		p.pid, err = os.Stat(abs)
+		p.pid, err = dir.Stat(p.base)
 	}
 	if err != nil {
 		p.release()
@@ -79,10 +101,10 @@ func createPidFile(path string) (*pidFile, error) {
 	return p, nil
 }
 
-// takeLock locks the file at name, made if missing, without waiting.
-func takeLock(name string) (*os.File, error) {
+// takeLock locks the file name of dir, made if missing, without waiting.
+func takeLock(dir *os.Root, name string) (*os.File, error) {
 	for range 10 {
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := dir.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +113,7 @@ func takeLock(name string) (*os.File, error) {
 			return nil, err
 		}
 		mine, err1 := f.Stat()
-		cur, err2 := os.Stat(name)
+		cur, err2 := dir.Stat(name)
 		if err1 == nil && err2 == nil && os.SameFile(mine, cur) {
 			return f, nil
 		}
@@ -100,9 +122,15 @@ func takeLock(name string) (*os.File, error) {
 	return nil, errors.New("lock file keeps being replaced")
 }
 
-// readPid is the pid a pid file names, "unknown" when it names none.
-func readPid(path string) string {
-	b, err := os.ReadFile(path)
+// readPid is the pid the pid file name of dir names, "unknown" when it
+// names none.
+func readPid(dir *os.Root, name string) string {
+	f, err := dir.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 32))
 	pid := strings.TrimSpace(string(b))
 	if _, cerr := strconv.Atoi(pid); err != nil || cerr != nil {
 		return "unknown"
@@ -116,14 +144,15 @@ func (p *pidFile) remove() {
 	if p == nil || p.lock == nil {
 		return
 	}
-	if cur, err := os.Stat(p.path); err == nil && p.pid != nil && os.SameFile(p.pid, cur) {
-		os.Remove(p.path)
+	if cur, err := p.dir.Lstat(p.base); err == nil && p.pid != nil && os.SameFile(p.pid, cur) {
+		p.dir.Remove(p.base)
 	}
 	p.release()
 }
 
 func (p *pidFile) release() {
-	os.Remove(p.lock.Name()) // while held: a starter that opened it sees it replaced
+	p.dir.Remove(p.base + ".lock") // while held: a starter that opened it sees it replaced
 	p.lock.Close()
 	p.lock = nil
+	p.dir.Close()
 }

@@ -3,6 +3,7 @@ package run
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -55,6 +56,8 @@ const (
 // method of a nil *stateRun does nothing).
 type stateRun struct {
 	path   string
+	dir    *os.Root // the state file's directory, held (see openState)
+	base   string   // the state file's name in dir
 	key    *statefile.Key
 	lock   *os.File
 	log    *slog.Logger
@@ -96,7 +99,7 @@ type record struct {
 // openState locks and reads the state file of opts. A bad key file or a
 // lock that cannot be made is an error (the run's configuration is wrong);
 // a file that cannot be used is only a warning.
-func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watch.Ledger) (*stateRun, error) {
+func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watch.Ledger, u *template.FileUser) (*stateRun, error) {
 	if opts.StateFile == "" {
 		return nil, nil
 	}
@@ -111,16 +114,25 @@ func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watc
 	if err != nil {
 		return nil, fmt.Errorf("--state-file %s: %w", opts.StateFile, err)
 	}
-	lock, err := takeLock(path + ".lock")
+	// Every step by name in the held directory: with --user a child that
+	// renames a directory on the path cannot redirect root's writes.
+	dir, err := template.OpenDir(filepath.Dir(path), u)
+	if err != nil {
+		return nil, fmt.Errorf("--state-file %s: %w", opts.StateFile, err)
+	}
+	base := filepath.Base(path)
+	lock, err := takeLock(dir, base+".lock")
 	if errors.Is(err, unix.EWOULDBLOCK) {
+		dir.Close()
 		log.Warn("state file held by another running scaivault-run: this run neither reads nor writes it", "file", opts.StateFile)
 		return nil, nil
 	}
 	if err != nil {
+		dir.Close()
 		return nil, fmt.Errorf("--state-file %s: lock: %w", opts.StateFile, err)
 	}
 	s := &stateRun{
-		path: path, key: key, lock: lock, log: log, ledger: ledger, pid: os.Getpid(),
+		path: path, dir: dir, base: base, key: key, lock: lock, log: log, ledger: ledger, pid: os.Getpid(),
 		fp:    statefile.Fingerprint(fingerprintLines(plan, opts.Templates)),
 		reuse: map[string]bool{}, revoked: map[string]bool{},
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
@@ -141,7 +153,7 @@ func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watc
 // read reads the previous run's state; nil when there is none to use,
 // with the reason logged.
 func (s *stateRun) read(name string) *statefile.Doc {
-	doc, err := statefile.ReadFile(s.path, s.key)
+	doc, err := statefile.ReadIn(s.dir, s.base, s.key)
 	var de *statefile.DecodeError
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -171,9 +183,9 @@ func (s *stateRun) read(name string) *statefile.Doc {
 // removeTemps removes the temp files a crash left beside the state file
 // (it is ours: we hold the lock).
 func (s *stateRun) removeTemps() {
-	left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.path), statefile.TempPattern(filepath.Base(s.path))))
+	left, _ := fs.Glob(s.dir.FS(), statefile.TempPattern(s.base))
 	for _, f := range left {
-		os.Remove(f)
+		s.dir.Remove(f)
 	}
 }
 
@@ -308,7 +320,7 @@ func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	}
 	data, err := statefile.Encode(doc, s.key)
 	if err == nil {
-		err = statefile.WriteFile(s.path, data)
+		err = statefile.WriteIn(s.dir, s.base, data)
 	}
 	if err != nil && exit == nil {
 		s.mu.Lock()
@@ -360,6 +372,7 @@ func (s *stateRun) close(exit *exitInfo) {
 		s.log.Debug("state file written at exit", "file", s.path, "leases_revoked", exit != nil && exit.revoked && len(exit.failed) == 0)
 	}
 	s.lock.Close() // the lock file stays beside the state file
+	s.dir.Close()
 }
 
 // flush writes what is pending now, on the caller's goroutine, and stops

@@ -82,6 +82,15 @@ func (u *runAs) fileUser() *template.FileUser {
 	return &template.FileUser{Owner: *u.owner(), Groups: u.creds.Groups}
 }
 
+// changedUser is fileUser when the child's ids differ from ours (the
+// user whose renames scaivault-run's own files must withstand), else nil.
+func (u *runAs) changedUser() *template.FileUser {
+	if u == nil || !u.change {
+		return nil
+	}
+	return u.fileUser()
+}
+
 // apply returns opts with what --user changes before anything is
 // resolved: the inherited HOME becomes the user's (a HOME given by
 // --env, --env-file or --secret still wins, being a later layer), and

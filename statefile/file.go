@@ -8,9 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -102,11 +106,25 @@ func Encode(doc *Doc, k *Key) ([]byte, error) {
 // error matching os.ErrNotExist; one that cannot be used is a
 // *DecodeError; other errors are the file system's.
 func ReadFile(path string, k *Key) (*Doc, error) {
-	f, err := os.Open(path)
+	dir, err := os.OpenRoot(dirOf(path))
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	return ReadIn(dir, filepath.Base(path), k)
+}
+
+// ReadIn is ReadFile of the file name in the open directory dir (see
+// WriteIn). It reads only a regular file (a FIFO does not block it).
+func ReadIn(dir *os.Root, name string, k *Key) (*Doc, error) {
+	f, err := dir.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, bad(ErrCorrupt, "not a regular file")
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, err
@@ -204,24 +222,38 @@ func isArmorError(err error) bool {
 // directory (mode 0600), written, synced, renamed over path, and the
 // directory synced. A reader sees the old file or the new, never a part;
 // on error the old file is left as it was and nothing else is left.
-func WriteFile(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, TempPattern(base))
+func WriteFile(path string, data []byte) error {
+	dir, err := os.OpenRoot(dirOf(path))
 	if err != nil {
 		return err
+	}
+	defer dir.Close()
+	return WriteIn(dir, filepath.Base(path), data)
+}
+
+// WriteIn is WriteFile of the file name in the open directory dir: every
+// step by name in dir (os.Root), so that with --user a child that
+// renames a directory on the path cannot redirect the write.
+func WriteIn(dir *os.Root, name string, data []byte) (err error) {
+	var tmp *os.File
+	var tmpName string
+	for try := 0; ; try++ {
+		tmpName = strings.TrimSuffix(TempPattern(name), "*") + strconv.FormatUint(uint64(rand.Uint32()), 10)
+		tmp, err = dir.OpenFile(tmpName, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) && try < 10000 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			dir.Remove(tmpName)
 		}
 	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
 	if _, err = tmp.Write(data); err != nil {
 		return err
 	}
@@ -231,14 +263,22 @@ func WriteFile(path string, data []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err = dir.Rename(tmpName, name); err != nil {
 		return err
 	}
-	if d, derr := os.Open(dir); derr == nil {
+	if d, derr := dir.Open("."); derr == nil {
 		d.Sync() // the rename is durable; a failure here loses nothing written
 		d.Close()
 	}
 	return nil
+}
+
+// dirOf is the directory of path ("." for a bare name).
+func dirOf(path string) string {
+	if d, _ := filepath.Split(path); d != "" {
+		return d
+	}
+	return "."
 }
 
 // TempPattern is the os.CreateTemp pattern of WriteFile's temp files for

@@ -3,6 +3,7 @@ package template
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -156,7 +157,7 @@ func realDir(dir string, u *FileUser) (string, error) {
 				return "", err
 			}
 			if replaceableBy(parent, fi, u) {
-				return "", fmt.Errorf("%s is a symlink that uid %d (--user) may have made; a template destination's path must not pass through one (name the directory it points to)", next, u.UID)
+				return "", fmt.Errorf("%s is a symlink that uid %d (--user) may have made; a path scaivault-run reads or writes as root must not pass through one (name what it points to)", next, u.UID)
 			}
 		}
 		if hops++; hops > maxHops {
@@ -172,6 +173,71 @@ func realDir(dir string, u *FileUser) (string, error) {
 		rest = append(splitPath(target), rest...)
 	}
 	return p, nil
+}
+
+// OpenDir opens the directory dir for files scaivault-run itself keeps
+// there (--pid-file), checked as Dirs checks a destination's for u (nil:
+// opened by its path): what the caller does in it later goes into this
+// directory, whatever is renamed on its path meanwhile.
+func OpenDir(dir string, u *FileUser) (*os.Root, error) {
+	if u == nil {
+		return os.OpenRoot(dir)
+	}
+	return openChecked(dir, u, false)
+}
+
+// maxReadFile bounds what a template source and {{ file }} read: 16 MiB.
+const maxReadFile = 16 << 20
+
+// readFile reads the file at path, at most maxReadFile bytes (more is an
+// error, not a cut). With d (--user) the path is checked as a
+// destination's directory is (a symlink the user may have made is
+// refused), its directory is held, and only a regular file that its name
+// still gives is read, never one a symlink or FIFO swapped in at the last
+// moment leads to: the child must not have root read for it what it
+// cannot read itself. A nil d opens path as given (a FIFO blocks the
+// read; the caller bounds that).
+func (d *Dirs) readFile(path string) ([]byte, error) {
+	if d == nil {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return readBounded(f, path)
+	}
+	real, err := realDir(path, d.u)
+	if err != nil {
+		return nil, err
+	}
+	root, done, err := d.root(dirOf(real), false)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	base := filepath.Base(real)
+	f, err := root.OpenFile(base, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	opened, err1 := f.Stat()
+	named, err2 := root.Lstat(base)
+	if err1 != nil || err2 != nil || !opened.Mode().IsRegular() || !os.SameFile(opened, named) {
+		return nil, fmt.Errorf("read %s: not a regular file, or replaced while it was opened", path)
+	}
+	return readBounded(f, path)
+}
+
+func readBounded(f *os.File, path string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxReadFile {
+		return nil, fmt.Errorf("read %s: larger than %d MiB", path, maxReadFile>>20)
+	}
+	return b, nil
 }
 
 func splitPath(p string) []string { return strings.Split(p, "/") }

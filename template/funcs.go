@@ -128,6 +128,7 @@ type renderState struct {
 	snap      *fetch.Snapshot
 	lookupEnv func(string) (string, bool)
 	interrupt <-chan struct{} // RenderAll's ctx.Done()
+	dirs      *Dirs           // {{ file }} reads through it
 	// lax is the discovery run after a strict run stopped at a
 	// placeholder: missingkey=zero and no function fails.
 	lax  bool

@@ -3,7 +3,6 @@ package template
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -353,13 +352,14 @@ func (st *renderState) mustEnv(name string) (string, error) {
 }
 
 // readFile implements {{ file PATH }}: a local file's content, read on
-// every render (relative paths from the working directory). The error
-// names the file. A read that blocks (a FIFO, a hung mount) ends with an
+// every render (relative paths from the working directory), at most 16
+// MiB; with --user, only what the user could not have redirected (see
+// Dirs.readFile). The error names the file. A read that blocks (a FIFO, a hung mount) ends with an
 // error when st.interrupt is closed; the blocked read is abandoned (the
 // process is stopping).
 func (st *renderState) readFile(path string) (string, error) {
 	if st.interrupt == nil {
-		b, err := os.ReadFile(path)
+		b, err := st.dirs.readFile(path)
 		return string(b), err
 	}
 	type result struct {
@@ -368,7 +368,7 @@ func (st *renderState) readFile(path string) (string, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		b, err := os.ReadFile(path)
+		b, err := st.dirs.readFile(path)
 		done <- result{b, err}
 	}()
 	select {

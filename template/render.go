@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -73,6 +72,7 @@ type Set struct {
 type tmplEntry struct {
 	spec Spec
 	tmpl *texttemplate.Template // parsed with missingkey=error; cloned per render
+	dirs *Dirs                  // {{ file }} reads through it (Options.Dirs)
 }
 
 // Rendered is the output of one template.
@@ -105,7 +105,7 @@ func Parse(specs []Spec, opt Options) (*Set, error) {
 			}
 			dsts[key] = sp.Src
 		}
-		text, err := os.ReadFile(sp.Src)
+		text, err := opt.Dirs.readFile(sp.Src)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", sp.Src, err)
 		}
@@ -117,7 +117,7 @@ func Parse(specs []Spec, opt Options) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.entries = append(s.entries, &tmplEntry{spec: sp, tmpl: t})
+		s.entries = append(s.entries, &tmplEntry{spec: sp, tmpl: t, dirs: opt.Dirs})
 	}
 	return s, nil
 }
@@ -346,7 +346,7 @@ func (s *Set) renderPass(interrupt <-chan struct{}, snap *fetch.Snapshot, pendin
 // carries on to find the rest, so that one pass finds what it can.
 func (e *tmplEntry) render(snap *fetch.Snapshot, lookupEnv func(string) (string, bool), interrupt <-chan struct{}, pending func(fetch.Source) bool) (passResult, error) {
 	st := newRenderState(snap, lookupEnv, false)
-	st.interrupt = interrupt
+	st.interrupt, st.dirs = interrupt, e.dirs
 	var buf bytes.Buffer
 	err := e.execute(st, &buf)
 	if len(st.missing) == 0 {
@@ -358,7 +358,7 @@ func (e *tmplEntry) render(snap *fetch.Snapshot, lookupEnv func(string) (string,
 	redact := st.redact
 	if err != nil {
 		lax := newRenderState(snap, lookupEnv, true)
-		lax.interrupt = interrupt
+		lax.interrupt, lax.dirs = interrupt, e.dirs
 		lax.missing, lax.missingSet = st.missing, st.missingSet
 		_ = e.execute(lax, io.Discard)
 		st.missing = deferCreating(lax.missing, len(st.missing), pending)
