@@ -425,6 +425,47 @@ func TestUserRootWithoutCapabilities(t *testing.T) {
 		!strings.Contains(string(out), "--user nobody: scaivault-run runs as root but without CAP_SETUID and CAP_CHOWN") {
 		t.Errorf("root without CAP_SETUID: %v\n%s", err, out)
 	}
+
+	// "Drop ALL, add SETUID, SETGID and CHOWN": enough for templates
+	// (the mode is set before the file is given away, which would need
+	// CAP_FOWNER); as=file also needs CAP_DAC_OVERRIDE (root writes into
+	// the user's 0700 directory), and says so.
+	dir, _, _ := hostileBase(t) // reachable by nobody
+	tmpl, conf := filepath.Join(dir, "t.tmpl"), filepath.Join(dir, "t.conf")
+	if err := os.WriteFile(tmpl, []byte(`{{ (secret "app/db").Data.password }}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	three := "--bounding-set=-all,+setuid,+setgid,+chown"
+	cmd = exec.Command(setpriv, three, "--", buildBinaryT(t), "--user", "nobody", "--template", tmpl+":"+conf, "--", "cat", conf)
+	cmd.Env, cmd.Dir = env, "/"
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "pw-user-test") {
+		t.Errorf("a template with SETUID, SETGID and CHOWN only: %v\n%s", err, out)
+	}
+	cmd = exec.Command(setpriv, three, "--", buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db?as=file#password", "--", "echo", "started")
+	cmd.Env, cmd.Dir = env, "/"
+	out, err = cmd.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 || strings.Contains(string(out), "started") || !strings.Contains(string(out), "without CAP_DAC_OVERRIDE") {
+		t.Errorf("as=file without CAP_DAC_OVERRIDE: %v\n%s", err, out)
+	}
+}
+
+// In a user namespace that maps only root (a rootless container), the
+// user's ids cannot be set: 125 naming --user and the unmapped id, before
+// anything is fetched, not a 126 from the failed start.
+func TestUserUnmappedInUserNamespace(t *testing.T) {
+	needRootT(t)
+	if err := exec.Command("unshare", "--user", "--map-root-user", "true").Run(); err != nil {
+		t.Skipf("no user namespaces here (unshare --user: %v)", err)
+	}
+	env, _ := userEnv(t)
+	cmd := exec.Command("unshare", "--user", "--map-root-user", buildBinaryT(t), "--user", "nobody", "--", "echo", "CHILD-RAN")
+	cmd.Env, cmd.Dir = env, "/"
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 || strings.Contains(string(out), "CHILD-RAN") ||
+		!strings.Contains(string(out), "--user nobody: uid 65534 is not mapped in this user namespace") {
+		t.Errorf("an unmapped uid: %v\n%s", err, out)
+	}
 }
 
 // startHostile starts the binary with args and a child script (run in

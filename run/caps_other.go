@@ -2,6 +2,14 @@
 
 package run
 
-// missingCaps is empty where there are no capabilities: root may change
-// ids and owners (macOS).
-func missingCaps() []string { return nil }
+import "github.com/scailabs/scaivault-run/user"
+
+// capability stands for a Linux capability; elsewhere (macOS) root may
+// change ids and owners, and there are no user namespaces.
+type capability struct{}
+
+var capSetuid, capSetgid, capChown, capDACOverride capability
+
+func missingCaps(...capability) []string { return nil }
+
+func unmappedIDs(user.Creds) error { return nil }

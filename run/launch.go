@@ -231,7 +231,7 @@ func Render(ctx context.Context, opts Options, ro RenderOptions) error {
 		return err
 	}
 	if st.files != nil {
-		st.log.Info("as=file values written; remove the directory when done", "dir", st.files.Path())
+		st.log.Info("as=file values written; remove the directory when done", "dir", st.files.Top())
 	}
 	return printEnv(ro, st.vars)
 }
@@ -373,6 +373,12 @@ func prepare(ctx context.Context, opts Options) (st *startup, err error) {
 	st.opts.Templates = opts.Templates
 	if st.plan, err = template.PlanEnv(opts.Env); err != nil {
 		return st, err
+	}
+	if st.runAs != nil && st.runAs.change && st.plan.NeedsFiles() {
+		// Root writes the as=file files into the user's 0700 directory.
+		if missing := missingCaps(capDACOverride); len(missing) > 0 {
+			return st, fmt.Errorf("--user %s with as=file: scaivault-run runs as root but without %s, so it cannot write the files into the user's private directory: keep it, or leave --user out", opts.User, joinAnd(missing))
+		}
 	}
 	if st.set, err = template.Parse(opts.Templates, opts.TemplateOptions); err != nil {
 		return st, err

@@ -29,6 +29,12 @@ const DefaultMaskHoldBack = 10 * time.Millisecond
 // the exit.
 const maxDrain = 16 << 20
 
+// maxStopWait bounds how long stop waits for the child's output to reach
+// our own stream: one that takes nothing (a pipe or terminal nobody reads,
+// stopped with ^S) must not keep scaivault-run from its cleanup (leases,
+// secret files) for ever. A variable for tests.
+var maxStopWait = 5 * time.Second
+
 // maskPipe is one of the child's output streams under --mask: the child
 // gets w as its stdout or stderr (every child of the run the same pipe, so
 // that a restarted child's output follows its predecessor's in order), and
@@ -244,7 +250,16 @@ func (p *maskPipe) stop() {
 	p.stopping = true
 	p.r.SetReadDeadline(time.Unix(1, 0)) // wake a Read in progress
 	p.mu.Unlock()
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(maxStopWait):
+		// The reader is stuck writing to our stream; it stays so (the
+		// process is ending), and what it holds is lost. r stays open:
+		// closing it would wait for the drain's read, which holds it.
+		p.log.Warn("--mask: the child's output could not be written out before exit: our own stream takes nothing", "stream", p.name, "waited", maxStopWait)
+		p.w.Close()
+		return
+	}
 	p.r.Close()
 	p.w.Close()
 }

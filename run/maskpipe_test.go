@@ -124,6 +124,34 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// Our own stream taking nothing (a pipe nobody reads) does not keep stop,
+// and so scaivault-run's cleanup and exit, waiting for ever.
+func TestMaskPipeStopDoesNotHangOnABlockedStream(t *testing.T) {
+	defer func(d time.Duration) { maxStopWait = d }(maxStopWait)
+	maxStopWait = 50 * time.Millisecond
+	blocked := make(chan struct{})
+	defer close(blocked)
+	p := startTestPipe(t, blockingWriter(blocked), maskSet(t, "P", "hunter22"), time.Millisecond)
+	if _, err := p.w.Write([]byte("line hunter22\n")); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() { p.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("stop waits for a stream that takes nothing")
+	}
+}
+
+// blockingWriter's writes block until the channel is closed.
+type blockingWriter chan struct{}
+
+func (b blockingWriter) Write(p []byte) (int, error) {
+	<-b
+	return 0, io.ErrClosedPipe
+}
+
 // When our own stream fails, the child's writes fail too (EPIPE), as they
 // would on the stream itself, instead of blocking for ever.
 func TestMaskPipeOutputFails(t *testing.T) {

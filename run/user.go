@@ -33,8 +33,11 @@ func resolveUser(spec string) (*runAs, error) {
 		return nil, fmt.Errorf("--user %s: %w", spec, err)
 	}
 	if os.Geteuid() == 0 {
-		if missing := missingCaps(); len(missing) > 0 {
+		if missing := missingCaps(capSetuid, capSetgid, capChown); len(missing) > 0 {
 			return nil, fmt.Errorf("--user %s: scaivault-run runs as root but without %s (dropped from its capabilities, as docker run --cap-drop or a pod's securityContext does), so it cannot start the child as another user: keep CAP_SETUID, CAP_SETGID and CAP_CHOWN, or leave --user out", spec, joinAnd(missing))
+		}
+		if err := unmappedIDs(creds); err != nil {
+			return nil, fmt.Errorf("--user %s: %w: the child cannot be started as that user here; leave --user out, or map the ids", spec, err)
 		}
 		return &runAs{spec: spec, creds: creds, change: true}, nil
 	}

@@ -101,6 +101,12 @@ func stageFile(root *os.Root, path string, data []byte, mode os.FileMode, owner 
 	if _, err = tmp.Write(data); err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
+	// The mode first, while the file is still ours: changing the mode of
+	// a file given away needs CAP_FOWNER, which a container that keeps
+	// only SETUID, SETGID and CHOWN does not have.
+	if err = tmp.Chmod(want); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
 	switch {
 	case owner != nil:
 		if err = giveTo(tmp, *owner); err != nil {
@@ -108,9 +114,6 @@ func stageFile(root *os.Root, path string, data []byte, mode os.FileMode, owner 
 		}
 	case mode == 0 && old != nil:
 		st.chownErr = keepOwner(tmp, old)
-	}
-	if err = tmp.Chmod(want); err != nil {
-		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {
 		return nil, fmt.Errorf("write %s: sync: %w", path, err)

@@ -214,6 +214,15 @@ func writableBy(fi os.FileInfo, u *FileUser) bool { return permBits(fi, u)&2 != 
 // Path is the absolute path of the directory that holds the files.
 func (d *FileDir) Path() string { return d.dir }
 
+// Top is the directory Remove removes: Path, or the directory of ours
+// around it (made for another user).
+func (d *FileDir) Top() string {
+	if d.top != "" {
+		return d.top
+	}
+	return d.dir
+}
+
 // fileOwner is the owner of the directory's files: nil for ours.
 func (d *FileDir) fileOwner() *Owner {
 	if d == nil {
