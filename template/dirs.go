@@ -71,6 +71,22 @@ func (d *Dirs) root(dir string, create bool) (*os.Root, func(), error) {
 	return r, func() {}, nil
 }
 
+// forget closes and drops the held directory named dir (or one whose
+// path is dir), after the step that made it failed and removed it.
+func (d *Dirs) forget(dir string) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, r := range d.held {
+		if filepath.Clean(k) == filepath.Clean(dir) {
+			r.Close()
+			delete(d.held, k)
+		}
+	}
+}
+
 // Close closes the held directories.
 func (d *Dirs) Close() {
 	if d == nil {

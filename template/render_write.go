@@ -51,6 +51,12 @@ func WriteAll(out []Rendered, opt Options, stdout io.Writer) (changed []string, 
 func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer) (vars, changed []string, err error) {
 	roots := &stepRoots{dirs: opt.Dirs, open: map[string]*os.Root{}}
 	defer roots.close()
+	committing := false
+	defer func() {
+		if err != nil && !committing {
+			roots.undo() // nothing was renamed into place: nothing half done
+		}
+	}()
 	if err := checkDestinations(roots, out, opt); err != nil {
 		return nil, nil, err
 	}
@@ -91,6 +97,7 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 			todo = append(todo, st)
 		}
 	}
+	committing = true
 	for _, st := range todo {
 		if st.chownErr != nil {
 			opt.logger().Warn("template destination changes owner: cannot keep the old file's",
@@ -125,10 +132,11 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 // stepRoots are the open directories of one write step, each opened once
 // (through dirs when set, which may keep it open for later steps).
 type stepRoots struct {
-	dirs *Dirs
-	open map[string]*os.Root
-	done []func()
-	errs map[string]error
+	dirs    *Dirs
+	open    map[string]*os.Root
+	done    []func()
+	errs    map[string]error
+	created []string // directories this step made (--template-create-dirs), in the order made
 }
 
 // get returns the open directory dir, checking or creating it first (see
@@ -141,7 +149,16 @@ func (s *stepRoots) get(dir string, create bool) (*os.Root, error) {
 	if err, ok := s.errs[key]; ok {
 		return nil, err
 	}
+	var missing []string
+	if create {
+		missing = missingDirs(key)
+	}
 	r, done, err := s.dirs.root(key, create)
+	for i := len(missing) - 1; i >= 0; i-- {
+		if fi, serr := os.Lstat(missing[i]); serr == nil && fi.IsDir() {
+			s.created = append(s.created, missing[i])
+		}
+	}
 	if err != nil {
 		if s.errs == nil {
 			s.errs = map[string]error{}
@@ -152,6 +169,30 @@ func (s *stepRoots) get(dir string, create bool) (*os.Root, error) {
 	s.open[key] = r
 	s.done = append(s.done, done)
 	return r, nil
+}
+
+// undo removes the directories the step made, deepest first, each only
+// if empty (os.Remove), and forgets them if held.
+func (s *stepRoots) undo() {
+	for i := len(s.created) - 1; i >= 0; i-- {
+		s.dirs.forget(s.created[i])
+		os.Remove(s.created[i])
+	}
+}
+
+// missingDirs lists dir and its ancestors that do not exist, deepest
+// first.
+func missingDirs(dir string) []string {
+	var out []string
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return out
+		}
+		out = append(out, p)
+		if filepath.Dir(p) == p {
+			return out
+		}
+	}
 }
 
 func (s *stepRoots) close() {

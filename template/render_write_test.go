@@ -223,3 +223,38 @@ func pollFile(path string, wants [][]byte, done <-chan struct{}) (reads, torn in
 		}
 	}
 }
+
+// A step that fails before anything is renamed into place removes the
+// directories it made for --template-create-dirs (nothing half done), and
+// leaves the ones that were there.
+func TestFailedStepRemovesCreatedDirs(t *testing.T) {
+	dir := t.TempDir()
+	specs := writeTemplates(t, dir, "a.tmpl", "a", "b.tmpl", "b")
+	specs[0].Dst = filepath.Join(dir, "new1", "new2", "a.conf")
+	specs[1].Dst = filepath.Join(dir, "isdir")
+	if err := os.Mkdir(specs[1].Dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{CreateDirs: true}
+	set, err := Parse(specs, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := renderAndWrite(t, set, opt, nil); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("err %v, want the directory destination's", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new1")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the directories made for the failed step are still there: %v", err)
+	}
+	// The same step made good: the directories are made and stay.
+	specs[1].Dst = filepath.Join(dir, "b.conf")
+	if set, err = Parse(specs, opt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := renderAndWrite(t, set, opt, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(specs[0].Dst); err != nil || string(b) != "a" {
+		t.Errorf("%q, %v", b, err)
+	}
+}
