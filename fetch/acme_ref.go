@@ -52,6 +52,9 @@ func parseACME(ref *Ref, body string, q *query) error {
 		}
 		ref.Challenge = c
 	}
+	if err := wildcardChallenge(ref.Domains, ref.Challenge); err != nil {
+		return err
+	}
 	if ref.Key != "" && !slices.Contains(pkiFields, ref.Key) {
 		return fmt.Errorf("unknown certificate field %q (want one of %s)", ref.Key, strings.Join(pkiFields, ", "))
 	}
@@ -102,6 +105,9 @@ func checkDomain(d string) error {
 			return errors.New("a label starts or ends with '-'")
 		}
 		for _, c := range l {
+			if c >= 0x80 {
+				return fmt.Errorf("character %q is not allowed (write an internationalized name in its xn-- form, as the CA takes it)", c)
+			}
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
 				return fmt.Errorf("character %q is not allowed", c)
 			}
@@ -124,7 +130,28 @@ func ACMESource(account string, domains []string, challenge string) (Source, err
 	if challenge != "" && !slices.Contains(challenges, challenge) {
 		return Source{}, fmt.Errorf("acme %s: unknown challenge %q (want %s)", account, challenge, strings.Join(challenges, ", "))
 	}
+	if err := wildcardChallenge(d, challenge); err != nil {
+		return Source{}, fmt.Errorf("acme %s: %w", account, err)
+	}
 	return Source{Kind: ACME, Account: account, Params: encodeACME(d, challenge)}, nil
+}
+
+// wildcardChallenge refuses a wildcard name with a challenge that cannot
+// validate it: CAs (Let's Encrypt, and RFC 8555 section 7.1.3's
+// "wildcard" authorizations) prove control of a whole domain by DNS only,
+// so *.example.com with http-01 or tls-alpn-01 would be an order that
+// always fails. No challenge (the account's default) is left to the
+// server.
+func wildcardChallenge(domains []string, challenge string) error {
+	if challenge == "" || challenge == ChallengeDNS01 {
+		return nil
+	}
+	for _, d := range domains {
+		if strings.HasPrefix(d, "*.") {
+			return fmt.Errorf("domain %q: a wildcard can only be validated with challenge=%s, not %s", d, ChallengeDNS01, challenge)
+		}
+	}
+	return nil
 }
 
 // encodeACME encodes canonical domains and a challenge as Source.Params.

@@ -47,6 +47,8 @@ func TestParseACMERefErrors(t *testing.T) {
 		{"scaivault+acme://le?domains=a.example.com#cert", `unknown certificate field "cert" (want one of certificate_pem, private_key_pem, ca_chain, serial_number, expires_at)`},
 		{"scaivault+acme://le?domains=a.example.com&common_name=x", `unknown query parameter "common_name"`},
 		{"scaivault+acme://l%20e?domains=a.example.com", `invalid path segment 1 "l e": character ' ' is not allowed (want [A-Za-z0-9._-])`},
+		{"scaivault+acme://le?domains=example.com,*.example.com&challenge=http-01", `domain "*.example.com": a wildcard can only be validated with challenge=dns-01, not http-01`},
+		{"scaivault+acme://le?domains=b%C3%BCcher.example", `domain "bücher.example": character 'ü' is not allowed (write an internationalized name in its xn-- form, as the CA takes it)`},
 	}
 	for _, tt := range tests {
 		_, isRef, err := ParseRef(tt.in)
