@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -441,6 +442,12 @@ func TestUserRootWithoutCapabilities(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "pw-user-test") {
 		t.Errorf("a template with SETUID, SETGID and CHOWN only: %v\n%s", err, out)
 	}
+	// --user root changes no id but the groups: CAP_SETGID alone.
+	cmd = exec.Command(setpriv, "--bounding-set=-setuid,-chown", "--", buildBinaryT(t), "--user", "root", "--", "id", "-u")
+	cmd.Env, cmd.Dir = env, "/"
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "\n0\n") && !strings.HasPrefix(string(out), "0\n") {
+		t.Errorf("--user root without CAP_SETUID and CAP_CHOWN: %v\n%s", err, out)
+	}
 	cmd = exec.Command(setpriv, three, "--", buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db?as=file#password", "--", "echo", "started")
 	cmd.Env, cmd.Dir = env, "/"
 	out, err = cmd.CombinedOutput()
@@ -470,7 +477,7 @@ func TestUserUnmappedInUserNamespace(t *testing.T) {
 
 // startHostile starts the binary with args and a child script (run in
 // dir) that prints "start" once per start and waits for stdin to close.
-func startHostile(t *testing.T, env []string, dir, script string, args ...string) (stop func() string, lines *lineLog, stderr *strings.Builder) {
+func startHostile(t *testing.T, env []string, dir, script string, args ...string) (stop func() string, lines *lineLog, stderr *lockedBuilder) {
 	t.Helper()
 	cmd := exec.Command(buildBinaryT(t), append(args, "--", "sh", "-c", script+"; echo start; read x || true")...)
 	cmd.Env, cmd.Dir = env, dir
@@ -482,7 +489,7 @@ func startHostile(t *testing.T, env []string, dir, script string, args ...string
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr = &strings.Builder{}
+	stderr = &lockedBuilder{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -598,7 +605,7 @@ func TestUserCannotRedirectTemplateReads(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // another process logs it; poll, bounded
 	}
 	log := stop()
-	if !strings.Contains(log, inc+" is a symlink that uid 65534 (--user) may have made") {
+	if !strings.Contains(log, "read "+inc+": a symlink on it that uid 65534 (--user) may have made is refused") {
 		t.Errorf("the render through the child's symlink did not fail naming it:\n%s", log)
 	}
 	if b, _ := os.ReadFile(conf); strings.Contains(string(b), "ROOT-ONLY") || !strings.Contains(string(b), "inc=included") {
@@ -625,4 +632,23 @@ func writeStateKey(t *testing.T, path string) {
 	if err := os.WriteFile(path, []byte("# public key: "+id.Recipient().String()+"\n"+id.String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lockedBuilder is a strings.Builder that a process's output goroutine
+// writes while the test reads it.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -95,8 +95,11 @@ func (sp *spawner) close() {
 	}
 	sp.wg.Wait()
 	if sp.out != nil {
+		// Both at once: each waits at most maxStopWait for its stream.
+		done := make(chan struct{})
+		go func() { sp.errOut.stop(); close(done) }()
 		sp.out.stop()
-		sp.errOut.stop()
+		<-done
 	}
 	if sp.ctty >= 0 {
 		if err := signal.RestoreForeground(sp.ctty); err != nil {

@@ -315,6 +315,7 @@ func (st *startup) supervise(ctx context.Context, sigs <-chan os.Signal) (int, e
 // CleanupTimeout. Rendered templates stay: they are the config the user
 // asked for.
 func (st *startup) cleanup() {
+	st.opts.TemplateOptions.Dirs.Close() // no write comes after
 	if st.files != nil {
 		if err := st.files.Remove(); err != nil {
 			st.log.Error("removing secret files", "dir", st.files.Path(), "err", err)

@@ -33,7 +33,7 @@ func resolveUser(spec string) (*runAs, error) {
 		return nil, fmt.Errorf("--user %s: %w", spec, err)
 	}
 	if os.Geteuid() == 0 {
-		if missing := missingCaps(capSetuid, capSetgid, capChown); len(missing) > 0 {
+		if missing := missingCaps(neededCaps(creds)...); len(missing) > 0 {
 			return nil, fmt.Errorf("--user %s: scaivault-run runs as root but without %s (dropped from its capabilities, as docker run --cap-drop or a pod's securityContext does), so it cannot start the child as another user: keep CAP_SETUID, CAP_SETGID and CAP_CHOWN, or leave --user out", spec, joinAnd(missing))
 		}
 		if err := unmappedIDs(creds); err != nil {
@@ -159,6 +159,21 @@ func groupOnlyOwners(specs []template.Spec, u *runAs) []template.Spec {
 		}
 	}
 	return specs
+}
+
+// neededCaps are the capabilities root needs to start the child with
+// creds: CAP_SETUID for another uid, CAP_SETGID for the groups (always
+// set), CAP_CHOWN when files go to another uid or gid. --user root needs
+// only CAP_SETGID.
+func neededCaps(creds user.Creds) []capability {
+	caps := []capability{capSetgid}
+	if creds.UID != os.Geteuid() {
+		caps = append(caps, capSetuid)
+	}
+	if creds.UID != os.Geteuid() || creds.GID != os.Getegid() {
+		caps = append(caps, capChown)
+	}
+	return caps
 }
 
 // joinAnd joins names as a sentence does: "a", "a and b", "a, b and c".

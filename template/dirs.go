@@ -71,22 +71,6 @@ func (d *Dirs) root(dir string, create bool) (*os.Root, func(), error) {
 	return r, func() {}, nil
 }
 
-// forget closes and drops the held directory named dir (or one whose
-// path is dir), after the step that made it failed and removed it.
-func (d *Dirs) forget(dir string) {
-	if d == nil {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for k, r := range d.held {
-		if filepath.Clean(k) == filepath.Clean(dir) {
-			r.Close()
-			delete(d.held, k)
-		}
-	}
-}
-
 // Close closes the held directories.
 func (d *Dirs) Close() {
 	if d == nil {
@@ -173,7 +157,7 @@ func realDir(dir string, u *FileUser) (string, error) {
 				return "", err
 			}
 			if replaceableBy(parent, fi, u) {
-				return "", fmt.Errorf("%s is a symlink that uid %d (--user) may have made; a path scaivault-run reads or writes as root must not pass through one (name what it points to)", next, u.UID)
+				return "", &symlinkError{path: next, uid: u.UID}
 			}
 		}
 		if hops++; hops > maxHops {
@@ -208,11 +192,13 @@ const maxReadFile = 16 << 20
 // readFile reads the file at path, at most maxReadFile bytes (more is an
 // error, not a cut). With d (--user) the path is checked as a
 // destination's directory is (a symlink the user may have made is
-// refused), its directory is held, and only a regular file that its name
-// still gives is read, never one a symlink or FIFO swapped in at the last
-// moment leads to: the child must not have root read for it what it
-// cannot read itself. A nil d opens path as given (a FIFO blocks the
-// read; the caller bounds that).
+// refused), its directory opened checked (not held: reads may name many),
+// and only a regular file that its name still gives is read, never one a
+// symlink or FIFO swapped in at the last moment leads to: the child must
+// not have root read for it what it cannot read itself. Errors name the
+// whole path as given (a path built from a secret is redacted whole). A
+// nil d opens path as given (a FIFO blocks the read; the caller bounds
+// that).
 func (d *Dirs) readFile(path string) ([]byte, error) {
 	if d == nil {
 		f, err := os.Open(path)
@@ -222,15 +208,23 @@ func (d *Dirs) readFile(path string) ([]byte, error) {
 		defer f.Close()
 		return readBounded(f, path)
 	}
+	b, err := d.readChecked(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %s", path, reason(err))
+	}
+	return b, nil
+}
+
+func (d *Dirs) readChecked(path string) ([]byte, error) {
 	real, err := realDir(path, d.u)
 	if err != nil {
 		return nil, err
 	}
-	root, done, err := d.root(dirOf(real), false)
+	root, err := openChecked(dirOf(real), d.u, false)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer root.Close()
 	base := filepath.Base(real)
 	f, err := root.OpenFile(base, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
@@ -240,20 +234,54 @@ func (d *Dirs) readFile(path string) ([]byte, error) {
 	opened, err1 := f.Stat()
 	named, err2 := root.Lstat(base)
 	if err1 != nil || err2 != nil || !opened.Mode().IsRegular() || !os.SameFile(opened, named) {
-		return nil, fmt.Errorf("read %s: not a regular file, or replaced while it was opened", path)
+		return nil, errors.New("not a regular file, or replaced while it was opened")
 	}
-	return readBounded(f, path)
+	return readBounded(f, "")
 }
 
+// reason is err without the paths it names (a part of a path built from
+// a secret would escape the redaction of the whole).
+func reason(err error) string {
+	var pe *os.PathError
+	var se *symlinkError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("a symlink on it that uid %d (--user) may have made is refused", se.uid)
+	case errors.As(err, &pe):
+		return pe.Err.Error()
+	case errors.As(err, &le):
+		return le.Err.Error()
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file or directory"
+	}
+	return err.Error()
+}
+
+// readBounded reads f, at most maxReadFile bytes; path, when given,
+// names it in the error.
 func readBounded(f *os.File, path string) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(f, maxReadFile+1))
 	if err != nil {
 		return nil, err
 	}
 	if len(b) > maxReadFile {
+		if path == "" {
+			return nil, fmt.Errorf("larger than %d MiB", maxReadFile>>20)
+		}
 		return nil, fmt.Errorf("read %s: larger than %d MiB", path, maxReadFile>>20)
 	}
 	return b, nil
+}
+
+// symlinkError is a symlink on a path that the user may have made.
+type symlinkError struct {
+	path string
+	uid  int
+}
+
+func (e *symlinkError) Error() string {
+	return fmt.Sprintf("%s is a symlink that uid %d (--user) may have made; a path scaivault-run reads or writes as root must not pass through one (name what it points to)", e.path, e.uid)
 }
 
 func splitPath(p string) []string { return strings.Split(p, "/") }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // DirMode is the mode of the parent directories Options.CreateDirs creates.
@@ -53,8 +54,12 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 	defer roots.close()
 	committing := false
 	defer func() {
-		if err != nil && !committing {
-			roots.undo() // nothing was renamed into place: nothing half done
+		if err != nil && !committing && roots.dirs == nil {
+			// Nothing was renamed into place: nothing half done. Not with
+			// held directories (--user): removing by path while the child
+			// runs would be a path the child can redirect, and a held
+			// directory is never opened again by its path.
+			roots.undo()
 		}
 	}()
 	if err := checkDestinations(roots, out, opt); err != nil {
@@ -90,6 +95,9 @@ func WriteStep(files []FileWrite, out []Rendered, opt Options, stdout io.Writer)
 		}
 		st, err := stageFile(root, r.Spec.Dst, r.Data, r.Spec.Mode.Perm(), r.Spec.Owner)
 		if err != nil {
+			if opt.Dirs != nil && errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("template %s: %w (its directory was removed since its first write; with --user it is not opened again by its path: restart scaivault-run)", r.Spec.Src, err)
+			}
 			return nil, nil, fmt.Errorf("template %s: %w", r.Spec.Src, err)
 		}
 		if st != nil {
@@ -172,10 +180,9 @@ func (s *stepRoots) get(dir string, create bool) (*os.Root, error) {
 }
 
 // undo removes the directories the step made, deepest first, each only
-// if empty (os.Remove), and forgets them if held.
+// if empty (os.Remove).
 func (s *stepRoots) undo() {
 	for i := len(s.created) - 1; i >= 0; i-- {
-		s.dirs.forget(s.created[i])
 		os.Remove(s.created[i])
 	}
 }
@@ -218,6 +225,9 @@ func checkDestinations(roots *stepRoots, out []Rendered, opt Options) error {
 		dst := r.Spec.Dst
 		if dst == Stdout {
 			continue
+		}
+		if strings.HasSuffix(dst, "/") {
+			return fmt.Errorf("template %s: write %s: is a directory (a destination is a file's path)", r.Spec.Src, dst)
 		}
 		root, err := roots.get(dirOf(dst), opt.CreateDirs)
 		if err != nil {

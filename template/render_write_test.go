@@ -258,3 +258,29 @@ func TestFailedStepRemovesCreatedDirs(t *testing.T) {
 		t.Errorf("%q, %v", b, err)
 	}
 }
+
+// A destination ending in "/" names a directory: an error, not a file
+// written inside it under the directory's own name.
+func TestDestinationWithTrailingSlash(t *testing.T) {
+	dir := t.TempDir()
+	specs := writeTemplates(t, dir, "a.tmpl", "a")
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{out + "/", out + "//", filepath.Join(dir, "new") + "/"} {
+		specs[0].Dst = dst
+		opt := Options{CreateDirs: true}
+		set, err := Parse(specs, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := renderAndWrite(t, set, opt, nil); err == nil || !strings.Contains(err.Error(), "is a directory") {
+			t.Errorf("%s: err %v, want is a directory", dst, err)
+		}
+	}
+	checkDirHolds(t, out)
+	if _, err := os.Stat(filepath.Join(dir, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a directory was made for %s/: %v", filepath.Join(dir, "new"), err)
+	}
+}
