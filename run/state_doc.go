@@ -40,7 +40,7 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 		seen[h.Lease.LeaseID] = true
 		l := statefile.Lease{
 			LeaseID: h.Lease.LeaseID, Phase: h.Phase.String(), ReceivedAt: h.Received,
-			Duration: h.Lease.LeaseDuration, ExpiresAt: h.ExpiresAt(), Renewable: h.Lease.Renewable, MaxExpiresAt: h.Lease.MaxExpiresAt,
+			Duration: h.Lease.LifeSeconds(), ExpiresAt: h.ExpiresAt(), Renewable: h.Lease.Renewable, MaxExpiresAt: h.Lease.MaxExpiresAt,
 		}
 		if h.Source.Kind == fetch.Dynamic {
 			l.Source = statefile.FromSource(h.Source)
@@ -54,7 +54,7 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 		if !seen[sl.LeaseID] && exit == nil { // not expected: every lease is entered when generated
 			d.Leases = append(d.Leases, statefile.Lease{
 				Source: statefile.FromSource(src), LeaseID: sl.LeaseID, Phase: watch.InUse.String(), UsedBy: rec.users[src],
-				ReceivedAt: rec.resolvedAt, Duration: sl.LeaseDuration, ExpiresAt: rec.resolvedAt.Add(watch.LeaseRemaining(sl, rec.resolvedAt)),
+				ReceivedAt: rec.resolvedAt, Duration: sl.LifeSeconds(), ExpiresAt: rec.resolvedAt.Add(watch.LeaseRemaining(sl, rec.resolvedAt)),
 				Renewable: sl.Renewable, MaxExpiresAt: sl.MaxExpiresAt, Lease: sl,
 			})
 		}

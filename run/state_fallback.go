@@ -194,6 +194,9 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 		default:
 			l := *e.Lease
 			l.LeaseDuration = int64(e.ExpiresAt.Sub(now) / time.Second)
+			if e.Duration > l.LeaseDuration {
+				l.Life = e.Duration // what is left is not its life
+			}
 			l.ExpiresAt, l.Renewable = e.ExpiresAt, e.Renewable
 			if !e.MaxExpiresAt.IsZero() {
 				l.MaxExpiresAt = e.MaxExpiresAt

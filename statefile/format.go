@@ -75,9 +75,11 @@ type Lease struct {
 	LeaseID string   `json:"lease_id"`
 	Phase   string   `json:"phase"` // "in use", "superseded", "unused"
 	UsedBy  []string `json:"used_by,omitempty"`
-	// ReceivedAt is when its times were last read (issue or renewal), by
-	// our clock; Duration is the lease_duration read then, in seconds:
-	// its life, of which a reused lease must have a third left.
+	// ReceivedAt is when its times were last read (issue, renewal or a
+	// reuse's look-up), by our clock. Duration is its life in seconds:
+	// the lease_duration it was issued or last renewed with (a look-up
+	// only says what is left, and does not shorten it), of which a
+	// reused lease must have a third left.
 	ReceivedAt time.Time `json:"received_at"`
 	Duration   int64     `json:"lease_duration"`
 	ExpiresAt  time.Time `json:"expires_at"` // its end by our clock, renewals included
