@@ -315,7 +315,6 @@ func (st *startup) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	st.awaitLive(timeout)
 	held := st.ledger.Held()
 	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
 	st.state.close(&exitInfo{held: held, failed: failedLeases(err), revoked: !st.opts.NoRevoke})
@@ -438,9 +437,10 @@ func (st *startup) resolveAll(ctx context.Context) error {
 }
 
 // resolveLive resolves the environment's sources, then renders the
-// templates, resolving what they read, with resolve.
-func (st *startup) resolveLive(ctx context.Context, resolve template.ResolveFunc) (*fetch.Snapshot, []template.Rendered, error) {
-	snap, err := resolve(ctx, st.plan.Sources(), nil)
+// templates, resolving what they read, with resolve; have (nil: none) is
+// what an earlier, stopped resolution fetched.
+func (st *startup) resolveLive(ctx context.Context, resolve template.ResolveFunc, have *fetch.Snapshot) (*fetch.Snapshot, []template.Rendered, error) {
+	snap, err := resolve(ctx, st.plan.Sources(), have)
 	if err != nil {
 		return snap, nil, nameUsers(err, st.plan)
 	}
