@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"os"
 	ossignal "os/signal"
@@ -430,8 +429,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	st.vars = vars
 	if st.fallback == nil {
 		st.state.revokeLeftover(st.opts.cleanupTimeout())
-		users := usersOf(st.plan, out)
-		st.state.resolved(st.snap.Only(slices.Collect(maps.Keys(users))), users)
+		st.state.resolvedFor(st.plan, out, st.snap)
 	}
 	return nil
 }

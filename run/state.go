@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -72,6 +71,7 @@ type stateRun struct {
 
 	mu      sync.Mutex
 	rec     *record         // what the file should hold; nil: nothing this run has resolved
+	carried *record         // a fallback start: what the child was given of the previous state (state_record.go)
 	dirty   bool            // rec is not on disk yet
 	revoked map[string]bool // lease ids this run revoked (or found gone)
 
@@ -83,14 +83,6 @@ type stateRun struct {
 
 type stateOptions struct {
 	fallbackAfter, maxAge time.Duration
-}
-
-// record is what was resolved: the snapshot the child runs on, who uses
-// each source, and when the server last confirmed all of it.
-type record struct {
-	snap       *fetch.Snapshot
-	users      map[fetch.Source][]string
-	resolvedAt time.Time
 }
 
 // openState locks and reads the state file of opts. A bad key file or a
@@ -184,44 +176,6 @@ func (s *stateRun) start() {
 	}
 	s.started = true
 	go s.run()
-}
-
-// resolved records a successful resolution: snap is what the child runs
-// on (or will, once the supervisor has acted), users who uses each
-// source. It never blocks.
-func (s *stateRun) resolved(snap *fetch.Snapshot, users map[fetch.Source][]string) {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	s.rec, s.dirty = &record{snap: snap, users: users, resolvedAt: time.Now()}, true
-	s.mu.Unlock()
-	s.poke()
-}
-
-// confirmed records that the server confirmed every value of the state
-// at at (a poll or the events stream found nothing new): the state's age
-// starts anew, written at most every confirmEvery. versions are those the
-// watcher holds, by path (current versions only); a mismatch means an
-// update is in flight and confirms nothing.
-func (s *stateRun) confirmed(at time.Time, versions map[string]int) {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rec == nil || at.Sub(s.rec.resolvedAt) < confirmEvery {
-		return
-	}
-	for src, sec := range s.rec.snap.Secrets {
-		if v, ok := versions[src.Path]; src.Version == 0 && (!ok || v != sec.Version) {
-			return
-		}
-	}
-	rec := *s.rec
-	rec.resolvedAt = at
-	s.rec, s.dirty = &rec, true
-	s.wakeWriter() // not poke: s.mu is held
 }
 
 // poke wakes the writer (a lease entered or renewed: the ledger's
@@ -405,48 +359,6 @@ func (st *startup) onWatchState() func(*watch.State) {
 		}
 		s.watchState(ws)
 	}
-}
-
-// watchState confirms the state when the watcher has every current
-// secret fresh: the events stream is up (it tells every change), or each
-// was answered for since; at is the oldest answer.
-func (s *stateRun) watchState(ws *watch.State) {
-	at := ws.At
-	versions := map[string]int{}
-	if !ws.EventsConnected {
-		at = ws.LastSuccess
-		for _, sec := range ws.Secrets {
-			if !sec.Pinned && (at.IsZero() || sec.Refreshed.Before(at)) {
-				at = sec.Refreshed
-			}
-		}
-	}
-	for _, sec := range ws.Secrets {
-		if sec.Lost {
-			return
-		}
-		if !sec.Pinned {
-			versions[sec.Path] = sec.Version
-		}
-	}
-	s.confirmed(at, versions)
-}
-
-// usersOf maps each source to who uses it: the variables and imports of
-// the plan, and the templates that read it.
-func usersOf(plan *template.Plan, out []template.Rendered) map[fetch.Source][]string {
-	users := map[fetch.Source][]string{}
-	for _, src := range plan.Sources() {
-		users[src] = append(users[src], plan.UsersOf(src)...)
-	}
-	for _, o := range out {
-		for _, src := range o.Used {
-			if w := "template " + o.Spec.Dst; !slices.Contains(users[src], w) {
-				users[src] = append(users[src], w)
-			}
-		}
-	}
-	return users
 }
 
 // fingerprintLines are the lines of the configuration's fingerprint: one

@@ -87,6 +87,7 @@ func (st *startup) resolveOrFallback(ctx context.Context, resolve template.Resol
 	}
 	now := time.Now()
 	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now}
+	s.fellBack(snap)
 	st.log.Warn("the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers",
 		"waited", s.opts.fallbackAfter, "age", now.Sub(s.prev.ResolvedAt).Round(time.Second), "resolved_at", s.prev.ResolvedAt.Format(time.RFC3339))
 	return snap, out, nil

@@ -3,10 +3,12 @@
 package run
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/scailabs/scaivault-run/devserver"
+	"github.com/scailabs/scaivault-run/fetch"
 	"github.com/scailabs/scaivault-run/statefile"
 )
 
@@ -150,5 +152,43 @@ func TestStateFallbackLogsAsStartup(t *testing.T) {
 	}
 	if n := p.log.count(`the server is still not reachable`); n != 0 {
 		t.Errorf("the recovery has a warning loop of its own (%d lines)", n)
+	}
+}
+
+// TestStateAgeCountsFromCarriedValue: a secret the recovery after a
+// fallback start cannot read again (deleted meanwhile) stays in the
+// child's snapshot with the state's value; the state written then must
+// not say it was all resolved now: its age counts from the previous
+// resolution, whose value it still carries.
+func TestStateAgeCountsFromCarriedValue(t *testing.T) {
+	w := newStateWorld(t)
+	admin := &devserver.Admin{BaseURL: w.admin.URL, Token: w.srv.RootToken()}
+	if _, err := admin.Write(context.Background(), "app/other", fetch.WriteRequest{Data: map[string]any{"password": "other-SECRET-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"OTHER=scaivault://app/other#password"}
+	first := w.launch(t, refDBPassword, env, nil)
+	first.note("other-SECRET-1")
+	first.ready("pw-SECRET-1")
+	first.log.await(t, `msg="state file written"`, 1)
+	stopLaunch(t, first)
+	before := w.readState(t).ResolvedAt
+
+	w.stop()
+	p := w.launch(t, refDBPassword, env, nil)
+	p.note("other-SECRET-1")
+	p.ready("pw-SECRET-1")
+	if err := admin.Delete(context.Background(), "app/other", false); err != nil {
+		t.Fatal(err)
+	}
+	w.start()
+	p.log.await(t, `msg="re-resolving after the fallback start failed`, 1)
+	p.log.await(t, `msg="state file written"`, 1)
+	d := w.readState(t)
+	if !d.ResolvedAt.Equal(before) {
+		t.Errorf("the state says it was resolved at %v; it carries app/other as resolved at %v", d.ResolvedAt, before)
+	}
+	if len(d.Secrets) != 2 {
+		t.Errorf("the state holds %d secrets, want both the child runs on", len(d.Secrets))
 	}
 }

@@ -35,7 +35,9 @@ type Doc struct {
 	// (see Fingerprint); a state of another is not used.
 	Fingerprint string `json:"fingerprint"`
 	// ResolvedAt is when the server last confirmed every value of the
-	// state (a resolution, or a poll that found nothing new): the
+	// state (a resolution, or a poll that found nothing new): the oldest
+	// confirmation of its static secrets (not pinned) and lists, a value
+	// carried on from an older read keeping that read's time. The
 	// state's age counts from it.
 	ResolvedAt time.Time `json:"resolved_at"`
 	WrittenAt  time.Time `json:"written_at"`
