@@ -68,6 +68,13 @@ type stateRun struct {
 	// start-up gate, then by the recovery (one goroutine at a time).
 	prev  *statefile.Doc
 	reuse map[string]bool
+	// keep: the file is there but cannot be used; it is not written
+	// until this run has resolved everything.
+	keep bool
+	// last is the leases of the file as on disk (the previous run's, or
+	// what this run wrote before its first resolution): a write that
+	// would change none of them is not made. Owned by the writer.
+	last []statefile.Lease
 
 	mu      sync.Mutex
 	rec     *record         // what the file should hold; nil: nothing this run has resolved
@@ -126,6 +133,9 @@ func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watc
 	}
 	s.removeTemps()
 	s.prev = s.read(opts.StateFile)
+	if s.prev != nil {
+		s.last = s.prev.Leases
+	}
 	ledger.SetOnChange(s.poke)
 	return s, nil
 }
@@ -140,12 +150,15 @@ func (s *stateRun) read(name string) *statefile.Doc {
 		s.log.Info("no state file yet; it is written once everything is resolved", "file", name)
 		return nil
 	case errors.As(err, &de):
+		s.keep = true
 		s.log.Warn("state file not used: "+de.Error()+"; it is left as it is until this run has resolved everything", "file", name)
 		return nil
 	case err != nil:
+		s.keep = true
 		s.log.Warn("state file not used: it cannot be read; it is left as it is until this run has resolved everything", "file", name, "error", err)
 		return nil
 	case doc.Fingerprint != s.fp:
+		s.keep = true
 		s.log.Warn("state file not used: written for another configuration (other references or templates); it is left as it is until this run has resolved everything, and its leases run out on their ttl", "file", name)
 		return nil
 	}
@@ -155,7 +168,11 @@ func (s *stateRun) read(name string) *statefile.Doc {
 			live++
 		}
 	}
-	s.log.Info("state file read", "file", name, "age", time.Since(doc.ResolvedAt).Round(time.Second),
+	age := any(time.Since(doc.ResolvedAt).Round(time.Second))
+	if doc.ResolvedAt.IsZero() {
+		age = "none: written by a start-up that resolved nothing"
+	}
+	s.log.Info("state file read", "file", name, "age", age,
 		"clean_exit", doc.Exit != nil, "secrets", len(doc.Secrets), "leases", live, "certificates", len(doc.Certs))
 	return doc
 }
@@ -179,17 +196,23 @@ func (s *stateRun) start() {
 }
 
 // poke wakes the writer (a lease entered or renewed: the ledger's
-// OnChange). It never blocks.
+// OnChange; a lease revoked). Before the first resolution too: a lease
+// is in the file as soon as it exists. It never blocks.
 func (s *stateRun) poke() {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
-	if s.rec != nil {
-		s.dirty = true
-	}
+	s.dirty = true
 	s.mu.Unlock()
 	s.wakeWriter()
+}
+
+// starting: this run has resolved nothing yet (no child runs).
+func (s *stateRun) starting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec == nil
 }
 
 // wakeWriter wakes the writer without blocking; it takes no lock.
@@ -209,6 +232,9 @@ func (s *stateRun) run() {
 	for {
 		select {
 		case <-s.wake:
+			if s.starting() {
+				break // a lease generated at start-up: on disk at once, no child to act for
+			}
 			// What woke us is being acted on (a restart, a reload): the
 			// write comes after it, and takes what follows with it.
 			t := time.NewTimer(writeDelay)
@@ -254,8 +280,8 @@ func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	switch {
 	case rec != nil:
 		doc = s.build(rec, s.ledger.Held(), revoked, exit)
-	case exit != nil && s.prev != nil:
-		doc = s.markPrev(revoked, exit)
+	default:
+		doc = s.pendingDoc(s.ledger.Held(), revoked, exit)
 	}
 	if doc == nil {
 		return false, nil
@@ -263,6 +289,9 @@ func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	data, err := statefile.Encode(doc, s.key)
 	if err == nil {
 		err = statefile.WriteFile(s.path, data)
+	}
+	if err == nil && rec == nil {
+		s.last = doc.Leases
 	}
 	if err != nil && exit == nil {
 		s.mu.Lock()
@@ -290,6 +319,7 @@ func (s *stateRun) noteRevoked(ids ...string) {
 		s.revoked[id] = true
 	}
 	s.mu.Unlock()
+	s.poke()
 }
 
 // exitInfo is what the final write says of the exit.

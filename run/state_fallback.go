@@ -51,7 +51,7 @@ type result struct {
 // on from what it had fetched.
 func (st *startup) resolveOrFallback(ctx context.Context, resolve template.ResolveFunc) (*fetch.Snapshot, []template.Rendered, error) {
 	s := st.state
-	if s == nil || s.prev == nil {
+	if s == nil || s.prev == nil || s.prev.ResolvedAt.IsZero() { // none, or leases only
 		return st.resolveLive(ctx, resolve, nil)
 	}
 	liveCtx, cancelLive := context.WithCancel(ctx)

@@ -261,6 +261,27 @@ func TestBadDocuments(t *testing.T) {
 	}
 }
 
+// TestPendingDocument: a start-up that resolved nothing yet writes only
+// leases, pending, and no resolved_at; that reads back. With values it
+// is corrupt (see TestBadDocuments).
+func TestPendingDocument(t *testing.T) {
+	k, _ := newKey(t)
+	d := sampleDoc()
+	d.ResolvedAt, d.Secrets, d.Certs, d.Lists = time.Time{}, []Secret{}, []Cert{}, []List{}
+	d.Leases[0].Pending = true
+	data, err := Encode(d, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ResolvedAt.IsZero() || !got.Leases[0].Pending || got.Leases[0].Lease == nil {
+		t.Errorf("pending document read back as resolved %v, lease %+v", got.ResolvedAt, got.Leases[0].LeaseID)
+	}
+}
+
 func TestLoadKey(t *testing.T) {
 	_, path := newKey(t)
 	if err := os.Chmod(path, 0o644); err != nil {
