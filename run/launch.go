@@ -174,6 +174,7 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 	st, err := prepare(startCtx, opts)
 	if st != nil {
 		st.status = status
+		status.setState(st.state)
 	}
 	close(stopWatch)
 	<-watched

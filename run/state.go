@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -81,6 +82,10 @@ type stateRun struct {
 	carried *record         // a fallback start: what the child was given of the previous state (state_record.go)
 	dirty   bool            // rec is not on disk yet
 	revoked map[string]bool // lease ids this run revoked (or found gone)
+
+	// writes and writeFails count the file's writes (the status
+	// endpoint's scaivault_run_state_writes_total).
+	writes, writeFails atomic.Uint64
 
 	wake    chan struct{}
 	quit    chan struct{}
@@ -289,6 +294,11 @@ func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	data, err := statefile.Encode(doc, s.key)
 	if err == nil {
 		err = statefile.WriteFile(s.path, data)
+	}
+	if err != nil {
+		s.writeFails.Add(1)
+	} else {
+		s.writes.Add(1)
 	}
 	if err == nil && rec == nil {
 		s.last = doc.Leases

@@ -30,8 +30,9 @@ import (
 
 // fallback is a start on the state file.
 type fallback struct {
-	resolvedAt time.Time // the state's
-	since      time.Time // when the child was given it
+	resolvedAt time.Time     // the state's
+	since      time.Time     // when the child was given it
+	ends       []fallbackEnd // of the leases and certificates it was given
 }
 
 // result is what a resolution of the start-up gate gave.
@@ -86,7 +87,7 @@ func (st *startup) resolveOrFallback(ctx context.Context, resolve template.Resol
 		st.ledger.Add(src, l)
 	}
 	now := time.Now()
-	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now}
+	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, ends: endsOf(snap)}
 	s.fellBack(snap)
 	st.log.Warn("the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers",
 		"waited", s.opts.fallbackAfter, "age", now.Sub(s.prev.ResolvedAt).Round(time.Second), "resolved_at", s.prev.ResolvedAt.Format(time.RFC3339))
@@ -280,6 +281,20 @@ func (st *startup) recoverSnapshot(ctx context.Context, r *refresher) (*fetch.Sn
 		case <-t.C:
 		}
 	}
+}
+
+// endsOf lists when the leases and certificates of snap end.
+func endsOf(snap *fetch.Snapshot) []fallbackEnd {
+	var out []fallbackEnd
+	for _, src := range sourcesOf(snap) {
+		if l := snap.Leases[src]; l != nil {
+			out = append(out, fallbackEnd{Kind: "lease", Ref: src.String(), LeaseID: l.LeaseID, At: l.ExpiresAt})
+		}
+		if c := snap.Certs[src]; c != nil {
+			out = append(out, fallbackEnd{Kind: "certificate", Ref: src.String(), At: c.ExpiresAt})
+		}
+	}
+	return out
 }
 
 // keptCerts are the certificates of snap (the state's) that have not

@@ -30,6 +30,8 @@ const (
 	mSecretsWatched = "scaivault_run_secrets_watched"
 	mEventsUp       = "scaivault_run_events_connected"
 	mCommands       = "scaivault_run_template_commands_total"
+	mStateFallback  = "scaivault_run_state_fallback"
+	mStateWrites    = "scaivault_run_state_writes_total"
 )
 
 // commandResults are the values of template_commands_total's result
@@ -132,6 +134,9 @@ func (m *statusMetrics) write(w io.Writer, v view) {
 	m.labeled = now
 	gauge(mSecretsWatched, float64(secrets))
 	gauge(mEventsUp, b2f(events))
+	gauge(mStateFallback, b2f(v.Fallback != nil))
+	m.set.GetOrCreateCounter(series(mStateWrites, "result", "ok")).Set(v.StateWrites)
+	m.set.GetOrCreateCounter(series(mStateWrites, "result", "failed")).Set(v.StateWriteFailures)
 	m.set.WritePrometheus(w)
 }
 
