@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -279,6 +280,22 @@ func TestPendingDocument(t *testing.T) {
 	}
 	if !got.ResolvedAt.IsZero() || !got.Leases[0].Pending || got.Leases[0].Lease == nil {
 		t.Errorf("pending document read back as resolved %v, lease %+v", got.ResolvedAt, got.Leases[0].LeaseID)
+	}
+}
+
+// truncate never splits a character nor passes invalid UTF-8 on.
+func TestTruncate(t *testing.T) {
+	for in, want := range map[string]string{
+		"short":                               "short",
+		strings.Repeat("a", 39) + "é" + "zzz": strings.Repeat("a", 39) + "…",
+		strings.Repeat("a", 38) + "\xff\xfe" + "zz": strings.Repeat("a", 38) + "?" + "…",
+		"bad \xff":              "bad ?",
+		strings.Repeat("€", 20): strings.Repeat("€", 13) + "…",
+	} {
+		got := truncate(in)
+		if got != want || !utf8.ValidString(got) {
+			t.Errorf("truncate(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

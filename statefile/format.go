@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/scailabs/scaivault-run/fetch"
 )
@@ -219,11 +220,16 @@ func Fingerprint(lines []string) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
-// truncate shortens a string of a hostile file for an error message.
+// truncate shortens a string of a hostile file for an error message:
+// at most 40 bytes, cut between characters, invalid UTF-8 replaced.
 func truncate(s string) string {
 	const n = 40
-	if len(s) > n {
-		return s[:n] + "…"
+	if len(s) <= n {
+		return strings.ToValidUTF8(s, "?")
 	}
-	return strings.ToValidUTF8(s, "?")
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return strings.ToValidUTF8(s[:i], "?") + "…"
 }
