@@ -22,7 +22,9 @@ import (
 // The state file (--state-file, DESIGN.md "State across restarts"). After
 // each successful resolution (the start-up gate's, each change the
 // refresher applied, a poll that confirmed every value) and each lease
-// entered or renewed, what the child runs on is written, encrypted, by one
+// entered (from the first one the start-up generates: before a resolution
+// the file names it as pending, state_doc.go), renewed or revoked, what
+// the child runs on is written, encrypted, by one
 // writer goroutine: the callers only hand over a pointer and never wait
 // for the disk, so a write never delays acting on a change. At start the
 // previous run's file is read: its leases are reused or revoked
@@ -65,7 +67,8 @@ type stateRun struct {
 
 	// prev is the previous run's state when it may be used: it decrypted,
 	// authenticated, and belongs to this configuration. reuse tracks
-	// which of its leases are settled (state_reuse.go). Owned by the
+	// which of its leases are settled (state_reuse.go). prev is not
+	// changed once read (the writer reads it too); reuse is owned by the
 	// start-up gate, then by the recovery (one goroutine at a time).
 	prev  *statefile.Doc
 	reuse map[string]bool
@@ -80,7 +83,7 @@ type stateRun struct {
 	mu      sync.Mutex
 	rec     *record         // what the file should hold; nil: nothing this run has resolved
 	carried *record         // a fallback start: what the child was given of the previous state (state_record.go)
-	dirty   bool            // rec is not on disk yet
+	dirty   bool            // rec, or the leases, changed since the last write
 	revoked map[string]bool // lease ids this run revoked (or found gone)
 
 	// writes and writeFails count the file's writes (the status

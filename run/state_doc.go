@@ -87,9 +87,10 @@ func (s *stateRun) pendingDoc(held []watch.Held, revoked map[string]bool, exit *
 		return nil
 	}
 	d := &statefile.Doc{Fingerprint: s.fp, Secrets: []statefile.Secret{}, Certs: []statefile.Cert{}, Lists: []statefile.List{}}
-	if s.prev != nil {
+	if s.prev != nil { // read by the start-up beside us: its lists are copied, not sorted in place
 		c := *s.prev
 		d = &c
+		d.Secrets, d.Certs, d.Lists = slices.Clone(d.Secrets), slices.Clone(d.Certs), slices.Clone(d.Lists)
 	}
 	d.Leases = slices.Clone(d.Leases)
 	if d.Leases == nil {
