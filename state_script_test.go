@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/scailabs/scaivault-run/statefile"
 )
 
 // switchServer is a script's dev server on an address that can stop
@@ -97,9 +100,14 @@ func scriptSwitch(ts *testscript.TestScript) *switchServer {
 //
 //	statefile show FILE KEY    print what `age -d -i KEY FILE` prints
 //	statefile novalues FILE    fail if FILE holds, in plaintext, any value the dev server holds or handed out
+//	statefile waitleases FILE KEY N   wait (bounded) until FILE names N leases not revoked
 func cmdStatefile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
-		ts.Fatalf("usage: statefile show FILE KEY | statefile novalues FILE")
+		ts.Fatalf("usage: statefile show FILE KEY | statefile novalues FILE | statefile waitleases FILE KEY N")
+	}
+	if args[0] == "waitleases" {
+		waitStateLeases(ts, args[1:])
+		return
 	}
 	data, err := os.ReadFile(ts.MkAbs(args[1]))
 	ts.Check(err)
@@ -130,5 +138,37 @@ func cmdStatefile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	default:
 		ts.Fatalf("statefile: unknown verb %q", args[0])
+	}
+}
+
+// waitStateLeases waits, at most 20s, until the state file FILE (args[0],
+// decrypted with KEY, args[1]) names N (args[2]) leases not revoked:
+// another process writes it, there is no event to wait on.
+func waitStateLeases(ts *testscript.TestScript, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: statefile waitleases FILE KEY N")
+	}
+	want, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	k, _, err := statefile.LoadKey(ts.MkAbs(args[1]))
+	ts.Check(err)
+	deadline := time.Now().Add(20 * time.Second)
+	got := -1
+	for {
+		if d, err := statefile.ReadFile(ts.MkAbs(args[0]), k); err == nil {
+			got = 0
+			for _, l := range d.Leases {
+				if !l.Revoked {
+					got++
+				}
+			}
+			if got == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("statefile waitleases: %s names %d leases not revoked after 20s, want %d (-1: not readable)", args[0], got, want)
+		}
+		time.Sleep(10 * time.Millisecond) // bounded poll
 	}
 }

@@ -137,6 +137,20 @@ type Lease struct {
 	ExpiresAt     time.Time                  `json:"expires_at"`
 	MaxExpiresAt  time.Time                  `json:"max_expires_at"`
 	Data          map[string]json.RawMessage `json:"data,omitempty"`
+	// Life is, in seconds, the lease_duration the lease was issued (or
+	// last renewed) with, when LeaseDuration is less: what remained at a
+	// look-up (a lease of a previous run, reused). 0: LeaseDuration is
+	// its life. Not on the wire.
+	Life int64 `json:"-"`
+}
+
+// LifeSeconds is the lease's life in seconds: the lease_duration it was
+// issued (or last renewed) with, however much of it a look-up found left.
+func (l *Lease) LifeSeconds() int64 {
+	if l.Life > 0 {
+		return l.Life
+	}
+	return l.LeaseDuration
 }
 
 // IssueRequest is the body of POST /v1/pki/issue/{role}.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"os"
 	ossignal "os/signal"
@@ -175,6 +174,7 @@ func Launch(ctx context.Context, opts Options) (int, error) {
 	st, err := prepare(startCtx, opts)
 	if st != nil {
 		st.status = status
+		status.setState(st.state)
 	}
 	close(stopWatch)
 	<-watched
@@ -330,7 +330,6 @@ func (st *startup) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	st.awaitLive(timeout)
 	held := st.ledger.Held()
 	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
 	st.state.close(&exitInfo{held: held, failed: failedLeases(err), revoked: !st.opts.NoRevoke})
@@ -452,16 +451,16 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	st.vars = vars
 	if st.fallback == nil {
 		st.state.revokeLeftover(st.opts.cleanupTimeout())
-		users := usersOf(st.plan, out)
-		st.state.resolved(st.snap.Only(slices.Collect(maps.Keys(users))), users)
+		st.state.resolvedFor(st.plan, out, st.snap)
 	}
 	return nil
 }
 
 // resolveLive resolves the environment's sources, then renders the
-// templates, resolving what they read, with resolve.
-func (st *startup) resolveLive(ctx context.Context, resolve template.ResolveFunc) (*fetch.Snapshot, []template.Rendered, error) {
-	snap, err := resolve(ctx, st.plan.Sources(), nil)
+// templates, resolving what they read, with resolve; have (nil: none) is
+// what an earlier, stopped resolution fetched.
+func (st *startup) resolveLive(ctx context.Context, resolve template.ResolveFunc, have *fetch.Snapshot) (*fetch.Snapshot, []template.Rendered, error) {
+	snap, err := resolve(ctx, st.plan.Sources(), have)
 	if err != nil {
 		return snap, nil, nameUsers(err, st.plan)
 	}

@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +23,9 @@ import (
 // The state file (--state-file, DESIGN.md "State across restarts"). After
 // each successful resolution (the start-up gate's, each change the
 // refresher applied, a poll that confirmed every value) and each lease
-// entered or renewed, what the child runs on is written, encrypted, by one
+// entered (from the first one the start-up generates: before a resolution
+// the file names it as pending, state_doc.go), renewed or revoked, what
+// the child runs on is written, encrypted, by one
 // writer goroutine: the callers only hand over a pointer and never wait
 // for the disk, so a write never delays acting on a change. At start the
 // previous run's file is read: its leases are reused or revoked
@@ -68,15 +70,28 @@ type stateRun struct {
 
 	// prev is the previous run's state when it may be used: it decrypted,
 	// authenticated, and belongs to this configuration. reuse tracks
-	// which of its leases are settled (state_reuse.go). Owned by the
+	// which of its leases are settled (state_reuse.go). prev is not
+	// changed once read (the writer reads it too); reuse is owned by the
 	// start-up gate, then by the recovery (one goroutine at a time).
 	prev  *statefile.Doc
 	reuse map[string]bool
+	// keep: the file is there but cannot be used; it is not written
+	// until this run has resolved everything.
+	keep bool
+	// last is the leases of the file as on disk (the previous run's, or
+	// what this run wrote before its first resolution): a write that
+	// would change none of them is not made. Owned by the writer.
+	last []statefile.Lease
 
 	mu      sync.Mutex
 	rec     *record         // what the file should hold; nil: nothing this run has resolved
-	dirty   bool            // rec is not on disk yet
+	carried *record         // a fallback start: what the child was given of the previous state (state_record.go)
+	dirty   bool            // rec, or the leases, changed since the last write
 	revoked map[string]bool // lease ids this run revoked (or found gone)
+
+	// writes and writeFails count the file's writes (the status
+	// endpoint's scaivault_run_state_writes_total).
+	writes, writeFails atomic.Uint64
 
 	wake    chan struct{}
 	quit    chan struct{}
@@ -86,14 +101,6 @@ type stateRun struct {
 
 type stateOptions struct {
 	fallbackAfter, maxAge time.Duration
-}
-
-// record is what was resolved: the snapshot the child runs on, who uses
-// each source, and when the server last confirmed all of it.
-type record struct {
-	snap       *fetch.Snapshot
-	users      map[fetch.Source][]string
-	resolvedAt time.Time
 }
 
 // openState locks and reads the state file of opts. A bad key file or a
@@ -146,6 +153,9 @@ func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watc
 	}
 	s.removeTemps()
 	s.prev = s.read(opts.StateFile)
+	if s.prev != nil {
+		s.last = s.prev.Leases
+	}
 	ledger.SetOnChange(s.poke)
 	return s, nil
 }
@@ -160,12 +170,15 @@ func (s *stateRun) read(name string) *statefile.Doc {
 		s.log.Info("no state file yet; it is written once everything is resolved", "file", name)
 		return nil
 	case errors.As(err, &de):
+		s.keep = true
 		s.log.Warn("state file not used: "+de.Error()+"; it is left as it is until this run has resolved everything", "file", name)
 		return nil
 	case err != nil:
+		s.keep = true
 		s.log.Warn("state file not used: it cannot be read; it is left as it is until this run has resolved everything", "file", name, "error", err)
 		return nil
 	case doc.Fingerprint != s.fp:
+		s.keep = true
 		s.log.Warn("state file not used: written for another configuration (other references or templates); it is left as it is until this run has resolved everything, and its leases run out on their ttl", "file", name)
 		return nil
 	}
@@ -175,7 +188,11 @@ func (s *stateRun) read(name string) *statefile.Doc {
 			live++
 		}
 	}
-	s.log.Info("state file read", "file", name, "age", time.Since(doc.ResolvedAt).Round(time.Second),
+	age := any(time.Since(doc.ResolvedAt).Round(time.Second))
+	if doc.ResolvedAt.IsZero() {
+		age = "none: written by a start-up that resolved nothing"
+	}
+	s.log.Info("state file read", "file", name, "age", age,
 		"clean_exit", doc.Exit != nil, "secrets", len(doc.Secrets), "leases", live, "certificates", len(doc.Certs))
 	return doc
 }
@@ -198,56 +215,24 @@ func (s *stateRun) start() {
 	go s.run()
 }
 
-// resolved records a successful resolution: snap is what the child runs
-// on (or will, once the supervisor has acted), users who uses each
-// source. It never blocks.
-func (s *stateRun) resolved(snap *fetch.Snapshot, users map[fetch.Source][]string) {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	s.rec, s.dirty = &record{snap: snap, users: users, resolvedAt: time.Now()}, true
-	s.mu.Unlock()
-	s.poke()
-}
-
-// confirmed records that the server confirmed every value of the state
-// at at (a poll or the events stream found nothing new): the state's age
-// starts anew, written at most every confirmEvery. versions are those the
-// watcher holds, by path (current versions only); a mismatch means an
-// update is in flight and confirms nothing.
-func (s *stateRun) confirmed(at time.Time, versions map[string]int) {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.rec == nil || at.Sub(s.rec.resolvedAt) < confirmEvery {
-		return
-	}
-	for src, sec := range s.rec.snap.Secrets {
-		if v, ok := versions[src.Path]; src.Version == 0 && (!ok || v != sec.Version) {
-			return
-		}
-	}
-	rec := *s.rec
-	rec.resolvedAt = at
-	s.rec, s.dirty = &rec, true
-	s.wakeWriter() // not poke: s.mu is held
-}
-
 // poke wakes the writer (a lease entered or renewed: the ledger's
-// OnChange). It never blocks.
+// OnChange; a lease revoked). Before the first resolution too: a lease
+// is in the file as soon as it exists. It never blocks.
 func (s *stateRun) poke() {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
-	if s.rec != nil {
-		s.dirty = true
-	}
+	s.dirty = true
 	s.mu.Unlock()
 	s.wakeWriter()
+}
+
+// starting: this run has resolved nothing yet (no child runs).
+func (s *stateRun) starting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec == nil
 }
 
 // wakeWriter wakes the writer without blocking; it takes no lock.
@@ -267,6 +252,9 @@ func (s *stateRun) run() {
 	for {
 		select {
 		case <-s.wake:
+			if s.starting() {
+				break // a lease generated at start-up: on disk at once, no child to act for
+			}
 			// What woke us is being acted on (a restart, a reload): the
 			// write comes after it, and takes what follows with it.
 			t := time.NewTimer(writeDelay)
@@ -312,8 +300,8 @@ func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	switch {
 	case rec != nil:
 		doc = s.build(rec, s.ledger.Held(), revoked, exit)
-	case exit != nil && s.prev != nil:
-		doc = s.markPrev(revoked, exit)
+	default:
+		doc = s.pendingDoc(s.ledger.Held(), revoked, exit)
 	}
 	if doc == nil {
 		return false, nil
@@ -321,6 +309,14 @@ func (s *stateRun) write(exit *exitInfo) (wrote bool, err error) {
 	data, err := statefile.Encode(doc, s.key)
 	if err == nil {
 		err = statefile.WriteIn(s.dir, s.base, data)
+	}
+	if err != nil {
+		s.writeFails.Add(1)
+	} else {
+		s.writes.Add(1)
+	}
+	if err == nil && rec == nil {
+		s.last = doc.Leases
 	}
 	if err != nil && exit == nil {
 		s.mu.Lock()
@@ -348,6 +344,7 @@ func (s *stateRun) noteRevoked(ids ...string) {
 		s.revoked[id] = true
 	}
 	s.mu.Unlock()
+	s.poke()
 }
 
 // exitInfo is what the final write says of the exit.
@@ -418,45 +415,6 @@ func (st *startup) onWatchState() func(*watch.State) {
 		}
 		s.watchState(ws)
 	}
-}
-
-// watchState confirms the state when the watcher has every current
-// secret fresh: the events stream is up (it tells every change), or each
-// was answered for since; at is the oldest answer.
-func (s *stateRun) watchState(ws *watch.State) {
-	at := ws.At
-	versions := map[string]int{}
-	if !ws.EventsConnected {
-		at = ws.LastSuccess
-		for _, sec := range ws.Secrets {
-			if !sec.Pinned && (at.IsZero() || sec.Refreshed.Before(at)) {
-				at = sec.Refreshed
-			}
-		}
-	}
-	for _, sec := range ws.Secrets {
-		if sec.Lost {
-			return
-		}
-		if !sec.Pinned {
-			versions[sec.Path] = sec.Version
-		}
-	}
-	s.confirmed(at, versions)
-}
-
-// usersOf maps each source to who uses it: the variables and imports of
-// the plan, and the templates that read it.
-func usersOf(plan *template.Plan, out []template.Rendered) map[fetch.Source][]string {
-	users := plan.UsersBySource()
-	for _, o := range out {
-		for _, src := range o.Used {
-			if w := "template " + o.Spec.Dst; !slices.Contains(users[src], w) {
-				users[src] = append(users[src], w)
-			}
-		}
-	}
-	return users
 }
 
 // fingerprintLines are the lines of the configuration's fingerprint: one

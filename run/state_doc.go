@@ -2,6 +2,7 @@ package run
 
 import (
 	"cmp"
+	"reflect"
 	"slices"
 	"time"
 
@@ -38,13 +39,7 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 	seen := map[string]bool{}
 	for _, h := range held {
 		seen[h.Lease.LeaseID] = true
-		l := statefile.Lease{
-			LeaseID: h.Lease.LeaseID, Phase: h.Phase.String(), ReceivedAt: h.Received,
-			Duration: h.Lease.LeaseDuration, ExpiresAt: h.ExpiresAt(), Renewable: h.Lease.Renewable, MaxExpiresAt: h.Lease.MaxExpiresAt,
-		}
-		if h.Source.Kind == fetch.Dynamic {
-			l.Source = statefile.FromSource(h.Source)
-		}
+		l := heldLease(h)
 		if sl := snap.Leases[h.Source]; sl != nil && sl.LeaseID == h.Lease.LeaseID && h.Phase == watch.InUse {
 			l.Lease, l.UsedBy = sl, rec.users[h.Source]
 		}
@@ -54,7 +49,7 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 		if !seen[sl.LeaseID] && exit == nil { // not expected: every lease is entered when generated
 			d.Leases = append(d.Leases, statefile.Lease{
 				Source: statefile.FromSource(src), LeaseID: sl.LeaseID, Phase: watch.InUse.String(), UsedBy: rec.users[src],
-				ReceivedAt: rec.resolvedAt, Duration: sl.LeaseDuration, ExpiresAt: rec.resolvedAt.Add(watch.LeaseRemaining(sl, rec.resolvedAt)),
+				ReceivedAt: rec.resolvedAt, Duration: sl.LifeSeconds(), ExpiresAt: rec.resolvedAt.Add(watch.LeaseRemaining(sl, rec.resolvedAt)),
 				Renewable: sl.Renewable, MaxExpiresAt: sl.MaxExpiresAt, Lease: sl,
 			})
 		}
@@ -64,29 +59,101 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 	return d
 }
 
-// markPrev is the previous run's document as this run leaves it when it
-// resolved nothing itself (a start-up that failed or was interrupted):
-// the leases it revoked (reclaimed ones included) are marked so. nil: it
-// revoked none of them.
-func (s *stateRun) markPrev(revoked map[string]bool, exit *exitInfo) *statefile.Doc {
-	d := *s.prev
+// heldLease is a lease of the ledger's table as the file writes it,
+// without its data.
+func heldLease(h watch.Held) statefile.Lease {
+	l := statefile.Lease{
+		LeaseID: h.Lease.LeaseID, Phase: h.Phase.String(), ReceivedAt: h.Received,
+		Duration: h.Lease.LifeSeconds(), ExpiresAt: h.ExpiresAt(), Renewable: h.Lease.Renewable, MaxExpiresAt: h.Lease.MaxExpiresAt,
+	}
+	if h.Source.Kind == fetch.Dynamic {
+		l.Source = statefile.FromSource(h.Source)
+	}
+	return l
+}
+
+// pendingDoc is the file while this run has resolved nothing itself (a
+// start-up under way, or one that failed or was interrupted): the
+// previous run's state as it was (its values and resolved_at, still good
+// for a fallback; none without one), with every lease of the table (one
+// this run generated is pending, with its data: the next run may reuse
+// it; one it reused as it is now) and those it revoked marked so. A
+// start-up killed before its first resolution thus leaves every lease it
+// generated named in the file. nil: the file is left as it is (one that
+// cannot be used: it is not overwritten until a resolution; or nothing of
+// its leases changed).
+func (s *stateRun) pendingDoc(held []watch.Held, revoked map[string]bool, exit *exitInfo) *statefile.Doc {
+	if s.keep {
+		return nil
+	}
+	d := &statefile.Doc{Fingerprint: s.fp, Secrets: []statefile.Secret{}, Certs: []statefile.Cert{}, Lists: []statefile.List{}}
+	if s.prev != nil { // read by the start-up beside us: its lists are copied, not sorted in place
+		c := *s.prev
+		d = &c
+		d.Secrets, d.Certs, d.Lists = slices.Clone(d.Secrets), slices.Clone(d.Certs), slices.Clone(d.Lists)
+	}
 	d.Leases = slices.Clone(d.Leases)
-	d.WrittenAt, d.Pid = time.Now(), s.pid
-	for _, h := range exit.held {
-		if exit.revoked && !exit.failed[h.Lease.LeaseID] {
-			revoked[h.Lease.LeaseID] = true
+	if d.Leases == nil {
+		d.Leases = []statefile.Lease{}
+	}
+	d.WrittenAt, d.Pid, d.Exit = time.Now(), s.pid, nil
+	if exit != nil {
+		held = exit.held
+		for _, h := range held {
+			if exit.revoked && !exit.failed[h.Lease.LeaseID] {
+				revoked[h.Lease.LeaseID] = true
+			}
 		}
 	}
-	changed := false
-	for _, l := range d.Leases {
-		changed = changed || !l.Revoked && revoked[l.LeaseID]
+	at := map[string]int{}
+	for i, l := range d.Leases {
+		at[l.LeaseID] = i
 	}
-	if !changed {
-		return nil // this run changed nothing of it: the file stays as it is
+	// One lease with data per source: the previous run's first (the
+	// child of a fallback start runs on it), then those generated.
+	data := map[fetch.Source]string{}
+	slices.SortStableFunc(held, func(a, b watch.Held) int {
+		_, ina := at[a.Lease.LeaseID]
+		_, inb := at[b.Lease.LeaseID]
+		return cmp.Compare(b2i(inb), b2i(ina))
+	})
+	for _, h := range held {
+		l := heldLease(h)
+		if _, taken := data[h.Source]; h.Phase == watch.InUse && h.Source.Kind == fetch.Dynamic && !taken {
+			l.Lease, data[h.Source] = h.Lease, h.Lease.LeaseID
+		}
+		if i, ok := at[l.LeaseID]; ok {
+			l.UsedBy, l.Pending = d.Leases[i].UsedBy, d.Leases[i].Pending
+			d.Leases[i] = l
+		} else {
+			l.Pending = true
+			d.Leases = append(d.Leases, l)
+		}
 	}
-	markRevoked(&d, revoked, nil)
-	setExit(&d)
-	return &d
+	// A lease of the previous run for a source this run holds another
+	// for is superseded by it: the next run revokes it.
+	for i := range d.Leases {
+		l := &d.Leases[i]
+		if src, err := l.Source.Source(); err == nil && l.Lease != nil && data[src] != "" && data[src] != l.LeaseID {
+			l.Lease, l.UsedBy, l.Phase = nil, nil, watch.Superseded.String()
+		}
+	}
+	markRevoked(d, revoked, nil)
+	sortDoc(d)
+	if slices.EqualFunc(d.Leases, s.last, func(a, b statefile.Lease) bool { return reflect.DeepEqual(a, b) }) {
+		return nil // this run changed nothing of the file's leases: it stays as it is
+	}
+	if exit != nil {
+		setExit(d)
+	}
+	return d
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // markRevoked marks the leases revoked (and drops their data): those of

@@ -23,16 +23,16 @@ import (
 // by a clean exit), and is no older than --fallback-max-age. When the
 // server answers, everything is re-resolved and acted on as any change
 // (a restart only if something the child sees differs): a lease the
-// server still knows is kept, one it forgot is replaced, certificates are
-// issued anew (there is no look-up for them). Only then does the watcher
-// start. If the state cannot stand in, the start-up goes on as without
+// server still knows is kept, one it forgot is replaced, a certificate
+// that has not ended is kept (issued anew once ended). Only then does the
+// watcher start. If the state cannot stand in, the start-up goes on as without
 // it: retrying until --startup-timeout.
 
 // fallback is a start on the state file.
 type fallback struct {
-	resolvedAt time.Time       // the state's
-	since      time.Time       // when the child was given it
-	live       <-chan struct{} // closed when the start-up's own resolution, cancelled, has ended
+	resolvedAt time.Time     // the state's
+	since      time.Time     // when the child was given it
+	ends       []fallbackEnd // of the leases and certificates it was given
 }
 
 // result is what a resolution of the start-up gate gave.
@@ -44,65 +44,54 @@ type result struct {
 
 // resolveOrFallback resolves as the start-up gate does (resolveLive) and,
 // with a state to fall back on, starts from it instead when the server
-// has not answered within --fallback-after.
+// has not answered within --fallback-after. The start-up's own resolution
+// is stopped, and has ended, before the state is read: a lease of the
+// state that it was settling (looked up, revoked for too little life
+// left) is either settled or untouched, never given to the child and
+// revoked under it. When the state cannot stand in, the resolution goes
+// on from what it had fetched.
 func (st *startup) resolveOrFallback(ctx context.Context, resolve template.ResolveFunc) (*fetch.Snapshot, []template.Rendered, error) {
 	s := st.state
-	if s == nil || s.prev == nil {
-		return st.resolveLive(ctx, resolve)
+	if s == nil || s.prev == nil || s.prev.ResolvedAt.IsZero() { // none, or leases only
+		return st.resolveLive(ctx, resolve, nil)
 	}
 	liveCtx, cancelLive := context.WithCancel(ctx)
-	ch, done := make(chan result, 1), make(chan struct{})
+	defer cancelLive()
+	ch := make(chan result, 1)
 	go func() {
-		defer close(done)
-		snap, out, err := st.resolveLive(liveCtx, resolve)
+		snap, out, err := st.resolveLive(liveCtx, resolve, nil)
 		ch <- result{snap, out, err}
 	}()
 	t := time.NewTimer(s.opts.fallbackAfter)
 	defer t.Stop()
 	select {
 	case r := <-ch:
-		cancelLive()
 		return r.snap, r.out, r.err
 	case <-t.C:
+	}
+	cancelLive()
+	r := <-ch
+	if r.err == nil || ctx.Err() != nil { // it answered after all, or the start-up ended
+		return r.snap, r.out, r.err
 	}
 	snap, out, err := st.fallbackRender(ctx)
 	if err != nil {
 		st.log.Warn("the server is not reachable, and the state file cannot stand in; retrying until the start-up timeout", "reason", err)
-		r := <-ch
-		cancelLive()
-		return r.snap, r.out, r.err
+		snap, out, err := st.resolveLive(ctx, resolve, r.snap)
+		if err == nil {
+			st.releaseStray(snap) // what the stopped resolution generated and this one did not take up
+		}
+		return snap, out, err
 	}
-	select {
-	case r := <-ch: // it answered after all
-		cancelLive()
-		return r.snap, r.out, r.err
-	default:
-	}
-	cancelLive()
 	for src, l := range snap.Leases {
 		st.ledger.Add(src, l)
 	}
 	now := time.Now()
-	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, live: done}
+	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, ends: endsOf(snap)}
+	s.fellBack(snap)
 	st.log.Warn("the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers",
 		"waited", s.opts.fallbackAfter, "age", now.Sub(s.prev.ResolvedAt).Round(time.Second), "resolved_at", s.prev.ResolvedAt.Format(time.RFC3339))
 	return snap, out, nil
-}
-
-// awaitLive waits, at most timeout, for the cancelled start-up resolution
-// of a fallback start to end: a lease it generates after the ledger has
-// closed would be revoked by nobody.
-func (st *startup) awaitLive(timeout time.Duration) {
-	if st.fallback == nil {
-		return
-	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-st.fallback.live:
-	case <-t.C:
-		st.log.Warn("the start-up's own resolution did not end in time; a lease it generates now runs out on its ttl")
-	}
 }
 
 // fallbackRender renders the templates from the state alone. Its error
@@ -194,6 +183,9 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 		default:
 			l := *e.Lease
 			l.LeaseDuration = int64(e.ExpiresAt.Sub(now) / time.Second)
+			if e.Duration > l.LeaseDuration {
+				l.Life = e.Duration // what is left is not its life
+			}
 			l.ExpiresAt, l.Renewable = e.ExpiresAt, e.Renewable
 			if !e.MaxExpiresAt.IsZero() {
 				l.MaxExpiresAt = e.MaxExpiresAt
@@ -211,12 +203,7 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 // watcher (joined by wg) and runs the refresher.
 func (st *startup) recoverThenWatch(ctx context.Context, r *refresher, cfg watch.WatchConfig, wg *sync.WaitGroup) {
 	fb := st.fallback
-	select { // the cancelled start-up: what it generated is used by nothing
-	case <-fb.live:
-	case <-ctx.Done():
-		return
-	}
-	st.releaseStray(r.snap)
+	st.releaseStray(r.snap) // what the stopped start-up resolution generated: used by nothing
 	for _, l := range r.snap.Leases {
 		st.state.reuse[l.LeaseID] = true // the ledger's now
 	}
@@ -244,21 +231,25 @@ func (st *startup) recoverThenWatch(ctx context.Context, r *refresher, cfg watch
 	r.run(ctx)
 }
 
-// recoverSnapshot resolves every source of r.snap anew, retrying while
-// the server does not answer: static secrets and lists are read, the
-// leases the server still knows kept (with its times), those it forgot
-// generated anew, certificates issued anew. A permanent failure returns
-// r.snap with what could be resolved, and the error.
+// recoverSnapshot resolves the sources of r.snap anew, retrying while the
+// server does not answer (logged as the start-up gate logs, by its
+// startTrouble: the start-up's resolution has ended): static secrets and
+// lists are read, the leases the server still knows kept (with its
+// times), those it forgot generated anew. A certificate of the state
+// that has not ended is kept (there is no look-up for one, and its
+// reference is the same: the fingerprint says so), so nothing the child
+// sees differs for it and the watcher re-issues it on its schedule; one
+// that ended is issued anew. A permanent failure returns r.snap with what
+// could be resolved, and the error.
 func (st *startup) recoverSnapshot(ctx context.Context, r *refresher) (*fetch.Snapshot, error) {
 	srcs := sourcesOf(r.snap)
+	have, settled := keptCerts(r.snap, time.Now()), map[fetch.Source]bool{}
 	var others []fetch.Source
 	for _, src := range srcs {
-		if src.Kind != fetch.Dynamic {
+		if src.Kind != fetch.Dynamic && !have.Has(src) {
 			others = append(others, src)
 		}
 	}
-	have, settled := fetch.NewSnapshot(), map[fetch.Source]bool{}
-	var lastWarn time.Time
 	for attempt := 1; ; attempt++ {
 		snap, err := r.resolver.Resolve(ctx, others, have)
 		if err == nil {
@@ -268,6 +259,7 @@ func (st *startup) recoverSnapshot(ctx context.Context, r *refresher) (*fetch.Sn
 			snap, err = r.resolver.Resolve(ctx, srcs, snap)
 		}
 		if err == nil {
+			st.trouble.answered(st.log, time.Now())
 			return snap, nil
 		}
 		if snap != nil {
@@ -279,11 +271,8 @@ func (st *startup) recoverSnapshot(ctx context.Context, r *refresher) (*fetch.Sn
 		if !fetch.IsTemporary(err) {
 			return r.snap.Merge(have), err
 		}
-		if time.Since(lastWarn) >= time.Minute {
-			st.log.Warn("the server is still not reachable; the child runs on the state file", "error", err, "since", time.Since(st.fallback.since).Round(time.Second))
-			lastWarn = time.Now()
-		}
 		wait := fetch.Backoff(attempt, 500*time.Millisecond, 2, 10*time.Second, rand.Float64())
+		st.trouble.failed(st.log, time.Now(), err, wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -292,6 +281,32 @@ func (st *startup) recoverSnapshot(ctx context.Context, r *refresher) (*fetch.Sn
 		case <-t.C:
 		}
 	}
+}
+
+// endsOf lists when the leases and certificates of snap end.
+func endsOf(snap *fetch.Snapshot) []fallbackEnd {
+	var out []fallbackEnd
+	for _, src := range sourcesOf(snap) {
+		if l := snap.Leases[src]; l != nil {
+			out = append(out, fallbackEnd{Kind: "lease", Ref: src.String(), LeaseID: l.LeaseID, At: l.ExpiresAt})
+		}
+		if c := snap.Certs[src]; c != nil {
+			out = append(out, fallbackEnd{Kind: "certificate", Ref: src.String(), At: c.ExpiresAt})
+		}
+	}
+	return out
+}
+
+// keptCerts are the certificates of snap (the state's) that have not
+// ended at now.
+func keptCerts(snap *fetch.Snapshot, now time.Time) *fetch.Snapshot {
+	out := fetch.NewSnapshot()
+	for src, c := range snap.Certs {
+		if now.Before(c.ExpiresAt) {
+			out.Certs[src] = c
+		}
+	}
+	return out
 }
 
 // keepLeases looks up the leases of state (the fallback's) that are not
@@ -317,7 +332,7 @@ func (st *startup) keepLeases(ctx context.Context, state, have *fetch.Snapshot, 
 }
 
 // releaseStray releases every lease of the ledger that keep does not
-// hold: what the cancelled start-up generated.
+// hold: what the stopped start-up resolution generated.
 func (st *startup) releaseStray(keep *fetch.Snapshot) {
 	var stray []*fetch.Lease
 	for _, h := range st.ledger.Held() {

@@ -240,8 +240,16 @@ func TestStateFallbackRecovers(t *testing.T) {
 	}
 
 	addr := p.log.await(t, `msg="status endpoint listening" addr=(\S+)`, 1)[1]
-	if code, body := getReadyz(t, addr); code != http.StatusServiceUnavailable || !strings.Contains(body, "running on the state file (fallback)") {
+	// Ready on the state file (README: a 503 would take the child out of
+	// service for the whole outage); /status and the metrics say so.
+	if code, body := getReadyz(t, addr); code != http.StatusOK {
 		t.Errorf("/readyz while on the state file: %d %s", code, body)
+	}
+	if _, body := getStatusPath(t, addr, "/status"); !regexp.MustCompile(`"fallback":\s*\{\s*"since":`).MatchString(body) {
+		t.Errorf("/status while on the state file has no fallback: %s", body)
+	}
+	if _, body := getStatusPath(t, addr, "/metrics"); !strings.Contains(body, "\nscaivault_run_state_fallback 1\n") {
+		t.Errorf("/metrics while on the state file: no scaivault_run_state_fallback 1")
 	}
 
 	w.start()
@@ -257,6 +265,13 @@ func TestStateFallbackRecovers(t *testing.T) {
 	w.noValues(t, user)
 	if code, body := getReadyz(t, addr); code != http.StatusOK {
 		t.Errorf("/readyz once the server answered: %d %s", code, body)
+	}
+	if _, body := getStatusPath(t, addr, "/status"); strings.Contains(body, `"fallback"`) {
+		t.Errorf("/status once the server answered still says fallback: %s", body)
+	}
+	_, body := getStatusPath(t, addr, "/metrics")
+	if !strings.Contains(body, "\nscaivault_run_state_fallback 0\n") || !regexp.MustCompile(`\nscaivault_run_state_writes_total\{result="ok"\} [1-9]`).MatchString(body) {
+		t.Errorf("/metrics once the server answered: fallback not 0 or no state write counted")
 	}
 	p.cancel()
 	p.expect(`^` + pid + ` got SIGTERM$`)
@@ -417,7 +432,13 @@ func TestStateKeyErrors(t *testing.T) {
 
 func getReadyz(t *testing.T, addr string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/readyz")
+	return getStatusPath(t, addr, "/readyz")
+}
+
+// getStatusPath GETs path of the status endpoint at addr.
+func getStatusPath(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func (s *stateRun) reclaim(ctx context.Context, srcs []fetch.Source, have *fetch
 		}
 		life := time.Duration(prev.Duration) * time.Second
 		reused, err := s.ledger.Reclaim(ctx, src, prev.Lease, life)
-		if err != nil && fetch.IsTemporary(err) {
+		if err != nil && (fetch.IsTemporary(err) || ctx.Err() != nil) { // unanswered, or stopped (a fallback): not settled
 			return have, &fetch.SourceError{Source: src, Err: err}
 		}
 		s.reuse[prev.LeaseID] = true

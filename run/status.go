@@ -31,12 +31,23 @@ type board struct {
 	// filesOnly: no child (files-only mode): ready means every file is fresh.
 	filesOnly bool
 	fallback  *fallbackView // the child runs on the state file (state_fallback.go)
+	state     *stateRun     // --state-file: its write counts; nil without
 }
 
 // fallbackView is a start on the state file, until the server answers.
 type fallbackView struct {
 	Since      time.Time // when the child was given the state
 	ResolvedAt time.Time // the state's
+	Ends       []fallbackEnd
+}
+
+// fallbackEnd is the end of a lease or certificate the child was given
+// from the state file.
+type fallbackEnd struct {
+	Kind    string // "lease", "certificate"
+	Ref     string
+	LeaseID string
+	At      time.Time
 }
 
 // childView is the child as the loop last told it.
@@ -57,6 +68,10 @@ type view struct {
 	FilesOnly bool
 	Watch     *watch.State // nil: nothing watched (yet)
 	Fallback  *fallbackView
+	// StateFile: --state-file is on; StateWrites and StateWriteFailures
+	// count its writes.
+	StateFile                       bool
+	StateWrites, StateWriteFailures uint64
 }
 
 func newBoard(now time.Time) *board {
@@ -66,7 +81,11 @@ func newBoard(now time.Time) *board {
 func (b *board) view() view {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return view{Started: b.started, Child: b.child, EverRan: b.everRan, Done: b.done, FilesOnly: b.filesOnly, Watch: b.watch.Load(), Fallback: b.fallback}
+	v := view{Started: b.started, Child: b.child, EverRan: b.everRan, Done: b.done, FilesOnly: b.filesOnly, Watch: b.watch.Load(), Fallback: b.fallback}
+	if b.state != nil {
+		v.StateFile, v.StateWrites, v.StateWriteFailures = true, b.state.writes.Load(), b.state.writeFails.Load()
+	}
+	return v
 }
 
 // Observer of the supervisor: on Run's goroutine, never blocking.
@@ -146,6 +165,8 @@ const staleAfter = 2
 // staleAfter poll intervals, counted from its last refresh or from when
 // the stream went down, whichever is later (while the stream was up, the
 // events kept it fresh). A lease or certificate is stale once past its end.
+// On the state file (a fallback start) the child is ready unless a lease
+// or certificate it was given from the file has ended.
 func readiness(v view, now time.Time) []notReady {
 	switch {
 	case v.Done && v.FilesOnly:
@@ -161,10 +182,19 @@ func readiness(v view, now time.Time) []notReady {
 		return []notReady{{Reason: "the child is not running (restarting)"}}
 	}
 	if f := v.Fallback; f != nil {
-		return []notReady{{
-			Reason: fmt.Sprintf("running on the state file (fallback): the server has not answered since the start; the state was resolved %v before it", f.Since.Sub(f.ResolvedAt).Round(time.Second)),
-			Since:  f.Since,
-		}}
+		// On the state file (a fallback start) the child is ready: the
+		// fallback is there so that it serves through an outage of the
+		// server, and a 503 would take it out of service (or get it
+		// restarted) for as long as the outage lasts. /status says
+		// "fallback", and so does scaivault_run_state_fallback. What it
+		// was given that has ended is stale all the same.
+		var out []notReady
+		for _, e := range f.Ends {
+			if !now.Before(e.At) {
+				out = append(out, notReady{Reason: e.Kind + " from the state file (fallback) past its end", Reference: e.Ref, LeaseID: e.LeaseID, Since: e.At})
+			}
+		}
+		return out
 	}
 	w := v.Watch
 	if w == nil {

@@ -34,6 +34,8 @@ const (
 	mSecretsWatched = "scaivault_run_secrets_watched"
 	mEventsUp       = "scaivault_run_events_connected"
 	mCommands       = "scaivault_run_template_commands_total"
+	mStateFallback  = "scaivault_run_state_fallback"
+	mStateWrites    = "scaivault_run_state_writes_total"
 )
 
 // help is each family's HELP text and type, in the order they are written.
@@ -48,6 +50,8 @@ var help = []struct{ name, typ, text string }{
 	{mCertExpiry, "gauge", "Unix time at which the certificate the child runs on ends (the earliest per role)."},
 	{mSecretsWatched, "gauge", "Static secrets watched."},
 	{mEventsUp, "gauge", "1 while the change-events stream is up."},
+	{mStateFallback, "gauge", "1 while the child runs on values from the state file (a fallback start), until the server answers."},
+	{mStateWrites, "counter", "State file writes, by result."},
 }
 
 // commandResults are the values of template_commands_total's result
@@ -114,7 +118,7 @@ func (m *statusMetrics) write(w io.Writer, v view) error {
 	add := func(fam, labels string, val int64) {
 		series[fam] = append(series[fam], fam+labels+" "+strconv.FormatInt(val, 10))
 	}
-	add(mChildUp, "", b2i(v.Child.Up))
+	add(mChildUp, "", flag01(v.Child.Up))
 	for _, r := range restartReasons {
 		add(mRestarts, labelSet("reason", r), int64(m.restarts[r].n.Load()))
 	}
@@ -155,7 +159,10 @@ func (m *statusMetrics) write(w io.Writer, v view) error {
 		}
 	}
 	add(mSecretsWatched, "", int64(secrets))
-	add(mEventsUp, "", b2i(events))
+	add(mEventsUp, "", flag01(events))
+	add(mStateFallback, "", flag01(v.Fallback != nil))
+	add(mStateWrites, labelSet("result", "ok"), int64(v.StateWrites))
+	add(mStateWrites, labelSet("result", "failed"), int64(v.StateWriteFailures))
 	bw := bufio.NewWriter(w)
 	for _, h := range help {
 		bw.WriteString("# HELP " + h.name + " " + h.text + "\n# TYPE " + h.name + " " + h.typ + "\n")
@@ -182,7 +189,7 @@ func earliest(m map[string]int64, k string, v int64) {
 	}
 }
 
-func b2i(b bool) int64 {
+func flag01(b bool) int64 {
 	if b {
 		return 1
 	}

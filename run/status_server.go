@@ -224,10 +224,20 @@ func (s *statusRun) setFallback(fb *fallback) {
 	}
 	var v *fallbackView
 	if fb != nil {
-		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt}
+		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt, Ends: fb.ends}
 	}
 	s.board.mu.Lock()
 	s.board.fallback = v
+	s.board.mu.Unlock()
+}
+
+// setState gives the board the state file's write counts (nil: none).
+func (s *statusRun) setState(st *stateRun) {
+	if s == nil || st == nil {
+		return
+	}
+	s.board.mu.Lock()
+	s.board.state = st
 	s.board.mu.Unlock()
 }
 

@@ -21,6 +21,15 @@ func runningView(w *watch.State) view {
 	return view{Started: t0, EverRan: true, Child: childView{Pid: 42, Up: true, Started: t0}, Watch: w}
 }
 
+// fallbackRunning is a child started on the state file, given a lease
+// that ends at end.
+func fallbackRunning(end time.Time) view {
+	v := runningView(nil)
+	v.Fallback = &fallbackView{Since: t0, ResolvedAt: t0.Add(-time.Hour),
+		Ends: []fallbackEnd{{Kind: "lease", Ref: "dynamic db/ro", LeaseID: "l1", At: end}}}
+	return v
+}
+
 func TestReadiness(t *testing.T) {
 	poll := 10 * time.Second
 	secret := func(refreshed time.Time, pinned bool) watch.SecretState {
@@ -55,6 +64,8 @@ func TestReadiness(t *testing.T) {
 		{"files only, rendered (no child ever)", view{Started: t0, FilesOnly: true, EverRan: true}, nil},
 		{"files only, stale", view{Started: t0, FilesOnly: true, EverRan: true, Watch: state(false, t0, secret(old, false))}, []string{"app/db"}},
 		{"files only, exiting", view{Started: t0, FilesOnly: true, EverRan: true, Done: true}, []string{""}},
+		{"on the state file (fallback)", fallbackRunning(now.Add(time.Second)), nil},
+		{"on the state file, a lease of it ended", fallbackRunning(now), []string{"dynamic db/ro"}},
 		{"certificate past its end", runningView(&watch.State{PollInterval: poll, EventsConnected: true,
 			Certs: []watch.CertState{{Ref: "pki svc common_name=a", ExpiresAt: now.Add(-time.Second)}}}), []string{"pki svc common_name=a"}},
 	}
@@ -101,8 +112,11 @@ func TestMetricsExposition(t *testing.T) {
 		Certs: []watch.CertState{{Ref: "pki svc", Role: "svc", Serial: "01", ExpiresAt: end},
 			{Ref: "acme le domains=a.example.com", Account: "le", OrderID: "ord_1", Serial: "02", ExpiresAt: end.Add(time.Hour)}},
 	})
+	b.state = &stateRun{}
+	b.state.writes.Add(3)
+	b.state.writeFails.Add(1)
 	out := scrape(b)
-	for _, name := range []string{mChildUp, mRestarts, mReloads, mLastRefresh, mRequests, mLeaseExpiry, mCertExpiry, mSecretsWatched, mEventsUp, mCommands} {
+	for _, name := range []string{mStateFallback, mStateWrites, mChildUp, mRestarts, mReloads, mLastRefresh, mRequests, mLeaseExpiry, mCertExpiry, mSecretsWatched, mEventsUp, mCommands} {
 		if !regexp.MustCompile(`(?m)^# HELP ` + name + ` [A-Z1].*\.\n# TYPE ` + name + ` (gauge|counter)$`).MatchString(out) {
 			t.Errorf("no HELP (with its text) and TYPE lines for %s", name)
 		}
@@ -123,6 +137,9 @@ func TestMetricsExposition(t *testing.T) {
 		`scaivault_run_certificate_expiry_timestamp_seconds{role="acme/le"} ` + itoa(end.Add(time.Hour).Unix()),
 		"scaivault_run_secrets_watched 1",
 		"scaivault_run_events_connected 1",
+		"scaivault_run_state_fallback 0",
+		`scaivault_run_state_writes_total{result="ok"} 3`,
+		`scaivault_run_state_writes_total{result="failed"} 1`,
 	} {
 		if !strings.Contains(out, line+"\n") {
 			t.Errorf("no line %q in\n%s", line, out)

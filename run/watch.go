@@ -368,7 +368,7 @@ func (r *refresher) flush(ctx context.Context) {
 	}
 	r.pending, r.retry = nil, nil
 	template.MarkFilesChanged(p.vars, p.files)
-	r.state.resolved(p.snap, usersOf(r.plan, p.out)) // written off this goroutine
+	r.state.resolvedFor(r.plan, p.out, p.snap) // written off this goroutine
 	r.send(ctx, p.u, p.snap, p.vars, p.dsts, p.orphans)
 }
 

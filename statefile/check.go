@@ -26,7 +26,9 @@ func (d *Doc) check() error {
 	if len(d.Fingerprint) > maxString {
 		return fmt.Errorf("fingerprint too long")
 	}
-	if d.ResolvedAt.IsZero() {
+	if d.ResolvedAt.IsZero() && len(d.Secrets)+len(d.Certs)+len(d.Lists) > 0 {
+		// Zero only in a file a start-up wrote before it had resolved
+		// anything: leases only.
 		return fmt.Errorf("no resolved_at")
 	}
 	for what, n := range map[string]int{"secrets": len(d.Secrets), "leases": len(d.Leases), "certificates": len(d.Certs), "lists": len(d.Lists)} {

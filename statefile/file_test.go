@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"filippo.io/age"
 	"filippo.io/age/armor"
@@ -258,6 +259,43 @@ func TestBadDocuments(t *testing.T) {
 				t.Fatalf("err = %v, want ErrCorrupt", err)
 			}
 		})
+	}
+}
+
+// TestPendingDocument: a start-up that resolved nothing yet writes only
+// leases, pending, and no resolved_at; that reads back. With values it
+// is corrupt (see TestBadDocuments).
+func TestPendingDocument(t *testing.T) {
+	k, _ := newKey(t)
+	d := sampleDoc()
+	d.ResolvedAt, d.Secrets, d.Certs, d.Lists = time.Time{}, []Secret{}, []Cert{}, []List{}
+	d.Leases[0].Pending = true
+	data, err := Encode(d, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.ResolvedAt.IsZero() || !got.Leases[0].Pending || got.Leases[0].Lease == nil {
+		t.Errorf("pending document read back as resolved %v, lease %+v", got.ResolvedAt, got.Leases[0].LeaseID)
+	}
+}
+
+// truncate never splits a character nor passes invalid UTF-8 on.
+func TestTruncate(t *testing.T) {
+	for in, want := range map[string]string{
+		"short":                               "short",
+		strings.Repeat("a", 39) + "é" + "zzz": strings.Repeat("a", 39) + "…",
+		strings.Repeat("a", 38) + "\xff\xfe" + "zz": strings.Repeat("a", 38) + "?" + "…",
+		"bad \xff":              "bad ?",
+		strings.Repeat("€", 20): strings.Repeat("€", 13) + "…",
+	} {
+		got := truncate(in)
+		if got != want || !utf8.ValidString(got) {
+			t.Errorf("truncate(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -77,7 +77,7 @@ func Reusable(remaining, life time.Duration) bool {
 //   - the server knows it and enough of its life is left: it is entered in
 //     the table, in use (a lease held already gets the new times), and
 //     returned: prev with the server's current times (lease_duration is
-//     what remains);
+//     what remains, Life the whole: life, or prev's);
 //   - the server knows it, but too little is left: it is revoked, and nil
 //     returned;
 //   - the server no longer knows it (expired or revoked): nil.
@@ -110,6 +110,13 @@ func (l *Ledger) Reclaim(ctx context.Context, src fetch.Source, prev *fetch.Leas
 	}
 	reused := *prev
 	reused.LeaseDuration, reused.Renewable, reused.ExpiresAt = got.LeaseDuration, got.Renewable, got.ExpiresAt
+	// Its life stays what it was issued (or last renewed) with: the
+	// look-up's lease_duration is only what is left of it, and the next
+	// run's third must be of the whole.
+	reused.Life = 0
+	if whole := lifeSeconds(prev, life); whole > got.LeaseDuration {
+		reused.Life = whole
+	}
 	if !got.MaxExpiresAt.IsZero() {
 		reused.MaxExpiresAt = got.MaxExpiresAt
 	}
@@ -158,6 +165,15 @@ func (l *Ledger) RevokeLeftover(ctx context.Context, ids []string) error {
 		return strings.Compare(a.(*RevokeError).LeaseID, b.(*RevokeError).LeaseID)
 	})
 	return errors.Join(errs...)
+}
+
+// lifeSeconds is the life of a previous run's lease: life when given,
+// else what the lease says.
+func lifeSeconds(prev *fetch.Lease, life time.Duration) int64 {
+	if life > 0 {
+		return int64(life / time.Second)
+	}
+	return prev.LifeSeconds()
 }
 
 func setOf(ids []string) map[string]bool {

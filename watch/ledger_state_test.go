@@ -158,3 +158,47 @@ func TestHeldFollowsRenewals(t *testing.T) {
 		t.Errorf("%d change notices, want 2 (one add, one renewal)", changes.Load())
 	}
 }
+
+// A reused lease keeps its whole life (what it was issued with), not what
+// the look-up found left: a second reuse, a run later, compares against
+// the whole. Its schedule follows what is left.
+func TestReclaimKeepsLife(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorld(t, watchSeed)
+		defer w.stop()
+		src := dynSrc(t, "renew")
+		issued, err := w.c.Generate(context.Background(), "db", "renew", "1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		life := time.Duration(issued.LeaseDuration) * time.Second
+		time.Sleep(30 * time.Minute) // fake time
+		first := watch.NewLedger(w.c, w.log)
+		reused, err := first.Reclaim(context.Background(), src, issued, life)
+		if err != nil || reused == nil {
+			t.Fatalf("first reuse: reused %v, %v", reused != nil, err)
+		}
+		held := first.Held()
+		if got := held[0].Lease.LifeSeconds(); got != 3600 {
+			t.Errorf("life after a reuse: %ds, want 3600s (not the 1800s left)", got)
+		}
+		if rem := watch.LeaseRemaining(reused, time.Now()); rem > 30*time.Minute+time.Second || rem < 29*time.Minute {
+			t.Errorf("reused lease has %v left by its times, want 30m", rem)
+		}
+		if p := watch.PlanLease(reused, time.Now(), 0, 0.5); p.At.Sub(time.Now()) > 21*time.Minute || p.At.Sub(time.Now()) < 19*time.Minute {
+			t.Errorf("renewal of the reused lease in %v, want two thirds of the 30m left", p.At.Sub(time.Now()))
+		}
+
+		// A run later: 15 of its 60 minutes are left, less than a third.
+		// Against the 30 minutes the first reuse found it would pass.
+		time.Sleep(15 * time.Minute)
+		next := watch.NewLedger(w.c, w.log)
+		again, err := next.Reclaim(context.Background(), src, held[0].Lease, time.Duration(held[0].Lease.LifeSeconds())*time.Second)
+		if err != nil || again != nil {
+			t.Fatalf("second reuse with a quarter of its life left: reused %v, %v; want it revoked", again != nil, err)
+		}
+		if active(t, w, issued.LeaseID) {
+			t.Error("a lease with a quarter of its life left was not revoked")
+		}
+	})
+}

@@ -24,7 +24,7 @@ type leaseItem struct {
 }
 
 func (w *Watcher) newLeaseItem(src fetch.Source, l *fetch.Lease, now time.Time) *leaseItem {
-	inc := time.Duration(l.LeaseDuration) * time.Second
+	inc := time.Duration(l.LifeSeconds()) * time.Second // a reused lease's LeaseDuration is only what was left
 	if src.TTL != "" {
 		if d, err := fetch.ParseDuration(src.TTL); err == nil {
 			inc = d
@@ -59,6 +59,7 @@ func (w *Watcher) renew(ctx context.Context, it *leaseItem) {
 	w.succeeded(now)
 	renewed := *it.lease
 	renewed.LeaseDuration, renewed.Renewable, renewed.ExpiresAt = l.LeaseDuration, l.Renewable, l.ExpiresAt
+	renewed.Life = 0 // what the renewal gave is its life now
 	if !l.MaxExpiresAt.IsZero() {
 		renewed.MaxExpiresAt = l.MaxExpiresAt
 	}
