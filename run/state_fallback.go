@@ -221,7 +221,7 @@ func (st *startup) recoverThenWatch(ctx context.Context, r *refresher, cfg watch
 		st.log.Info("the server answers: everything re-resolved after the fallback start", "after", out)
 	}
 	r.apply(ctx, watch.Update{Snapshot: snap, Reasons: []string{"re-resolved after the fallback start"}})
-	st.status.setFallback(nil)
+	st.status.setFallback(nil, 0)
 	base := r.snap
 	if r.pending != nil {
 		base = r.pending.snap

@@ -39,6 +39,10 @@ type fallbackView struct {
 	Since      time.Time // when the child was given the state
 	ResolvedAt time.Time // the state's
 	Ends       []fallbackEnd
+	// StaleAfter is how long after Since the child counts as running on
+	// stale values, as a running child does once the server stops
+	// answering (staleAfter poll intervals).
+	StaleAfter time.Duration
 }
 
 // fallbackEnd is the end of a lease or certificate the child was given
@@ -182,13 +186,18 @@ func readiness(v view, now time.Time) []notReady {
 		return []notReady{{Reason: "the child is not running (restarting)"}}
 	}
 	if f := v.Fallback; f != nil {
-		// On the state file (a fallback start) the child is ready: the
-		// fallback is there so that it serves through an outage of the
-		// server, and a 503 would take it out of service (or get it
-		// restarted) for as long as the outage lasts. /status says
-		// "fallback", and so does scaivault_run_state_fallback. What it
-		// was given that has ended is stale all the same.
+		// On the state file (a fallback start) the child is ready as a
+		// running child is when the server stops answering: for
+		// staleAfter poll intervals, counted from the fallback start (its
+		// values were the server's a moment before, as far as anything
+		// can tell), then not until the server answers; /status and
+		// scaivault_run_state_fallback say "fallback" meanwhile, and so
+		// does /readyz's answer. What it was given that has ended is
+		// stale at once.
 		var out []notReady
+		if f.StaleAfter > 0 && now.Sub(f.Since) > f.StaleAfter {
+			out = append(out, notReady{Reason: fmt.Sprintf("running on the state file (fallback) for over %v (%d poll intervals) while the server does not answer", f.StaleAfter, staleAfter), Since: f.Since})
+		}
 		for _, e := range f.Ends {
 			if !now.Before(e.At) {
 				out = append(out, notReady{Reason: e.Kind + " from the state file (fallback) past its end", Reference: e.Ref, LeaseID: e.LeaseID, Since: e.At})

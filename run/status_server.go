@@ -96,7 +96,11 @@ func statusHandler(b *board) http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "not_ready": nr})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+		ans := map[string]any{"ready": true}
+		if doc := document(b.view(), time.Now()); doc.Fallback != nil {
+			ans["fallback"] = doc.Fallback // ready, on the state file
+		}
+		writeJSON(w, http.StatusOK, ans)
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, document(b.view(), time.Now()))
@@ -217,14 +221,14 @@ func (s *statusRun) rendered() {
 }
 
 // setFallback tells the board the child runs on the state file (fb), or,
-// nil, no longer.
-func (s *statusRun) setFallback(fb *fallback) {
+// nil, no longer; poll is the poll interval, which staleness counts in.
+func (s *statusRun) setFallback(fb *fallback, poll time.Duration) {
 	if s == nil {
 		return
 	}
 	var v *fallbackView
 	if fb != nil {
-		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt, Ends: fb.ends}
+		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt, Ends: fb.ends, StaleAfter: staleAfter * poll}
 	}
 	s.board.mu.Lock()
 	s.board.fallback = v

@@ -21,11 +21,11 @@ func runningView(w *watch.State) view {
 	return view{Started: t0, EverRan: true, Child: childView{Pid: 42, Up: true, Started: t0}, Watch: w}
 }
 
-// fallbackRunning is a child started on the state file, given a lease
-// that ends at end.
-func fallbackRunning(end time.Time) view {
+// fallbackRunning is a child started on the state file at since, given a
+// lease that ends at end; stale after 20 s (2 poll intervals of 10 s).
+func fallbackRunning(since, end time.Time) view {
 	v := runningView(nil)
-	v.Fallback = &fallbackView{Since: t0, ResolvedAt: t0.Add(-time.Hour),
+	v.Fallback = &fallbackView{Since: since, ResolvedAt: since.Add(-time.Hour), StaleAfter: 20 * time.Second,
 		Ends: []fallbackEnd{{Kind: "lease", Ref: "dynamic db/ro", LeaseID: "l1", At: end}}}
 	return v
 }
@@ -64,8 +64,9 @@ func TestReadiness(t *testing.T) {
 		{"files only, rendered (no child ever)", view{Started: t0, FilesOnly: true, EverRan: true}, nil},
 		{"files only, stale", view{Started: t0, FilesOnly: true, EverRan: true, Watch: state(false, t0, secret(old, false))}, []string{"app/db"}},
 		{"files only, exiting", view{Started: t0, FilesOnly: true, EverRan: true, Done: true}, []string{""}},
-		{"on the state file (fallback)", fallbackRunning(now.Add(time.Second)), nil},
-		{"on the state file, a lease of it ended", fallbackRunning(now), []string{"dynamic db/ro"}},
+		{"on the state file (fallback)", fallbackRunning(now.Add(-poll), now.Add(time.Second)), nil},
+		{"on the state file, a lease of it ended", fallbackRunning(now.Add(-poll), now), []string{"dynamic db/ro"}},
+		{"on the state file for over 2 intervals", fallbackRunning(old, now.Add(time.Second)), []string{""}},
 		{"certificate past its end", runningView(&watch.State{PollInterval: poll, EventsConnected: true,
 			Certs: []watch.CertState{{Ref: "pki svc common_name=a", ExpiresAt: now.Add(-time.Second)}}}), []string{"pki svc common_name=a"}},
 	}

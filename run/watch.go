@@ -82,7 +82,7 @@ func (st *startup) startWatching(ctx context.Context, changes chan<- Change, sto
 	if st.fallback != nil {
 		// On the state file: the watcher starts once the server answered
 		// and everything was re-resolved (state_fallback.go).
-		st.status.setFallback(st.fallback)
+		st.status.setFallback(st.fallback, cfg.PollInterval)
 		wt.wg.Go(func() { st.recoverThenWatch(ctx, r, cfg, &wt.wg) })
 	} else {
 		r.w = watch.NewWatcher(cfg, r.snap, used)
