@@ -89,8 +89,11 @@ func (st *startup) resolveOrFallback(ctx context.Context, resolve template.Resol
 	now := time.Now()
 	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, ends: endsOf(snap)}
 	s.fellBack(snap)
-	st.log.Warn("the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers",
-		"waited", s.opts.fallbackAfter, "age", now.Sub(s.prev.ResolvedAt).Round(time.Second), "resolved_at", s.prev.ResolvedAt.Format(time.RFC3339))
+	msg := "the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers"
+	if st.opts.Once {
+		msg = "the server is not reachable: the command is started (--once) on the state file, and nothing re-resolves it"
+	}
+	st.log.Warn(msg, "waited", s.opts.fallbackAfter, "age", now.Sub(s.prev.ResolvedAt).Round(time.Second), "resolved_at", s.prev.ResolvedAt.Format(time.RFC3339))
 	return snap, out, nil
 }
 
@@ -130,6 +133,11 @@ func (st *startup) fallbackRender(ctx context.Context) (*fetch.Snapshot, []templ
 	return snap, out, nil
 }
 
+// clockSkewTolerance is how far in the future a state's resolved_at may
+// be (clocks of one machine across a restart, NTP steps) before it counts
+// as written by another clock.
+const clockSkewTolerance = time.Minute
+
 // fallbackSnapshot is what the state can give at now: static secrets and
 // lists, certificates before their end, leases the child ran on that have
 // not ended and were not revoked (each with the times left by our clock).
@@ -138,6 +146,10 @@ func (s *stateRun) fallbackSnapshot(now time.Time) (*fetch.Snapshot, map[fetch.S
 	d := s.prev
 	if age := now.Sub(d.ResolvedAt); age > s.opts.maxAge {
 		return nil, nil, fmt.Errorf("the state is %v old, more than --fallback-max-age %v", age.Round(time.Second), s.opts.maxAge)
+	} else if age < -clockSkewTolerance {
+		// Written by a clock ahead of ours, or ours went back: its age,
+		// and so --fallback-max-age, cannot be told.
+		return nil, nil, fmt.Errorf("the state was resolved %v in the future (resolved_at %s): a clock was changed, so its age cannot be told", (-age).Round(time.Second), d.ResolvedAt.Format(time.RFC3339))
 	}
 	s.mu.Lock()
 	revoked := maps.Clone(s.revoked)

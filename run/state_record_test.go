@@ -1,10 +1,12 @@
 package run
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/scailabs/scaivault-run/fetch"
+	"github.com/scailabs/scaivault-run/statefile"
 )
 
 // The state's age counts from the oldest resolution whose values it
@@ -59,5 +61,28 @@ func TestRecordAge(t *testing.T) {
 	s.confirmed(t2, map[string]int{"app/db": 1, "app/other": 1})
 	if !s.rec.resolvedAt.Equal(t2) || !s.rec.at[other].Equal(t2) {
 		t.Errorf("confirmed at %v: resolved %v, other %v", t2, s.rec.resolvedAt, s.rec.at[other])
+	}
+}
+
+// A state resolved in the future by our clock (a clock stepped back, or
+// another machine's) has no age to check --fallback-max-age against: no
+// fallback from it. A minute of difference is tolerated.
+func TestFallbackRefusesFutureState(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		ahead time.Duration
+		want  string
+	}{
+		{time.Hour, "resolved 1h0m0s in the future"},
+		{30 * time.Second, ""},
+	} {
+		s := &stateRun{prev: &statefile.Doc{ResolvedAt: now.Add(tt.ahead)}, opts: stateOptions{maxAge: 24 * time.Hour}, revoked: map[string]bool{}}
+		_, _, err := s.fallbackSnapshot(now)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v ahead: %v", tt.ahead, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v ahead: %v, want %q", tt.ahead, err, tt.want)
+		}
 	}
 }

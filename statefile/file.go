@@ -99,6 +99,11 @@ func Encode(doc *Doc, k *Key) ([]byte, error) {
 	if err := aw.Close(); err != nil {
 		return nil, fmt.Errorf("encrypt the state: %w", err)
 	}
+	if out.Len() > MaxFileSize {
+		// ReadFile would refuse it: writing it would replace a good
+		// state by one no start can use.
+		return nil, fmt.Errorf("the state is %d MiB encrypted, over the %d MiB a state file may be (fewer or smaller secrets, or no --state-file): %w", out.Len()>>20, MaxFileSize>>20, ErrTooLarge)
+	}
 	return out.Bytes(), nil
 }
 

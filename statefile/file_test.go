@@ -312,6 +312,7 @@ func TestLoadKey(t *testing.T) {
 		"empty":   "",
 		"comment": "# public key: age1xyz\n",
 		"garbage": "AGE-SECRET-KEY-1NOTAKEY\n",
+		"bech32":  "AGE-SECRET-KEY-PQ-1ABCDEFSECRETSECRET\n",
 		"recip":   "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n",
 	} {
 		p := filepath.Join(dir, name)
@@ -319,7 +320,7 @@ func TestLoadKey(t *testing.T) {
 		_, _, err := LoadKey(p)
 		if err == nil {
 			t.Errorf("%s: no error", name)
-		} else if strings.Contains(err.Error(), "NOTAKEY") {
+		} else if strings.Contains(err.Error(), "NOTAKEY") || strings.Contains(err.Error(), "SECRETSECRET") || strings.Contains(err.Error(), "s[") {
 			t.Errorf("%s: the error quotes the file: %v", name, err)
 		}
 	}
@@ -350,5 +351,16 @@ func TestWriteFileLeavesNothingOnError(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, TempPattern("state.age")))
 	if len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// A state too large to be read back is not written: Encode refuses it
+// (ErrTooLarge) rather than replace a usable file by one no start can use.
+func TestEncodeRefusesTooLarge(t *testing.T) {
+	k, _ := newKey(t)
+	doc := sampleDoc()
+	doc.Certs[0].Cert.CertificatePEM = strings.Repeat("x", MaxFileSize)
+	if _, err := Encode(doc, k); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Encode of a state over %d MiB: %v, want ErrTooLarge", MaxFileSize>>20, err)
 	}
 }

@@ -1,6 +1,7 @@
 package statefile
 
 import (
+	"regexp"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -56,12 +57,19 @@ func LoadKey(path string) (k *Key, open bool, err error) {
 	return k, fi.Mode().Perm()&0o077 != 0, err
 }
 
+// keyLineRE finds the line an age parse error names.
+var keyLineRE = regexp.MustCompile(`line \d+`)
+
 // ParseKey parses the content of an identity file (see LoadKey).
 func ParseKey(data []byte) (*Key, error) {
 	ids, err := age.ParseIdentities(bytes.NewReader(data))
 	if err != nil {
-		// age's messages name the line, never its content.
-		return nil, fmt.Errorf("not an age identity file: %v", err)
+		// age's messages may quote a byte of the key (bech32's "s[1]=98"):
+		// only the line number they name is kept.
+		if m := keyLineRE.FindString(err.Error()); m != "" {
+			return nil, fmt.Errorf("not an age identity file (%s; want the AGE-SECRET-KEY-1... line age-keygen writes)", m)
+		}
+		return nil, errors.New("not an age identity file (want the AGE-SECRET-KEY-1... line age-keygen writes)")
 	}
 	k := &Key{id: ids[0]}
 	var secret string
