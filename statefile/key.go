@@ -1,7 +1,6 @@
 package statefile
 
 import (
-	"regexp"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 
 	"filippo.io/age"
 )
