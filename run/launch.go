@@ -331,6 +331,15 @@ func (st *startup) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	held := st.ledger.Held()
+	if !st.opts.NoRevoke && st.state != nil {
+		// The previous run's leases this one never got to settle (a stop
+		// during the start-up's look-ups) are ours too: a clean exit
+		// revokes everything. Those the ledger holds it revokes itself.
+		for _, h := range held {
+			st.state.reuse[h.Lease.LeaseID] = true
+		}
+		st.state.revokeLeftover(timeout)
+	}
 	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
 	st.state.close(&exitInfo{held: held, failed: failedLeases(err), revoked: !st.opts.NoRevoke})
 	switch {
