@@ -441,6 +441,7 @@ func (st *startup) resolveAll(ctx context.Context) error {
 		if warn {
 			st.log.Warn("no tmpfs for secret files; using the temp directory", "dir", st.files.Path())
 		}
+		st.state.setFilesDir(st.files.Top())
 	}
 	// Nothing is written once a signal has ended the start-up.
 	if err := ctx.Err(); err != nil {

@@ -8,8 +8,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,8 +75,11 @@ type stateRun struct {
 	// which of its leases are settled (state_reuse.go). prev is not
 	// changed once read (the writer reads it too); reuse is owned by the
 	// start-up gate, then by the recovery (one goroutine at a time).
-	prev  *statefile.Doc
-	reuse map[string]bool
+	prev *statefile.Doc
+	// filesDir is this run's as=file directory (setFilesDir), for the
+	// state's FilesDir.
+	filesDir atomic.Pointer[string]
+	reuse    map[string]bool
 	// keep: the file is there but cannot be used; it is not written
 	// until this run has resolved everything.
 	keep bool
@@ -155,9 +160,41 @@ func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watc
 	s.prev = s.read(opts.StateFile)
 	if s.prev != nil {
 		s.last = s.prev.Leases
+		if s.prev.Exit == nil {
+			removeStaleFilesDir(s.prev.FilesDir, log)
+		}
 	}
 	ledger.SetOnChange(s.poke)
 	return s, nil
+}
+
+// removeStaleFilesDir removes the as=file directory a crashed run left
+// (its secrets in plaintext, in tmpfs that counts against the pod's
+// memory): only a directory of ours, by its name (scaivault-run-*) and
+// owner, never a symlink.
+func removeStaleFilesDir(dir string, log *slog.Logger) {
+	if dir == "" || !filepath.IsAbs(dir) || !strings.HasPrefix(filepath.Base(dir), "scaivault-run-") {
+		return
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		log.Warn("the secret files of the previous run (it did not exit cleanly) could not be removed", "dir", dir, "error", err)
+		return
+	}
+	log.Info("secret files of the previous run removed (it did not exit cleanly)", "dir", dir)
+}
+
+// setFilesDir records this run's as=file directory for the state file.
+func (s *stateRun) setFilesDir(dir string) {
+	if s != nil {
+		s.filesDir.Store(&dir)
+	}
 }
 
 // read reads the previous run's state; nil when there is none to use,
