@@ -109,10 +109,6 @@ func cmdStatefile(ts *testscript.TestScript, neg bool, args []string) {
 		waitStateLeases(ts, args[1:])
 		return
 	}
-	if args[0] == "waitfilesdir" {
-		waitStateFilesDir(ts, args[1:])
-		return
-	}
 	data, err := os.ReadFile(ts.MkAbs(args[1]))
 	ts.Check(err)
 	switch args[0] {
@@ -172,29 +168,6 @@ func waitStateLeases(ts *testscript.TestScript, args []string) {
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("statefile waitleases: %s names %d leases not revoked after 20s, want %d (-1: not readable)", args[0], got, want)
-		}
-		time.Sleep(10 * time.Millisecond) // bounded poll
-	}
-}
-
-// waitStateFilesDir waits until the state file names an as=file
-// directory, and prints it:
-//
-//	statefile waitfilesdir FILE KEY
-func waitStateFilesDir(ts *testscript.TestScript, args []string) {
-	if len(args) != 2 {
-		ts.Fatalf("usage: statefile waitfilesdir FILE KEY")
-	}
-	k, _, err := statefile.LoadKey(ts.MkAbs(args[1]))
-	ts.Check(err)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if d, err := statefile.ReadFile(ts.MkAbs(args[0]), k); err == nil && d.FilesDir != "" {
-			fmt.Fprintln(ts.Stdout(), d.FilesDir)
-			return
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("statefile waitfilesdir: %s names no files directory after 20s", args[0])
 		}
 		time.Sleep(10 * time.Millisecond) // bounded poll
 	}

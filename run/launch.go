@@ -11,6 +11,7 @@ import (
 	ossignal "os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -338,9 +339,15 @@ func (st *startup) cleanup() {
 		for _, h := range held {
 			st.state.reuse[h.Lease.LeaseID] = true
 		}
-		st.state.revokeLeftover(timeout)
+	}
+	// Both at once, each within the timeout: the previous run's leases
+	// must not use up the time of this run's own.
+	var leftover sync.WaitGroup
+	if !st.opts.NoRevoke && st.state != nil {
+		leftover.Go(func() { st.state.revokeLeftover(timeout) })
 	}
 	left, err := st.ledger.Close(ctx, !st.opts.NoRevoke)
+	leftover.Wait()
 	st.state.close(&exitInfo{held: held, failed: failedLeases(err), revoked: !st.opts.NoRevoke})
 	switch {
 	case err != nil:
@@ -435,13 +442,16 @@ func (st *startup) resolveAll(ctx context.Context) error {
 	st.out = out
 	if st.plan.NeedsFiles() {
 		var warn bool
-		if st.files, warn, err = template.NewFileDir(os.Getenv, st.runAs.fileUser()); err != nil {
+		tag := "" // with a state file, tagged: a later start removes it if this run is killed
+		if st.state != nil && !st.opts.Once {
+			tag = st.state.fileTag
+		}
+		if st.files, warn, err = template.NewTaggedFileDir(os.Getenv, st.runAs.fileUser(), tag); err != nil {
 			return err
 		}
 		if warn {
 			st.log.Warn("no tmpfs for secret files; using the temp directory", "dir", st.files.Path())
 		}
-		st.state.setFilesDir(st.files.Top())
 	}
 	// Nothing is written once a signal has ended the start-up.
 	if err := ctx.Err(); err != nil {

@@ -1,6 +1,8 @@
 package run
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -8,10 +10,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,27 +59,25 @@ const (
 // stateRun is the state file of one run; nil without --state-file (every
 // method of a nil *stateRun does nothing).
 type stateRun struct {
-	path   string
-	dir    *os.Root // the state file's directory, held (see openState)
-	base   string   // the state file's name in dir
-	key    *statefile.Key
-	lock   *os.File
-	log    *slog.Logger
-	ledger *watch.Ledger
-	fp     string
-	pid    int
-	opts   stateOptions
+	path    string
+	fileTag string   // of the as=file directories of runs on this file (stateTag)
+	dir     *os.Root // the state file's directory, held (see openState)
+	base    string   // the state file's name in dir
+	key     *statefile.Key
+	lock    *os.File
+	log     *slog.Logger
+	ledger  *watch.Ledger
+	fp      string
+	pid     int
+	opts    stateOptions
 
 	// prev is the previous run's state when it may be used: it decrypted,
 	// authenticated, and belongs to this configuration. reuse tracks
 	// which of its leases are settled (state_reuse.go). prev is not
 	// changed once read (the writer reads it too); reuse is owned by the
 	// start-up gate, then by the recovery (one goroutine at a time).
-	prev *statefile.Doc
-	// filesDir is this run's as=file directory (setFilesDir), for the
-	// state's FilesDir.
-	filesDir atomic.Pointer[string]
-	reuse    map[string]bool
+	prev  *statefile.Doc
+	reuse map[string]bool
 	// keep: the file is there but cannot be used; it is not written
 	// until this run has resolved everything.
 	keep bool
@@ -157,44 +155,30 @@ func openState(opts Options, log *slog.Logger, plan *template.Plan, ledger *watc
 		s.opts.maxAge = DefaultFallbackMaxAge
 	}
 	s.removeTemps()
+	// The as=file directories of runs on this state file that were
+	// killed before their cleanup (their secrets in plaintext, in tmpfs
+	// that counts against the pod's memory): no live run uses them, as
+	// we hold the lock (--once runs, which drop it at the exec, do not
+	// tag theirs).
+	s.fileTag = stateTag(path)
+	if removed, err := template.RemoveStaleFileDirs(os.Getenv, s.fileTag); err != nil {
+		log.Warn("the secret files of a run on this state file that did not exit cleanly could not all be removed", "error", err)
+	} else if len(removed) > 0 {
+		log.Info("secret files of a run on this state file that did not exit cleanly removed", "dirs", removed)
+	}
 	s.prev = s.read(opts.StateFile)
 	if s.prev != nil {
 		s.last = s.prev.Leases
-		if s.prev.Exit == nil {
-			removeStaleFilesDir(s.prev.FilesDir, log)
-		}
 	}
 	ledger.SetOnChange(s.poke)
 	return s, nil
 }
 
-// removeStaleFilesDir removes the as=file directory a crashed run left
-// (its secrets in plaintext, in tmpfs that counts against the pod's
-// memory): only a directory of ours, by its name (scaivault-run-*) and
-// owner, never a symlink.
-func removeStaleFilesDir(dir string, log *slog.Logger) {
-	if dir == "" || !filepath.IsAbs(dir) || !strings.HasPrefix(filepath.Base(dir), "scaivault-run-") {
-		return
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil || !fi.IsDir() {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
-		return
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		log.Warn("the secret files of the previous run (it did not exit cleanly) could not be removed", "dir", dir, "error", err)
-		return
-	}
-	log.Info("secret files of the previous run removed (it did not exit cleanly)", "dir", dir)
-}
-
-// setFilesDir records this run's as=file directory for the state file.
-func (s *stateRun) setFilesDir(dir string) {
-	if s != nil {
-		s.filesDir.Store(&dir)
-	}
+// stateTag names the as=file directories of the runs on the state file
+// at path (template.NewTaggedFileDir): 12 hex digits of its path's hash.
+func stateTag(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(sum[:6])
 }
 
 // read reads the previous run's state; nil when there is none to use,

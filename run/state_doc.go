@@ -20,9 +20,6 @@ func (s *stateRun) build(rec *record, held []watch.Held, revoked map[string]bool
 	now := time.Now()
 	d := &statefile.Doc{Fingerprint: s.fp, ResolvedAt: rec.resolvedAt, WrittenAt: now, Pid: s.pid,
 		Secrets: []statefile.Secret{}, Leases: []statefile.Lease{}, Certs: []statefile.Cert{}, Lists: []statefile.List{}}
-	if dir := s.filesDir.Load(); dir != nil {
-		d.FilesDir = *dir
-	}
 	snap := rec.snap
 	if snap == nil {
 		snap = fetch.NewSnapshot()

@@ -169,8 +169,10 @@ const staleAfter = 2
 // staleAfter poll intervals, counted from its last refresh or from when
 // the stream went down, whichever is later (while the stream was up, the
 // events kept it fresh). A lease or certificate is stale once past its end.
-// On the state file (a fallback start) the child is ready unless a lease
-// or certificate it was given from the file has ended.
+// On the state file (a fallback start) the child is ready for staleAfter
+// poll intervals from the fallback start, as one whose server stopped
+// answering then, and not once a lease or certificate it was given from
+// the file has ended.
 func readiness(v view, now time.Time) []notReady {
 	switch {
 	case v.Done && v.FilesOnly:

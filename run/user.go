@@ -34,7 +34,7 @@ func resolveUser(spec string) (*runAs, error) {
 	}
 	if os.Geteuid() == 0 {
 		if missing := missingCaps(neededCaps(creds)...); len(missing) > 0 {
-			return nil, fmt.Errorf("--user %s: scaivault-run runs as root but without %s (dropped from its capabilities, as docker run --cap-drop or a pod's securityContext does), so it cannot start the child as another user: keep CAP_SETUID, CAP_SETGID and CAP_CHOWN, or leave --user out", spec, joinAnd(missing))
+			return nil, fmt.Errorf("--user %s: scaivault-run runs as root but without %s (dropped from its capabilities, as docker run --cap-drop or a pod's securityContext does), so it cannot start the child as that user: keep %s, or leave --user out", spec, joinAnd(missing), joinAnd(missing))
 		}
 		if err := unmappedIDs(creds); err != nil {
 			return nil, fmt.Errorf("--user %s: %w: the child cannot be started as that user here; leave --user out, or map the ids", spec, err)

@@ -45,15 +45,11 @@ type Doc struct {
 	Pid        int       `json:"pid"` // of the scaivault-run that wrote it
 	// Exit is set by a scaivault-run that exited cleanly; nil while one
 	// runs, and after a crash.
-	Exit *Exit `json:"exit"`
-	// FilesDir is the as=file directory of the run that wrote it (the
-	// one scaivault-run removes at exit): after a crash the next start
-	// removes it, so that secret files do not pile up in tmpfs.
-	FilesDir string   `json:"files_dir,omitempty"`
-	Secrets  []Secret `json:"secrets"`
-	Leases   []Lease  `json:"leases"`
-	Certs    []Cert   `json:"certificates"`
-	Lists    []List   `json:"lists"`
+	Exit    *Exit    `json:"exit"`
+	Secrets []Secret `json:"secrets"`
+	Leases  []Lease  `json:"leases"`
+	Certs   []Cert   `json:"certificates"`
+	Lists   []List   `json:"lists"`
 }
 
 // Exit is the mark of a clean exit.

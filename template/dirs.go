@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,97 +83,6 @@ func (d *Dirs) Close() {
 	}
 }
 
-// openChecked opens dir after checking that no symlink on its path is one
-// u could have made, and that what it opened is the directory the check
-// walked to. What is missing of it is created when create is set (see
-// checkDestDir), below the last directory that exists.
-func openChecked(dir string, u *FileUser, create bool) (*os.Root, error) {
-	real, err := realDir(dir, u)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkDestDir(real, create); err != nil {
-		return nil, err
-	}
-	r, err := os.OpenRoot(real)
-	if err != nil {
-		return nil, err
-	}
-	opened, err1 := r.Stat(".")
-	walked, err2 := os.Lstat(real)
-	if err1 != nil || err2 != nil || !os.SameFile(opened, walked) {
-		r.Close()
-		return nil, fmt.Errorf("%s changed while it was opened", dir)
-	}
-	return r, nil
-}
-
-// maxHops bounds the symlinks followed on one path (Linux's is 40).
-const maxHops = 40
-
-// realDir resolves dir (absolute, or relative to the working directory)
-// one component at a time and returns the path it names (what does not
-// exist yet is joined as it is), refusing a
-// symlink u may have made: one u owns, or one in a directory u owns, or
-// may write and that is not sticky (a sticky directory lets only an
-// entry's owner replace it). u nil or root trusts every symlink.
-func realDir(dir string, u *FileUser) (string, error) {
-	abs := dir // not cleaned: ".." after a symlink is the kernel's, physical
-	if !filepath.IsAbs(dir) {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", err
-		}
-		abs = wd + "/" + dir
-	}
-	p := "/"
-	rest := splitPath(abs)
-	for hops := 0; len(rest) > 0; {
-		c := rest[0]
-		rest = rest[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			p = filepath.Dir(p)
-			continue
-		}
-		next := filepath.Join(p, c)
-		fi, err := os.Lstat(next)
-		if errors.Is(err, fs.ErrNotExist) {
-			return filepath.Join(append([]string{next}, rest...)...), nil
-		}
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			p = next
-			continue
-		}
-		if u != nil && u.UID != 0 {
-			parent, err := os.Stat(p)
-			if err != nil {
-				return "", err
-			}
-			if replaceableBy(parent, fi, u) {
-				return "", &symlinkError{path: next, uid: u.UID}
-			}
-		}
-		if hops++; hops > maxHops {
-			return "", &os.PathError{Op: "open", Path: dir, Err: syscall.ELOOP}
-		}
-		target, err := os.Readlink(next)
-		if err != nil {
-			return "", err
-		}
-		if filepath.IsAbs(target) {
-			p = "/"
-		}
-		rest = append(splitPath(target), rest...)
-	}
-	return p, nil
-}
-
 // OpenDir opens the directory dir for files scaivault-run itself keeps
 // there (--pid-file), checked as Dirs checks a destination's for u (nil:
 // opened by its path): what the caller does in it later goes into this
@@ -208,35 +116,11 @@ func (d *Dirs) readFile(path string) ([]byte, error) {
 		defer f.Close()
 		return readBounded(f, path)
 	}
-	b, err := d.readChecked(path)
+	b, err := readChecked(path, d.u)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %s", path, reason(err))
 	}
 	return b, nil
-}
-
-func (d *Dirs) readChecked(path string) ([]byte, error) {
-	real, err := realDir(path, d.u)
-	if err != nil {
-		return nil, err
-	}
-	root, err := openChecked(dirOf(real), d.u, false)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	base := filepath.Base(real)
-	f, err := root.OpenFile(base, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	opened, err1 := f.Stat()
-	named, err2 := root.Lstat(base)
-	if err1 != nil || err2 != nil || !opened.Mode().IsRegular() || !os.SameFile(opened, named) {
-		return nil, errors.New("not a regular file, or replaced while it was opened")
-	}
-	return readBounded(f, "")
 }
 
 // reason is err without the paths it names (a part of a path built from
@@ -285,15 +169,6 @@ func (e *symlinkError) Error() string {
 }
 
 func splitPath(p string) []string { return strings.Split(p, "/") }
-
-// replaceableBy reports whether u may have made or replaced the symlink
-// link describes in the directory parent describes.
-func replaceableBy(parent, link os.FileInfo, u *FileUser) bool {
-	if ownerIs(link, u) || ownerIs(parent, u) {
-		return true
-	}
-	return writableBy(parent, u) && parent.Mode()&os.ModeSticky == 0
-}
 
 // ownerIs reports whether fi belongs to u's uid (unknown: yes).
 func ownerIs(fi os.FileInfo, u *FileUser) bool {

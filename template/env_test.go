@@ -112,7 +112,7 @@ func TestBuildPrecedence(t *testing.T) {
 
 func newTestFileDir(t *testing.T) *FileDir {
 	t.Helper()
-	d, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": t.TempDir()}), "/nonexistent", nil)
+	d, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": t.TempDir()}), "/nonexistent", nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

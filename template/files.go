@@ -39,10 +39,69 @@ type FileUser struct {
 // read). Root's runtime directory (/run/user/0, 0700) is thus skipped for
 // another user, who gets one in /dev/shm instead.
 func NewFileDir(getenv func(string) string, u *FileUser) (d *FileDir, warn bool, err error) {
-	return newFileDir(getenv, "/dev/shm", u)
+	return newFileDir(getenv, "/dev/shm", u, "")
 }
 
-func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, bool, error) {
+// NewTaggedFileDir is NewFileDir with tag in the directory's name
+// (scaivault-run-TAG-N), so that RemoveStaleFileDirs can find what a run
+// with the same tag left behind when it was killed.
+func NewTaggedFileDir(getenv func(string) string, u *FileUser, tag string) (d *FileDir, warn bool, err error) {
+	return newFileDir(getenv, "/dev/shm", u, tag)
+}
+
+// RemoveStaleFileDirs removes the private directories tagged tag (see
+// NewTaggedFileDir) in every parent NewFileDir may use: directories of
+// ours (our uid, never a symlink) that a run killed before its cleanup
+// left, with its secrets in plaintext. The caller must know that no live
+// run uses the tag (it holds the state file's lock). It returns what it
+// removed.
+func RemoveStaleFileDirs(getenv func(string) string, tag string) (removed []string, err error) {
+	if tag == "" {
+		return nil, nil
+	}
+	var errs []error
+	for _, parent := range fileDirParents(getenv, "/dev/shm") {
+		matches, _ := filepath.Glob(filepath.Join(parent, fileDirPrefix(tag)+"*"))
+		for _, m := range matches {
+			fi, err := os.Lstat(m)
+			if err != nil || !fi.IsDir() {
+				continue
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+				continue
+			}
+			if err := os.RemoveAll(m); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, m)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// fileDirPrefix is the name prefix of a private directory with tag.
+func fileDirPrefix(tag string) string {
+	if tag == "" {
+		return "scaivault-run-"
+	}
+	return "scaivault-run-" + tag + "-"
+}
+
+// fileDirParents are the parents NewFileDir tries, in order.
+func fileDirParents(getenv func(string) string, shm string) []string {
+	var out []string
+	if dir := getenv("XDG_RUNTIME_DIR"); dir != "" {
+		out = append(out, dir)
+	}
+	tmp := getenv("TMPDIR")
+	if tmp == "" {
+		tmp = "/tmp"
+	}
+	return append(out, shm, tmp)
+}
+
+func newFileDir(getenv func(string) string, shm string, u *FileUser, tag string) (*FileDir, bool, error) {
 	var skipped []string
 	try := func(parent string) (*FileDir, error) {
 		if u != nil {
@@ -58,7 +117,7 @@ func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, 
 				return nil, fmt.Errorf("%s: uid %d may rename what it holds", parent, u.UID)
 			}
 		}
-		return makeFileDir(parent, u)
+		return makeFileDir(parent, u, fileDirPrefix(tag))
 	}
 	if dir := getenv("XDG_RUNTIME_DIR"); dir != "" {
 		if d, err := try(dir); err == nil {
@@ -91,7 +150,7 @@ func newFileDir(getenv func(string) string, shm string, u *FileUser) (*FileDir, 
 // pleases. So it is made inside a directory of ours (0711: passable, not
 // listable), where the user can neither rename nor replace it:
 // parent/scaivault-run-N/files.
-func makeFileDir(parent string, u *FileUser) (*FileDir, error) {
+func makeFileDir(parent string, u *FileUser, prefix string) (*FileDir, error) {
 	fi, err := os.Stat(parent)
 	if err != nil {
 		return nil, err
@@ -99,7 +158,7 @@ func makeFileDir(parent string, u *FileUser) (*FileDir, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%s: not a directory", parent)
 	}
-	top, err := os.MkdirTemp(parent, "scaivault-run-")
+	top, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return nil, err
 	}

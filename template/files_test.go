@@ -32,7 +32,7 @@ func TestNewFileDir(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, warn, err := newFileDir(fakeGetenv(tt.getenv), tt.shm, nil)
+			d, warn, err := newFileDir(fakeGetenv(tt.getenv), tt.shm, nil, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestNewFileDir(t *testing.T) {
 			}
 		})
 	}
-	if _, _, err := newFileDir(fakeGetenv(map[string]string{"TMPDIR": notDir}), notDir, nil); err == nil {
+	if _, _, err := newFileDir(fakeGetenv(map[string]string{"TMPDIR": notDir}), notDir, nil, ""); err == nil {
 		t.Error("no usable directory: no error")
 	}
 }
@@ -66,7 +66,7 @@ func writeVar(d *FileDir, name string, data []byte) (string, bool, error) {
 }
 
 func TestFileDirWrite(t *testing.T) {
-	d, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": t.TempDir()}), "/nonexistent", nil)
+	d, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": t.TempDir()}), "/nonexistent", nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

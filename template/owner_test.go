@@ -121,7 +121,7 @@ func TestFileDirForUser(t *testing.T) {
 	if reach, _ := access(open, u); !reach {
 		t.Skipf("%s is not reachable by another user here (TMPDIR inside a private directory?)", open)
 	}
-	d, warn, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly}), open, u)
+	d, warn, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly}), open, u, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestFileDirForUser(t *testing.T) {
 	}
 
 	// Root reaches everything: the runtime directory is used for root.
-	d2, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly}), open, &FileUser{})
+	d2, _, err := newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly}), open, &FileUser{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestFileDirForUser(t *testing.T) {
 	}
 
 	// Nothing reachable: an error that says so.
-	_, _, err = newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly, "TMPDIR": rootOnly}), filepath.Join(rootOnly, "none"), u)
+	_, _, err = newFileDir(fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": rootOnly, "TMPDIR": rootOnly}), filepath.Join(rootOnly, "none"), u, "")
 	if err == nil || !strings.Contains(err.Error(), "uid 4321 cannot reach") {
 		t.Errorf("no reachable parent: %v", err)
 	}
@@ -249,6 +249,16 @@ func TestAccessMove(t *testing.T) {
 	if _, move := access(own, &FileUser{}); move {
 		t.Error("root counts")
 	}
+}
+
+// realDir walks dir as openChecked does, creating what is missing.
+func realDir(dir string, u *FileUser) (string, error) {
+	f, real, err := walkDir(dir, u, true)
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	return real, nil
 }
 
 // realDir follows the symlinks root made where only root may write, and

@@ -226,7 +226,7 @@ func checkDestinations(roots *stepRoots, out []Rendered, opt Options) error {
 		if dst == Stdout {
 			continue
 		}
-		if strings.HasSuffix(dst, "/") {
+		if last := dst[strings.LastIndex(dst, "/")+1:]; last == "" || last == "." || last == ".." {
 			return fmt.Errorf("template %s: write %s: is a directory (a destination is a file's path)", r.Spec.Src, dst)
 		}
 		root, err := roots.get(dirOf(dst), opt.CreateDirs)

@@ -268,7 +268,7 @@ func TestDestinationWithTrailingSlash(t *testing.T) {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, dst := range []string{out + "/", out + "//", filepath.Join(dir, "new") + "/"} {
+	for _, dst := range []string{out + "/", out + "//", filepath.Join(dir, "new") + "/", filepath.Join(dir, "new") + "/.", filepath.Join(dir, "new", "x") + "/.."} {
 		specs[0].Dst = dst
 		opt := Options{CreateDirs: true}
 		set, err := Parse(specs, opt)
