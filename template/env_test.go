@@ -417,13 +417,7 @@ func TestBuildFailureWritesNoFile(t *testing.T) {
 	if err == nil {
 		t.Fatal("Build succeeded with a missing key")
 	}
-	entries, err := os.ReadDir(files.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
-		t.Errorf("files written by a failed Build: %v", entries)
-	}
+	checkDirHolds(t, files.Path())
 	// The same spec without the bad variable writes the file.
 	vars, err := buildEnv(t, EnvSpec{Env: []string{"A_KEY=scaivault://app/tls?as=file#key"}}, files)
 	if err != nil {

@@ -8,15 +8,18 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // FileDir is the private directory for as=file values (DESIGN.md): mode
 // 0700, on tmpfs where one is available, removed when scaivault-run exits.
 // Made for a FileUser, it and its files belong to that user.
 type FileDir struct {
-	dir   string // where the files are
-	top   string // what Remove removes: dir, or the directory of ours around it
-	owner *Owner // nil: ours
+	dir   string   // where the files are
+	top   string   // what Remove removes: dir, or the directory of ours around it
+	owner *Owner   // nil: ours
+	lock  *os.File // top's lock file, held while we live (see lockName)
 }
 
 // FileUser is whom the private directory is for (--user): the directory
@@ -50,24 +53,23 @@ func NewTaggedFileDir(getenv func(string) string, u *FileUser, tag string) (d *F
 }
 
 // RemoveStaleFileDirs removes the private directories tagged tag (see
-// NewTaggedFileDir) in every parent NewFileDir may use: directories of
-// ours (our uid, never a symlink) that a run killed before its cleanup
-// left, with its secrets in plaintext. The caller must know that no live
-// run uses the tag (it holds the state file's lock). It returns what it
-// removed.
+// NewTaggedFileDir) in every parent NewFileDir may use that a run killed
+// before its cleanup left, with its secrets in plaintext: directories of
+// ours (our uid, never a symlink) whose lock file (lockName) exists and is
+// held by no process. It returns what it removed.
 func RemoveStaleFileDirs(getenv func(string) string, tag string) (removed []string, err error) {
 	if tag == "" {
 		return nil, nil
 	}
 	var errs []error
 	for _, parent := range fileDirParents(getenv, "/dev/shm") {
-		matches, _ := filepath.Glob(filepath.Join(parent, fileDirPrefix(tag)+"*"))
-		for _, m := range matches {
-			fi, err := os.Lstat(m)
-			if err != nil || !fi.IsDir() {
+		ents, _ := os.ReadDir(parent)
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), fileDirPrefix(tag)) {
 				continue
 			}
-			if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+			m := filepath.Join(parent, e.Name())
+			if !staleFileDir(m) {
 				continue
 			}
 			if err := os.RemoveAll(m); err != nil {
@@ -173,7 +175,60 @@ func makeFileDir(parent string, u *FileUser, prefix string) (*FileDir, error) {
 		os.RemoveAll(top)
 		return nil, err
 	}
+	if d.lock, err = lockFileDir(top); err != nil {
+		os.RemoveAll(top)
+		return nil, fmt.Errorf("lock %s: %w", top, err)
+	}
 	return d, nil
+}
+
+// lockName is the file in a private directory's top that its run holds
+// locked (flock) for as long as it lives: RemoveStaleFileDirs removes
+// only a directory whose lock it can take, so never a live run's, of
+// this machine or of another mount namespace sharing the tmpfs.
+const lockName = ".scaivault-run.lock"
+
+// lockFileDir creates top's lock file and takes its lock.
+func lockFileDir(top string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(top, lockName), os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// staleFileDir reports whether the directory at path (in a parent we
+// listed) is a dead run's: ours, not a symlink, with a lock file nobody
+// holds. A directory without one (renamed into place by someone, or of
+// an older version) is never taken for one.
+func staleFileDir(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+		return false
+	}
+	dfd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(dfd)
+	lfd, err := unix.Openat(dfd, lockName, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(lfd)
+	var st unix.Stat_t
+	if unix.Fstat(lfd, &st) != nil || uint32(st.Mode)&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	// Held until this returns: a run that locked it meanwhile is live.
+	return unix.Flock(lfd, unix.LOCK_EX|unix.LOCK_NB) == nil
 }
 
 // own sets the modes of d's new directories and gives d.dir to u.
@@ -307,6 +362,9 @@ func (d *FileDir) Remove() error {
 	top := d.top
 	if top == "" {
 		top = d.dir
+	}
+	if d.lock != nil {
+		defer d.lock.Close() // after the removal: never unlocked while it is there
 	}
 	if err := os.RemoveAll(top); err != nil {
 		return fmt.Errorf("remove private file directory: %w", err)

@@ -105,3 +105,40 @@ func TestFileDirWrite(t *testing.T) {
 		t.Errorf("nil FileDir: %v", err)
 	}
 }
+
+// RemoveStaleFileDirs removes a dead run's tagged directory (its lock
+// file held by nobody), never a live run's (its lock held: the same tag
+// in another mount namespace sharing the tmpfs), nor a directory without
+// a lock file (one renamed into place), nor another tag's.
+func TestRemoveStaleFileDirs(t *testing.T) {
+	parent := t.TempDir()
+	getenv := fakeGetenv(map[string]string{"XDG_RUNTIME_DIR": parent, "TMPDIR": parent})
+	live, _, err := newFileDir(getenv, "/nonexistent", nil, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Remove()
+	dead, _, err := newFileDir(getenv, "/nonexistent", nil, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.lock.Close() // killed: the kernel dropped its lock
+	other, _, err := newFileDir(getenv, "/nonexistent", nil, "t2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.lock.Close()
+	renamed := filepath.Join(parent, "scaivault-run-t1-renamed")
+	if err := os.Mkdir(renamed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveStaleFileDirs(getenv, "t1")
+	if err != nil || len(removed) != 1 || removed[0] != dead.Top() {
+		t.Fatalf("removed %v, %v; want only %s", removed, err, dead.Top())
+	}
+	for _, d := range []string{live.Top(), other.Top(), renamed} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
+	}
+}

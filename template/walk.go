@@ -10,8 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxHops bounds the symlinks followed on one path (Linux's is 40).
-const maxHops = 40
+// maxHops bounds the symlinks followed on one path (Linux's is 40), and
+// maxCreates the directories a walk makes (one that keeps being removed
+// under it must not loop for ever).
+const (
+	maxHops    = 40
+	maxCreates = 256
+)
 
 // walkDir opens the directory dir (absolute, or relative to the working
 // directory) one component at a time from "/", each by openat with
@@ -50,6 +55,7 @@ func walkDir(dir string, u *FileUser, create bool) (*os.File, string, error) {
 		}
 	}()
 	rest := splitPath(abs)
+	creates := 0
 	for hops := 0; len(rest) > 0; {
 		c := rest[0]
 		rest = rest[1:]
@@ -71,8 +77,16 @@ func walkDir(dir string, u *FileUser, create bool) (*os.File, string, error) {
 			if !create {
 				return nil, "", fmt.Errorf("directory %s does not exist (create it, or allow creating it with --template-create-dirs): %w", dir, fs.ErrNotExist)
 			}
+			if creates++; creates > maxCreates {
+				return nil, "", fmt.Errorf("create directory %s: it keeps disappearing", next)
+			}
 			if err := unix.Mkdirat(cur.fd, c, uint32(DirMode)); err != nil && !errors.Is(err, unix.EEXIST) {
 				return nil, "", fmt.Errorf("create directory %s: %w", next, err)
+			} else if err == nil {
+				// DirMode whatever the umask (mkdirat applies it); by
+				// name, at once: a swap meanwhile only changes the mode
+				// of what the walk then refuses or checks.
+				unix.Fchmodat(cur.fd, c, uint32(DirMode), unix.AT_SYMLINK_NOFOLLOW)
 			}
 			rest = append([]string{c}, rest...) // look at what is there now
 			continue
@@ -162,6 +176,18 @@ func replaceableStat(parent, link *unix.Stat_t, u *FileUser) bool {
 	return write && uint32(parent.Mode)&unix.S_ISVTX == 0
 }
 
+// statPerm are the rwx bits of st that apply to u (owner, group, others).
+func statPerm(st *unix.Stat_t, u *FileUser) uint32 {
+	perm := uint32(st.Mode) & 0o777
+	switch {
+	case int(st.Uid) == u.UID:
+		return perm >> 6 & 7
+	case int(st.Gid) == u.GID || containsGID(u.Groups, st.Gid):
+		return perm >> 3 & 7
+	}
+	return perm & 7
+}
+
 func containsGID(groups []uint32, gid uint32) bool {
 	for _, g := range groups {
 		if g == gid {
@@ -186,7 +212,7 @@ func openChecked(dir string, u *FileUser, create bool) (*os.Root, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := os.OpenRoot(real)
+	r, err := openRootOf(f, real)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +280,19 @@ func readIn(dir *os.File, real, base string, u *FileUser) (data []byte, link str
 	if uint32(st.Mode)&unix.S_IFMT != unix.S_IFREG {
 		return nil, "", errors.New("not a regular file")
 	}
-	fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if u != nil && u.UID != 0 {
+		// In a directory the user may add entries to, a file may be a
+		// hardlink it made to one it cannot read (where
+		// fs.protected_hardlinks is 0): read only what it could read.
+		var parent unix.Stat_t
+		if err := unix.Fstat(dfd, &parent); err != nil {
+			return nil, "", err
+		}
+		if (int(parent.Uid) == u.UID || statPerm(&parent, u)&2 != 0) && int(st.Uid) != u.UID && statPerm(&st, u)&4 == 0 {
+			return nil, "", fmt.Errorf("uid %d (--user) may not read it, and may have linked it into a directory it writes", u.UID)
+		}
+	}
+	fd, err := unix.Openat(dfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, "", &os.PathError{Op: "open", Path: base, Err: err}
 	}

@@ -66,3 +66,55 @@ func TestReadCheckedRace(t *testing.T) {
 	<-done
 	t.Logf("%d reads of the child's file, %d refused", read, refused)
 }
+
+// A hardlink to a file the user cannot read, in a directory it may add
+// entries to (it could have made the link where fs.protected_hardlinks is
+// 0), is not read for it; a file it may read, or its own, is.
+func TestReadCheckedHardlink(t *testing.T) {
+	needRoot(t)
+	u := &FileUser{Owner: Owner{UID: 4321, GID: 4322}}
+	base, err := os.MkdirTemp("", "walklink-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	ud, secret := filepath.Join(base, "ud"), filepath.Join(base, "shadow")
+	if err := errors.Join(os.Mkdir(ud, 0o755), os.Chown(ud, u.UID, u.GID),
+		os.WriteFile(secret, []byte("ROOTONLY"), 0o600),
+		os.Link(secret, filepath.Join(ud, "link")),
+		os.WriteFile(filepath.Join(ud, "public"), []byte("PUBLIC"), 0o644),
+		os.WriteFile(filepath.Join(ud, "own"), []byte("OWN"), 0o600), os.Chown(filepath.Join(ud, "own"), u.UID, u.GID),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readChecked(filepath.Join(ud, "link"), u); err == nil || strings.Contains(string(b), "ROOTONLY") {
+		t.Errorf("a hardlink to a root-only file was read: %q, %v", b, err)
+	}
+	for name, want := range map[string]string{"public": "PUBLIC", "own": "OWN"} {
+		if b, err := readChecked(filepath.Join(ud, name), u); err != nil || string(b) != want {
+			t.Errorf("%s: %q, %v", name, b, err)
+		}
+	}
+	// Root's own file in a root directory: read as before.
+	if b, err := readChecked(secret, u); err != nil || string(b) != "ROOTONLY" {
+		t.Errorf("a root file in a root directory: %q, %v", b, err)
+	}
+}
+
+// Directories the walk creates are DirMode whatever the umask (the child
+// must be able to reach its destinations).
+func TestWalkCreatesDirMode(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	f, _, err := walkDir(dir, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != DirMode {
+			t.Errorf("%s: %v, %v; want %v", d, fi.Mode().Perm(), err, DirMode)
+		}
+	}
+}
