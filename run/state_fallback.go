@@ -33,6 +33,7 @@ type fallback struct {
 	resolvedAt time.Time     // the state's
 	since      time.Time     // when the child was given it
 	ends       []fallbackEnd // of the leases and certificates it was given
+	refs       []refDoc      // what it was given, for /status
 }
 
 // result is what a resolution of the start-up gate gave.
@@ -87,7 +88,7 @@ func (st *startup) resolveOrFallback(ctx context.Context, resolve template.Resol
 		st.ledger.Add(src, l)
 	}
 	now := time.Now()
-	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, ends: endsOf(snap)}
+	st.fallback = &fallback{resolvedAt: s.prev.ResolvedAt, since: now, ends: endsOf(snap), refs: refsOf(snap, s.prev.ResolvedAt)}
 	s.fellBack(snap)
 	msg := "the server is not reachable: the child starts on the state file; everything is re-resolved once the server answers"
 	if st.opts.Once {
@@ -304,6 +305,27 @@ func endsOf(snap *fetch.Snapshot) []fallbackEnd {
 		}
 		if c := snap.Certs[src]; c != nil {
 			out = append(out, fallbackEnd{Kind: "certificate", Ref: src.String(), At: c.ExpiresAt})
+		}
+	}
+	return out
+}
+
+// refsOf are /status's references for the child on snap (the state's,
+// confirmed at resolvedAt): until the watcher runs, nothing else knows
+// them.
+func refsOf(snap *fetch.Snapshot, resolvedAt time.Time) []refDoc {
+	var out []refDoc
+	for _, src := range sourcesOf(snap) {
+		switch {
+		case snap.Secrets[src] != nil:
+			out = append(out, refDoc{Kind: "secret", Reference: src.String(), Path: src.Path, Version: snap.Secrets[src].Version, Refreshed: resolvedAt})
+		case snap.Leases[src] != nil:
+			l := snap.Leases[src]
+			out = append(out, refDoc{Kind: "lease", Reference: src.String(), Engine: src.Engine, Role: src.Role, LeaseID: l.LeaseID, ExpiresAt: l.ExpiresAt})
+		case snap.Certs[src] != nil:
+			c := snap.Certs[src]
+			role := src.PKIRole
+			out = append(out, refDoc{Kind: "certificate", Reference: src.String(), Role: role, Account: src.Account, OrderID: c.OrderID, Serial: c.SerialNumber, ExpiresAt: c.ExpiresAt})
 		}
 	}
 	return out

@@ -247,6 +247,8 @@ func TestStateFallbackRecovers(t *testing.T) {
 	}
 	if _, body := getStatusPath(t, addr, "/status"); !regexp.MustCompile(`"fallback":\s*\{\s*"since":`).MatchString(body) {
 		t.Errorf("/status while on the state file has no fallback: %s", body)
+	} else if !strings.Contains(body, `"kind": "lease"`) || !strings.Contains(body, `"kind": "secret"`) {
+		t.Errorf("/status while on the state file lists not what the child runs on: %s", body)
 	}
 	if _, body := getStatusPath(t, addr, "/metrics"); !strings.Contains(body, "\nscaivault_run_state_fallback 1\n") {
 		t.Errorf("/metrics while on the state file: no scaivault_run_state_fallback 1")

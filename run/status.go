@@ -39,6 +39,7 @@ type fallbackView struct {
 	Since      time.Time // when the child was given the state
 	ResolvedAt time.Time // the state's
 	Ends       []fallbackEnd
+	Refs       []refDoc // what the child was given, for /status
 	// StaleAfter is how long after Since the child counts as running on
 	// stale values, as a running child does once the server stops
 	// answering (staleAfter poll intervals).
@@ -306,6 +307,9 @@ func document(v view, now time.Time) statusDoc {
 	}
 	w := v.Watch
 	if w == nil {
+		if f := v.Fallback; f != nil {
+			d.References = append(d.References, f.Refs...) // the watcher starts once the server answers
+		}
 		return d
 	}
 	d.EventsConnected, d.LastRefresh, d.PollInterval = w.EventsConnected, w.LastSuccess, w.PollInterval.String()

@@ -228,7 +228,7 @@ func (s *statusRun) setFallback(fb *fallback, poll time.Duration) {
 	}
 	var v *fallbackView
 	if fb != nil {
-		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt, Ends: fb.ends, StaleAfter: staleAfter * poll}
+		v = &fallbackView{Since: fb.since, ResolvedAt: fb.resolvedAt, Ends: fb.ends, Refs: fb.refs, StaleAfter: staleAfter * poll}
 	}
 	s.board.mu.Lock()
 	s.board.fallback = v
