@@ -98,24 +98,8 @@ func runAsOther(t *testing.T, argv ...string) (string, bool) {
 func TestUserAsFileClosedToOthers(t *testing.T) {
 	needRootT(t)
 	env, _ := userEnv(t)
-	cmd := exec.Command(buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db?as=file#password", "--",
+	stop, lines, stderr := startBinary(t, env, "/", "--user", "nobody", "--env", "A=scaivault://app/db?as=file#password", "--",
 		"sh", "-c", `echo "path=$A"; echo "value=$(cat "$A")"; mv "${A%/*}" "${A%/*}.moved" 2>/dev/null || echo "rename refused"; echo "uid=$(id -u)"; read x || true`)
-	cmd.Env, cmd.Dir = env, "/"
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := newLineLog(stdout)
 	if !lines.waitCount("uid=", 1, 20*time.Second) {
 		t.Fatalf("the child did not start:\n%s\n%s", lines, stderr.String())
 	}
@@ -152,10 +136,7 @@ func TestUserAsFileClosedToOthers(t *testing.T) {
 	if out, ok := runAsOther(t, "ls", filepath.Dir(path)); ok || !strings.Contains(out, "Permission denied") {
 		t.Errorf("another uid listed the directory (ok %v):\n%s", ok, out)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("scaivault-run: %v\n%s", err, stderr.String())
-	}
+	stop()
 	if _, err := os.Stat(filepath.Dir(filepath.Dir(path))); !os.IsNotExist(err) {
 		t.Errorf("the private directory is still there after the run: %v", err)
 	}
@@ -257,24 +238,8 @@ func sameSet(a, b string) bool {
 func TestUserRestartKeepsIDs(t *testing.T) {
 	needRootT(t)
 	env, admin := userEnv(t)
-	cmd := exec.Command(buildBinaryT(t), "--user", "nobody", "--env", "A=scaivault://app/db#password", "--",
+	stop, lines, stderr := startBinary(t, env, "/", "--user", "nobody", "--env", "A=scaivault://app/db#password", "--",
 		"sh", "-c", `echo "start $(id -u) $(id -G) ${#A}"; read x || true`)
-	cmd.Env, cmd.Dir = env, "/"
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &strings.Builder{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := newLineLog(stdout)
 	if !lines.waitCount("start ", 1, 20*time.Second) {
 		t.Fatalf("no first start:\n%s", stderr)
 	}
@@ -289,10 +254,7 @@ func TestUserRestartKeepsIDs(t *testing.T) {
 	if n := lines.count("start 65534 65534 "); n != 2 {
 		t.Errorf("%d of 2 starts as nobody:\n%s", n, lines)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("scaivault-run: %v\n%s", err, stderr)
-	}
+	stop()
 }
 
 // Not root: another user is a 125 saying why, before anything is fetched;
@@ -358,24 +320,8 @@ func TestUserCannotRedirectTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"--user", "nobody", "--template", tmpl + ":" + filepath.Join(conf, "app.conf")}
-	cmd := exec.Command(buildBinaryT(t), append(args, "--",
-		"sh", "-c", `[ -e userdir/moved ] || { mv userdir/conf userdir/conf-old && ln -s ../rootonly userdir/conf && touch userdir/moved; } || exit 3; echo start; read x || true`)...)
-	cmd.Env, cmd.Dir = env, base
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr := &strings.Builder{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := newLineLog(stdout)
+	stop, lines, stderr := startHostile(t, env, base,
+		`[ -e userdir/moved ] || { mv userdir/conf userdir/conf-old && ln -s ../rootonly userdir/conf && touch userdir/moved; } || exit 3`, args...)
 	if !lines.waitCount("start", 1, 20*time.Second) {
 		t.Fatalf("no first start:\n%s", stderr)
 	}
@@ -390,10 +336,7 @@ func TestUserCannotRedirectTemplates(t *testing.T) {
 	if !lines.waitCount("start", 2, 20*time.Second) {
 		t.Fatalf("no restart after the rotation:\n%s\n%s", lines, stderr)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("scaivault-run: %v\n%s", err, stderr)
-	}
+	stop()
 	if ents, _ := os.ReadDir(rootOnly); len(ents) != 0 {
 		t.Errorf("root's write followed the child's symlink: %s holds %v", rootOnly, ents)
 	}
@@ -475,11 +418,12 @@ func TestUserUnmappedInUserNamespace(t *testing.T) {
 	}
 }
 
-// startHostile starts the binary with args and a child script (run in
-// dir) that prints "start" once per start and waits for stdin to close.
-func startHostile(t *testing.T, env []string, dir, script string, args ...string) (stop func() string, lines *lineLog, stderr *lockedBuilder) {
+// startBinary starts the binary with args (with the child's argv after
+// "--") in dir, its stdin a pipe that stop closes; stop then waits for the
+// run to end (an error fails the test) and returns its stderr.
+func startBinary(t *testing.T, env []string, dir string, args ...string) (stop func() string, lines *lineLog, stderr *lockedBuilder) {
 	t.Helper()
-	cmd := exec.Command(buildBinaryT(t), append(args, "--", "sh", "-c", script+"; echo start; read x || true")...)
+	cmd := exec.Command(buildBinaryT(t), args...)
 	cmd.Env, cmd.Dir = env, dir
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -496,12 +440,20 @@ func startHostile(t *testing.T, env []string, dir, script string, args ...string
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return func() string {
+		t.Helper()
 		stdin.Close()
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("scaivault-run: %v\n%s", err, stderr)
+			t.Fatalf("scaivault-run: %v\n%s", err, stderr)
 		}
 		return stderr.String()
 	}, newLineLog(stdout), stderr
+}
+
+// startHostile starts the binary with args and a child script (run in
+// dir) that prints "start" once per start and waits for stdin to close.
+func startHostile(t *testing.T, env []string, dir, script string, args ...string) (stop func() string, lines *lineLog, stderr *lockedBuilder) {
+	t.Helper()
+	return startBinary(t, env, dir, append(args, "--", "sh", "-c", script+"; echo start; read x || true")...)
 }
 
 // hostileBase is a directory for these tests (0755, reachable by nobody)

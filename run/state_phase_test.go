@@ -81,6 +81,22 @@ func newStateWorld(t *testing.T) *stateWorld {
 	return w
 }
 
+// stopWritten waits until p wrote its state, then stops it cleanly.
+func stopWritten(t *testing.T, p *phase) {
+	t.Helper()
+	p.log.await(t, `msg="state file written"`, 1)
+	stopLaunch(t, p)
+}
+
+// firstRun is a run on refDBPassword (and env) that leaves its state: the
+// start of every fallback test.
+func (w *stateWorld) firstRun(t *testing.T, env []string) {
+	t.Helper()
+	first := w.launch(t, refDBPassword, env, nil)
+	first.ready("pw-SECRET-1")
+	stopWritten(t, first)
+}
+
 // writeKey writes a new identity file as age-keygen does.
 func writeKey(t *testing.T, path string) {
 	t.Helper()
@@ -290,10 +306,7 @@ func TestStateFallbackRecovers(t *testing.T) {
 // ran on the state restarts it once the server answers.
 func TestStateFallbackRestartsOnChange(t *testing.T) {
 	w := newStateWorld(t)
-	first := w.launch(t, refDBPassword, nil, nil)
-	first.ready("pw-SECRET-1")
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	w.firstRun(t, nil)
 
 	w.stop()
 	p := w.launch(t, refDBPassword, nil, nil)
@@ -318,8 +331,7 @@ func TestStateFallbackCannotStandIn(t *testing.T) {
 	w := newStateWorld(t)
 	first := w.launch(t, refLong, nil, nil)
 	first.expect(`ready .* val=v-long-`)
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	stopWritten(t, first)
 	before, _ := os.ReadFile(w.file)
 
 	w.stop()
@@ -352,10 +364,7 @@ func TestStateFallbackCannotStandIn(t *testing.T) {
 // until this run resolved everything itself.
 func TestStateBadFiles(t *testing.T) {
 	w := newStateWorld(t)
-	first := w.launch(t, refDBPassword, nil, nil)
-	first.ready("pw-SECRET-1")
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	w.firstRun(t, nil)
 	good, err := os.ReadFile(w.file)
 	if err != nil {
 		t.Fatal(err)

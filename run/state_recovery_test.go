@@ -77,8 +77,7 @@ func TestStateFallbackDoesNotRevokeUnderChild(t *testing.T) {
 	ref := "scaivault+dynamic://db/long?ttl=2m#username"
 	first := w.launch(t, ref, nil, func(o *Options) { o.NoRevoke = true })
 	first.expect(`ready .* val=v-long-`)
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	stopWritten(t, first)
 	// Its life was an hour: the 2 minutes left are less than a third.
 	d := w.readState(t)
 	d.Leases[0].Duration = 3600
@@ -107,10 +106,7 @@ func TestStateFallbackDoesNotRevokeUnderChild(t *testing.T) {
 func TestStateFallbackKeepsCertificate(t *testing.T) {
 	w := newStateWorld(t)
 	env := []string{"SERIAL=scaivault+pki://svc?common_name=a.svc.local#serial_number"}
-	first := w.launch(t, refDBPassword, env, nil)
-	first.ready("pw-SECRET-1")
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	w.firstRun(t, env)
 	issued := w.srv.Requests("POST /v1/pki/issue/{role}")
 
 	w.stop()
@@ -135,10 +131,7 @@ func TestStateFallbackKeepsCertificate(t *testing.T) {
 // end of the outage is said once, as at start-up.
 func TestStateFallbackLogsAsStartup(t *testing.T) {
 	w := newStateWorld(t)
-	first := w.launch(t, refDBPassword, nil, nil)
-	first.ready("pw-SECRET-1")
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	w.firstRun(t, nil)
 
 	w.stop()
 	p := w.launch(t, refDBPassword, nil, nil)
@@ -170,8 +163,7 @@ func TestStateAgeCountsFromCarriedValue(t *testing.T) {
 	first := w.launch(t, refDBPassword, env, nil)
 	first.note("other-SECRET-1")
 	first.ready("pw-SECRET-1")
-	first.log.await(t, `msg="state file written"`, 1)
-	stopLaunch(t, first)
+	stopWritten(t, first)
 	before := w.readState(t).ResolvedAt
 
 	w.stop()
